@@ -1,0 +1,301 @@
+//! Every system call of shm-core lives here (mmap, msync, madvise, mlock, open, fstat,
+//! posix_fallocate, ftruncate, fcntl seals, shm_open, memfd_create, SCM_RIGHTS).
+//!
+//! Functions take and return plain Rust types and `nix::Result`; callers turn errors into the
+//! operation's own error type, naming what was being opened or mapped.
+
+use std::ffi::CStr;
+use std::io::{IoSlice, IoSliceMut};
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::ptr::NonNull;
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag, SealFlag};
+use nix::sys::memfd::MFdFlags;
+use nix::sys::mman::{MapFlags, MmapAdvise, MsFlags, ProtFlags};
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::stat::{FileStat, Mode, SFlag};
+
+pub(crate) type Result<T> = nix::Result<T>;
+
+/// The system page size (`sysconf(_SC_PAGESIZE)`), read once.
+pub(crate) fn page_size() -> usize {
+    use std::sync::OnceLock;
+    static PAGE: OnceLock<usize> = OnceLock::new();
+    *PAGE.get_or_init(|| {
+        nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .and_then(|v| usize::try_from(v).ok())
+            .filter(|v| v.is_power_of_two())
+            .unwrap_or(4096)
+    })
+}
+
+/// How a mapping shares its writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sharing {
+    /// `MAP_SHARED`: writes reach the object and every other mapping of it.
+    Shared,
+    /// `MAP_PRIVATE`: copy-on-write, writes stay in this process.
+    Private,
+}
+
+fn map_flags(sharing: Sharing) -> MapFlags {
+    match sharing {
+        Sharing::Shared => MapFlags::MAP_SHARED,
+        Sharing::Private => MapFlags::MAP_PRIVATE,
+    }
+}
+
+fn prot(writable: bool) -> ProtFlags {
+    if writable {
+        ProtFlags::PROT_READ | ProtFlags::PROT_WRITE
+    } else {
+        ProtFlags::PROT_READ
+    }
+}
+
+/// `mmap(NULL, len, prot, MAP_SHARED|MAP_ANONYMOUS, -1, 0)`.
+pub(crate) fn mmap_anonymous(len: NonZeroUsize) -> Result<NonNull<u8>> {
+    // SAFETY: a fresh anonymous mapping at an address the kernel chooses aliases no Rust object.
+    let p = unsafe { nix::sys::mman::mmap_anonymous(None, len, prot(true), MapFlags::MAP_SHARED) }?;
+    Ok(p.cast())
+}
+
+/// `mmap(NULL, len, prot, MAP_SHARED or MAP_PRIVATE, fd, offset)`.
+pub(crate) fn mmap_fd(
+    fd: BorrowedFd<'_>,
+    len: NonZeroUsize,
+    offset: u64,
+    writable: bool,
+    sharing: Sharing,
+) -> Result<NonNull<u8>> {
+    let offset = libc::off_t::try_from(offset).map_err(|_| Errno::EOVERFLOW)?;
+    // SAFETY: the kernel chooses the address (no MAP_FIXED), so no existing Rust object is
+    // aliased; the caller owns the returned mapping and unmaps it exactly once.
+    let p = unsafe { nix::sys::mman::mmap(None, len, prot(writable), map_flags(sharing), fd, offset) }?;
+    Ok(p.cast())
+}
+
+/// `munmap(ptr, len)`.
+///
+/// # Safety
+/// `ptr..ptr+len` must be a mapping returned by this module that is not used afterwards.
+pub(crate) unsafe fn munmap(ptr: NonNull<u8>, len: usize) -> Result<()> {
+    // SAFETY: forwarded from the caller's contract.
+    unsafe { nix::sys::mman::munmap(ptr.cast(), len) }
+}
+
+/// `msync(ptr, len, MS_SYNC or MS_ASYNC)`; `ptr` must be page-aligned (callers round down).
+pub(crate) fn msync(ptr: NonNull<u8>, len: usize, sync: bool) -> Result<()> {
+    let flags = if sync { MsFlags::MS_SYNC } else { MsFlags::MS_ASYNC };
+    // SAFETY: msync does not change the contents of the mapping; a range outside any mapping
+    // fails with ENOMEM rather than touching memory.
+    unsafe { nix::sys::mman::msync(ptr.cast(), len, flags) }
+}
+
+/// `madvise(ptr, len, advice)` for advice that never discards the contents of a shared mapping.
+pub(crate) fn madvise(ptr: NonNull<u8>, len: usize, advice: MmapAdvise) -> Result<()> {
+    // SAFETY: callers only pass advice that keeps the data (no MADV_DONTNEED / MADV_FREE /
+    // MADV_REMOVE), so no memory visible to Rust code changes.
+    unsafe { nix::sys::mman::madvise(ptr.cast(), len, advice) }
+}
+
+/// `mlock(ptr, len)`.
+pub(crate) fn mlock(ptr: NonNull<u8>, len: usize) -> Result<()> {
+    // SAFETY: mlock only pins pages; it never changes their contents.
+    unsafe { nix::sys::mman::mlock(ptr.cast(), len) }
+}
+
+/// `munlock(ptr, len)`.
+pub(crate) fn munlock(ptr: NonNull<u8>, len: usize) -> Result<()> {
+    // SAFETY: munlock only unpins pages; it never changes their contents.
+    unsafe { nix::sys::mman::munlock(ptr.cast(), len) }
+}
+
+/// `open(path, O_RDWR|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, mode)`: never follows a symlink and
+/// never opens an existing file.
+pub(crate) fn create_file(path: &Path, mode: u32) -> Result<OwnedFd> {
+    let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::open(path, flags, Mode::from_bits_truncate(mode))?;
+    // The umask may have removed bits the caller asked for; set exactly the mode requested.
+    nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(mode))?;
+    Ok(fd)
+}
+
+/// `open(path, O_RDWR or O_RDONLY | O_NOFOLLOW | O_CLOEXEC)`.
+pub(crate) fn open_file(path: &Path, writable: bool) -> Result<OwnedFd> {
+    let access = if writable { OFlag::O_RDWR } else { OFlag::O_RDONLY };
+    nix::fcntl::open(path, access | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+}
+
+/// What `fstat` says about an open descriptor.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FdInfo {
+    pub size: u64,
+    pub is_regular: bool,
+    pub is_dir: bool,
+    pub mode: u32,
+    pub uid: u32,
+}
+
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> Result<FdInfo> {
+    let st: FileStat = nix::sys::stat::fstat(fd)?;
+    let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+    Ok(FdInfo {
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        is_regular: kind == SFlag::S_IFREG,
+        is_dir: kind == SFlag::S_IFDIR,
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+    })
+}
+
+/// Reserve `len` bytes from offset 0 (`posix_fallocate`): the file grows to at least `len` and
+/// its blocks are allocated now, so a full disk is `ENOSPC` here instead of SIGBUS later.
+pub(crate) fn reserve(fd: BorrowedFd<'_>, len: u64) -> Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| Errno::EFBIG)?;
+    nix::fcntl::posix_fallocate(fd, 0, len)
+}
+
+/// `ftruncate(fd, len)`.
+pub(crate) fn truncate(fd: BorrowedFd<'_>, len: u64) -> Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| Errno::EFBIG)?;
+    nix::unistd::ftruncate(fd, len)
+}
+
+/// `shm_open(name, O_RDWR|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, mode)`.
+pub(crate) fn shm_create(name: &CStr, mode: u32) -> Result<OwnedFd> {
+    let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = nix::sys::mman::shm_open(name, flags, Mode::from_bits_truncate(mode))?;
+    nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(mode))?;
+    Ok(fd)
+}
+
+/// `shm_open(name, O_RDWR or O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0)`.
+pub(crate) fn shm_open(name: &CStr, writable: bool) -> Result<OwnedFd> {
+    let access = if writable { OFlag::O_RDWR } else { OFlag::O_RDONLY };
+    nix::sys::mman::shm_open(name, access | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+}
+
+/// `shm_unlink(name)`.
+pub(crate) fn shm_unlink(name: &CStr) -> Result<()> {
+    nix::sys::mman::shm_unlink(name)
+}
+
+/// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`.
+pub(crate) fn memfd_create(name: &CStr) -> Result<OwnedFd> {
+    nix::sys::memfd::memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
+}
+
+/// The seals that stop any holder of a memfd from changing its size, then sealing is itself sealed.
+pub(crate) const SIZE_SEALS: i32 = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
+
+/// `fcntl(fd, F_ADD_SEALS, seals)`.
+pub(crate) fn add_seals(fd: BorrowedFd<'_>, seals: i32) -> Result<()> {
+    fcntl(fd, FcntlArg::F_ADD_SEALS(SealFlag::from_bits_truncate(seals))).map(drop)
+}
+
+/// `fcntl(fd, F_GET_SEALS)`; `EINVAL` when the object does not support seals.
+pub(crate) fn get_seals(fd: BorrowedFd<'_>) -> Result<i32> {
+    fcntl(fd, FcntlArg::F_GET_SEALS)
+}
+
+/// Send one descriptor over a connected Unix stream (`sendmsg` with `SCM_RIGHTS`), with a
+/// one-byte payload so the message is never empty.
+pub(crate) fn send_fd(sock: &UnixStream, fd: BorrowedFd<'_>) -> Result<()> {
+    let fds = [fd.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let payload = [b'F'];
+    let iov = [IoSlice::new(&payload)];
+    loop {
+        match nix::sys::socket::sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
+            Ok(1) => return Ok(()),
+            Ok(_) => return Err(Errno::EIO),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Outcome of [`recv_fd`].
+#[derive(Debug)]
+pub(crate) enum Received {
+    Fd(OwnedFd),
+    /// The peer closed the stream before sending.
+    Eof,
+    /// A message arrived but carried no descriptor (or a truncated control message).
+    NoFd,
+}
+
+/// Receive one descriptor sent by [`send_fd`]. Received descriptors are close-on-exec; any
+/// extra descriptors a hostile sender packs in are closed.
+pub(crate) fn recv_fd(sock: &UnixStream) -> Result<Received> {
+    let mut payload = [0u8; 1];
+    let mut cmsg_buf = nix::cmsg_space!([RawFd; 4]);
+    loop {
+        let mut iov = [IoSliceMut::new(&mut payload)];
+        let msg = match nix::sys::socket::recvmsg::<()>(
+            sock.as_fd().as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg_buf),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(m) => m,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        };
+        let mut got: Option<OwnedFd> = None;
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                for raw in fds {
+                    // SAFETY: the kernel just installed `raw` in our table for us; we are its
+                    // only owner.
+                    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                    if got.is_none() {
+                        got = Some(owned);
+                    } // further descriptors drop (close) here
+                }
+            }
+        }
+        if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+            return Ok(Received::NoFd);
+        }
+        return Ok(match (got, msg.bytes) {
+            (Some(fd), _) => Received::Fd(fd),
+            (None, 0) => Received::Eof,
+            (None, _) => Received::NoFd,
+        });
+    }
+}
+
+/// The start time of a process in clock ticks since boot (field 22 of `/proc/PID/stat`), used
+/// with the pid to tell a live process from a later one that reused its pid.
+pub(crate) fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces or ')': skip to the
+    // last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After ')' come field 3 (state) onwards; starttime is field 22, i.e. index 19 here.
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None; // a zombie has exited: it is dead even though its pid is still taken
+    }
+    fields.nth(18)?.parse().ok()
+}
+
+/// `kill(pid, 0)`: does a process with this pid exist (and is not a zombie)?
+pub(crate) fn pid_exists(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) | Err(Errno::EPERM) => true,
+        Err(_) => false,
+    }
+}

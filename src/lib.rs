@@ -1,0 +1,10 @@
+//! shm-ipc: inter-process communication over shared memory.
+//!
+//! This facade re-exports the workspace crates:
+//! - [`core`] (`shm-core`): shared-memory regions (anonymous, file, POSIX shm, memfd, private).
+//!
+//! See the README for the two commands that run the demo and the tests.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
+
+pub use shm_core as core;
