@@ -23,6 +23,12 @@ impl ProcessIdentity {
         ProcessIdentity { pid, start_time: sys::process_start_time(pid as i32).unwrap_or(0) }
     }
 
+    /// The process with this pid now, if one runs (a zombie does not count).
+    pub fn of(pid: u32) -> Option<ProcessIdentity> {
+        let p = i32::try_from(pid).ok().filter(|p| *p > 0)?;
+        sys::process_start_time(p).map(|start_time| ProcessIdentity { pid, start_time })
+    }
+
     /// Whether this process still runs. A zombie (exited, not yet reaped) counts as dead, and so
     /// does a live process whose start time differs (its pid was reused).
     pub fn is_alive(&self) -> bool {

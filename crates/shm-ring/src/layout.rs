@@ -1,0 +1,309 @@
+//! The shared layout: the ring header at offset 0 of the region, then the data area.
+//!
+//! Every offset is computed here and checked with `const` asserts; any change bumps
+//! [`LAYOUT_VERSION`]. Hot words written by one side only sit on their own 128-byte line
+//! (two 64-byte lines, because adjacent-line prefetch pairs them).
+//!
+//! | offset | size | field | written by | ordering |
+//! |---:|---:|---|---|---|
+//! | 0 | 8 | `magic` = `b"SHMRING1"` | creator | plain, before `state` |
+//! | 8 | 4 | `version` = [`LAYOUT_VERSION`] | creator | plain, before `state` |
+//! | 12 | 4 | `header_size` (multiple of 128) | creator | plain, before `state` |
+//! | 16 | 4 | `kind`: 1 SPSC, 2 MPSC | creator | plain, before `state` |
+//! | 20 | 4 | `state`: 0 empty, 1 initialising, 2 ready | creator | CAS 0→1, then **Release** store 2 last; openers **Acquire** |
+//! | 24 | 8 | `capacity`: data bytes, power of two | creator | plain, before `state` |
+//! | 32 | 4 | `max_message`: largest payload | creator | plain, before `state` |
+//! | 36 | 4 | `max_producers`: producer slots | creator | plain, before `state` |
+//! | 40 | 8 | `creator`: owner word of the creating process | creator | Relaxed, before `state` |
+//! | 128 | 8 | `tail`: producer position (bytes, never wraps) | producer(s) | **Release** store (SPSC) / CAS (MPSC); consumer **Acquire** |
+//! | 256 | 8 | `head`: consumer position | consumer | **Release** store; producers **Acquire** |
+//! | 384 | 8 | `data_ready`: futex `seq` u32 + `waiters` u32 | consumer announces, producers wake | SeqCst handshake (see `wait.rs`) |
+//! | 512 | 8 | `space_ready`: futex `seq` u32 + `waiters` u32 | producers announce, consumer wakes | SeqCst handshake |
+//! | 640 | 16 | consumer slot: owner word u64, generation u32, reserved u32 | consumer | CAS |
+//! | 768 | 16 × n | producer slots (n = `max_producers`) | producers | CAS |
+//! | `header_size` | `capacity` | data area: records | producers write, consumer reads | published by `tail` / record word |
+//!
+//! # Records
+//! Every record starts 8-byte aligned with an 8-byte header read and written as one atomic u64:
+//! ```text
+//!  63        56 55      48 47             32 31                              0
+//! +------------+----------+-----------------+--------------------------------+
+//! |    type    |   slot   |   generation    |         payload length         |
+//! +------------+----------+-----------------+--------------------------------+
+//! ```
+//! `type` is 0 (zeroed, never written), 1 message, 2 padding (skip to the end of the data area),
+//! 3 claimed (MPSC: space taken, payload being written). `slot` and `generation` name the MPSC
+//! producer that claimed it. The payload follows, padded to a multiple of 8. A message never
+//! wraps: when it does not fit before the end of the data area, a padding record fills the rest
+//! and the message starts at index 0.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::sync::{AtomicU32, AtomicU64};
+
+/// `b"SHMRING1"` read as a little-endian u64.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMRING1");
+/// The layout version; bumped by any change to this file's layout.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Separation of hot words.
+pub const LINE: usize = 128;
+/// Size of a record header, and the alignment of every record.
+pub const RECORD_HEADER: usize = 8;
+/// Size of the fixed part of the header; the producer slots follow.
+pub const FIXED_HEADER: usize = 768;
+/// Size of one slot in the slot table.
+pub const SLOT_SIZE: usize = 16;
+/// The most producers an MPSC ring may have (the slot index is 8 bits in a record header).
+pub const MAX_PRODUCERS: u32 = 255;
+/// The smallest data area.
+pub const MIN_CAPACITY: u64 = 64;
+
+/// What a ring is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum Kind {
+    /// One producer, one consumer.
+    Spsc = 1,
+    /// Many producers, one consumer.
+    Mpsc = 2,
+}
+
+impl Kind {
+    /// The kind with this raw header value.
+    pub fn from_u32(v: u32) -> Option<Kind> {
+        match v {
+            1 => Some(Kind::Spsc),
+            2 => Some(Kind::Mpsc),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Spsc => "SPSC",
+            Kind::Mpsc => "MPSC",
+        })
+    }
+}
+
+pub(crate) const STATE_EMPTY: u32 = 0;
+pub(crate) const STATE_INITIALIZING: u32 = 1;
+pub(crate) const STATE_READY: u32 = 2;
+
+/// A futex word and the count of sleepers announced on it.
+#[repr(C)]
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct WaitPoint {
+    pub seq: AtomicU32,
+    pub waiters: AtomicU32,
+}
+
+/// One attach slot: who holds an end of the ring.
+#[repr(C)]
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Slot {
+    /// Owner word (see `identity.rs`).
+    pub owner: AtomicU64,
+    /// Bumped at every attach; MPSC records carry it to tell a dead claimant from its successor.
+    pub generation: AtomicU32,
+    pub reserved: AtomicU32,
+}
+
+/// The fixed part of the header, as laid out in shared memory.
+#[repr(C)]
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Header {
+    pub magic: AtomicU64,
+    pub version: AtomicU32,
+    pub header_size: AtomicU32,
+    pub kind: AtomicU32,
+    pub state: AtomicU32,
+    pub capacity: AtomicU64,
+    pub max_message: AtomicU32,
+    pub max_producers: AtomicU32,
+    pub creator: AtomicU64,
+    _pad0: [u64; 10],
+    pub tail: AtomicU64,
+    _pad1: [u64; 15],
+    pub head: AtomicU64,
+    _pad2: [u64; 15],
+    pub data_ready: WaitPoint,
+    _pad3: [u64; 15],
+    pub space_ready: WaitPoint,
+    _pad4: [u64; 15],
+    pub consumer: Slot,
+    _pad5: [u64; 14],
+}
+
+#[cfg(not(loom))]
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(offset_of!(Header, magic) == 0);
+    assert!(offset_of!(Header, version) == 8);
+    assert!(offset_of!(Header, header_size) == 12);
+    assert!(offset_of!(Header, kind) == 16);
+    assert!(offset_of!(Header, state) == 20);
+    assert!(offset_of!(Header, capacity) == 24);
+    assert!(offset_of!(Header, max_message) == 32);
+    assert!(offset_of!(Header, max_producers) == 36);
+    assert!(offset_of!(Header, creator) == 40);
+    assert!(offset_of!(Header, tail) == LINE);
+    assert!(offset_of!(Header, head) == 2 * LINE);
+    assert!(offset_of!(Header, data_ready) == 3 * LINE);
+    assert!(offset_of!(Header, space_ready) == 4 * LINE);
+    assert!(offset_of!(Header, consumer) == 5 * LINE);
+    assert!(size_of::<Header>() == FIXED_HEADER);
+    assert!(size_of::<Slot>() == SLOT_SIZE);
+    assert!(size_of::<WaitPoint>() == 8);
+    assert!(size_of::<Descriptor>() == 48);
+    assert!(size_of::<RecordHeader>() == RECORD_HEADER);
+};
+
+impl Header {
+    /// A zeroed header on the heap, for the loom models.
+    #[cfg(loom)]
+    pub(crate) fn new_zeroed() -> Header {
+        let slot = || Slot { owner: AtomicU64::new(0), generation: AtomicU32::new(0), reserved: AtomicU32::new(0) };
+        let wp = || WaitPoint { seq: AtomicU32::new(0), waiters: AtomicU32::new(0) };
+        Header {
+            magic: AtomicU64::new(0),
+            version: AtomicU32::new(0),
+            header_size: AtomicU32::new(0),
+            kind: AtomicU32::new(0),
+            state: AtomicU32::new(0),
+            capacity: AtomicU64::new(0),
+            max_message: AtomicU32::new(0),
+            max_producers: AtomicU32::new(0),
+            creator: AtomicU64::new(0),
+            _pad0: [0; 10],
+            tail: AtomicU64::new(0),
+            _pad1: [0; 15],
+            head: AtomicU64::new(0),
+            _pad2: [0; 15],
+            data_ready: wp(),
+            _pad3: [0; 15],
+            space_ready: wp(),
+            _pad4: [0; 15],
+            consumer: slot(),
+            _pad5: [0; 14],
+        }
+    }
+}
+
+/// The immutable geometry of a ring as plain data: written by the creator before `state`
+/// becomes ready, copied into every handle at attach and never re-read from shared memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub struct Descriptor {
+    /// [`MAGIC`].
+    pub magic: u64,
+    /// [`LAYOUT_VERSION`].
+    pub version: u32,
+    /// Bytes before the data area.
+    pub header_size: u32,
+    /// [`Kind`] as u32.
+    pub kind: u32,
+    /// Init state when read.
+    pub state: u32,
+    /// Data bytes (power of two).
+    pub capacity: u64,
+    /// Largest payload.
+    pub max_message: u32,
+    /// Producer slots.
+    pub max_producers: u32,
+    /// Owner word of the creator.
+    pub creator: u64,
+}
+
+/// Header size for `max_producers` slots, rounded up to a line.
+pub const fn header_size(max_producers: u32) -> usize {
+    let raw = FIXED_HEADER + SLOT_SIZE * max_producers as usize;
+    raw.div_ceil(LINE) * LINE
+}
+
+/// The largest payload a ring of `capacity` data bytes can carry: half the data area less a
+/// record header, so a message always fits after at most one padding record.
+pub const fn max_message_for(capacity: u64) -> u64 {
+    capacity / 2 - RECORD_HEADER as u64
+}
+
+/// Bytes a record with `len` payload bytes occupies.
+#[inline]
+pub const fn record_size(len: usize) -> usize {
+    RECORD_HEADER + ((len + 7) & !7)
+}
+
+#[allow(dead_code)] // used by the MPSC ring
+pub(crate) const TYPE_EMPTY: u8 = 0;
+pub(crate) const TYPE_MSG: u8 = 1;
+pub(crate) const TYPE_PAD: u8 = 2;
+#[allow(dead_code)] // used by the MPSC ring
+pub(crate) const TYPE_CLAIMED: u8 = 3;
+
+/// A record header as plain data (see the bit diagram above).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub(crate) struct RecordHeader {
+    pub len: u32,
+    pub meta: u32,
+}
+
+#[allow(dead_code)] // slot and generation are read by the MPSC ring
+impl RecordHeader {
+    #[inline]
+    pub fn new(kind: u8, len: u32, slot: u8, generation: u16) -> RecordHeader {
+        RecordHeader { len, meta: (kind as u32) << 24 | (slot as u32) << 16 | generation as u32 }
+    }
+    #[inline]
+    pub fn kind(self) -> u8 {
+        (self.meta >> 24) as u8
+    }
+    #[inline]
+    pub fn slot(self) -> u8 {
+        (self.meta >> 16) as u8
+    }
+    #[inline]
+    pub fn generation(self) -> u16 {
+        self.meta as u16
+    }
+    #[inline]
+    pub fn to_word(self) -> u64 {
+        self.len as u64 | (self.meta as u64) << 32
+    }
+    #[inline]
+    pub fn from_word(w: u64) -> RecordHeader {
+        RecordHeader { len: w as u32, meta: (w >> 32) as u32 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_header_round_trips() {
+        let h = RecordHeader::new(TYPE_CLAIMED, 1234, 7, 65000);
+        let back = RecordHeader::from_word(h.to_word());
+        assert_eq!(back, h);
+        assert_eq!((back.kind(), back.len, back.slot(), back.generation()), (TYPE_CLAIMED, 1234, 7, 65000));
+        assert_eq!(RecordHeader::from_word(0).kind(), TYPE_EMPTY);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(record_size(0), 8);
+        assert_eq!(record_size(1), 16);
+        assert_eq!(record_size(8), 16);
+        assert_eq!(record_size(9), 24);
+        assert_eq!(header_size(1), 896);
+        assert_eq!(header_size(8), 896);
+        assert_eq!(header_size(9), 1024);
+        assert_eq!(max_message_for(1024), 504);
+        assert_eq!(&MAGIC.to_le_bytes(), b"SHMRING1");
+    }
+}

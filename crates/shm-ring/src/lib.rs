@@ -1,0 +1,130 @@
+//! Lock-free message rings in shared memory.
+//!
+//! A ring lives in a [`shm_core::Region`]: a header (positions, futex words, who is attached)
+//! at offset 0, then a data area of variable-length records. Two processes that map the same
+//! region exchange messages with no system call on the hot path: a message is published by one
+//! Release store and consumed by one Release store. Waiting sides spin briefly, then sleep on a
+//! futex word in the header; the other side makes a `FUTEX_WAKE` call only when a sleeper has
+//! announced itself.
+//!
+//! # Example: two processes on a file
+//! ```
+//! use shm_core::Region;
+//! use shm_ring::{spsc, RingConfig};
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("ring");
+//!
+//! // Process 1: create the file and the ring, attach as producer.
+//! let config = RingConfig::spsc(1 << 16);
+//! let mut producer = spsc::Producer::create(Region::create_file(&path, config.region_len())?, &config)?;
+//! producer.try_send(b"hello")?;
+//!
+//! // Process 2 (here the same one): open the file, attach as consumer.
+//! let mut consumer = spsc::Consumer::open(Region::open_file(&path)?)?;
+//! let mut buf = Vec::new();
+//! consumer.try_recv(&mut buf)?;
+//! assert_eq!(buf, b"hello");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Guarantees
+//! - Messages arrive once each, in order, whole, while both ends live.
+//! - Dropping an end marks it closed and wakes the peer: the consumer drains what was sent,
+//!   then gets [`RecvError::Disconnected`]; a producer gets its message back with
+//!   [`SendError::Disconnected`]. A peer killed without closing is detected from its identity
+//!   (pid and process start time, in the header) and reported as `PeerDead` to a blocked waiter
+//!   within about 40 ms; a slow peer is never declared dead.
+//! - On a file-backed ring the positions live in the file: a consumer that reopens resumes at
+//!   the first unconsumed message, a producer that reopens appends after the last one.
+//! - The peer is not trusted: geometry is copied at attach, every position and length read from
+//!   shared memory is range-checked, and a violation is an error ([`CorruptError`]), never a
+//!   panic or an out-of-bounds access.
+//!
+//! The header layout is documented in [`layout`].
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
+
+mod error;
+mod identity;
+pub mod layout;
+mod memory;
+mod ring;
+pub mod spsc;
+mod sync;
+mod wait;
+
+pub use error::{AttachError, CorruptError, InitError, RecvError, Role, SendError};
+pub use layout::Kind;
+#[cfg(loom)]
+pub use memory::HeapMemory;
+pub use memory::Memory;
+#[cfg(not(loom))]
+pub use memory::RegionMemory;
+pub use ring::{AttachOptions, RingConfig, MAX_CAPACITY};
+
+#[cfg(not(loom))]
+use std::sync::Arc;
+
+#[cfg(not(loom))]
+use shm_core::Region;
+
+/// Initialise a ring in `region` without attaching an end: for a parent that will `fork`, or a
+/// process that only sets the ring up. The region must be shared, writable, at least
+/// [`RingConfig::region_len`] long, and hold no ring yet (fresh regions are zero-filled).
+#[cfg(not(loom))]
+pub fn init(region: &Region, config: &RingConfig) -> Result<(), InitError> {
+    let geo = check_init(region, config)?;
+    // SAFETY: check_init verified the region holds header_size + capacity bytes; Header is all
+    // atomics and padding, valid for any bytes, and regions are page-aligned.
+    let header = unsafe { &*(region.as_ptr() as *const layout::Header) };
+    ring::init_header(header, &geo, || {
+        // SAFETY: the data area lies inside the region (checked above) and nobody attached yet.
+        unsafe { std::ptr::write_bytes(region.as_mut_ptr().add(geo.header_size), 0, geo.capacity as usize) }
+    })
+}
+
+#[cfg(not(loom))]
+fn check_init(region: &Region, config: &RingConfig) -> Result<ring::Geometry, InitError> {
+    let geo = config.validate()?;
+    if !region.is_writable() || !region.is_shared() {
+        return Err(InitError::NotWritable);
+    }
+    let need = geo.header_size as u64 + geo.capacity;
+    if (region.len() as u64) < need {
+        return Err(InitError::RegionTooSmall { need, have: region.len() as u64 });
+    }
+    Ok(geo)
+}
+
+#[cfg(not(loom))]
+pub(crate) fn init_region(
+    region: Arc<Region>,
+    config: &RingConfig,
+    kind: Kind,
+) -> Result<(RegionMemory, ring::Geometry), InitError> {
+    if config.kind() != kind {
+        return Err(AttachError::WrongKind { found: config.kind() as u32, expected: kind }.into());
+    }
+    init(&region, config)?;
+    Ok(attach_region(region, kind, &AttachOptions::default())?)
+}
+
+#[cfg(not(loom))]
+pub(crate) fn attach_region(
+    region: Arc<Region>,
+    kind: Kind,
+    options: &AttachOptions,
+) -> Result<(RegionMemory, ring::Geometry), AttachError> {
+    if region.len() < ring::MIN_REGION {
+        return Err(AttachError::RegionTooSmall { need: ring::MIN_REGION as u64, have: region.len() as u64 });
+    }
+    if !region.is_writable() || !region.is_shared() {
+        return Err(AttachError::NotWritable);
+    }
+    // SAFETY: the region holds at least the fixed header (checked above) and is page-aligned;
+    // Header is all atomics and padding.
+    let header = unsafe { &*(region.as_ptr() as *const layout::Header) };
+    let desc = ring::wait_ready(header, options.init_timeout)?;
+    let geo = ring::validate(&desc, kind, region.len())?;
+    Ok((RegionMemory::new(region, geo.header_size), geo))
+}

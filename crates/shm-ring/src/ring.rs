@@ -1,0 +1,319 @@
+//! What SPSC and MPSC rings share: configuration, initialisation, the attach handshake and
+//! validation, attach slots, and peer liveness.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{AttachError, CorruptError, InitError, Role};
+use crate::identity::{self, Owner};
+use crate::layout::{
+    self, Descriptor, Header, Kind, Slot, FIXED_HEADER, LAYOUT_VERSION, MAGIC, MAX_PRODUCERS, MIN_CAPACITY,
+    STATE_EMPTY, STATE_INITIALIZING, STATE_READY,
+};
+use crate::sync::Ordering;
+
+/// The largest data area accepted (1 TiB).
+pub const MAX_CAPACITY: u64 = 1 << 40;
+
+/// How to lay out a new ring.
+///
+/// ```
+/// use shm_ring::RingConfig;
+/// let config = RingConfig::spsc(1 << 16).max_message(1024);
+/// assert_eq!(config.capacity(), 65536);
+/// assert!(config.region_len() >= 65536);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RingConfig {
+    kind: Kind,
+    capacity: u64,
+    max_message: Option<u64>,
+    max_producers: u32,
+}
+
+impl RingConfig {
+    /// A single-producer single-consumer ring with `capacity` data bytes (a power of two).
+    pub fn spsc(capacity: u64) -> RingConfig {
+        RingConfig { kind: Kind::Spsc, capacity, max_message: None, max_producers: 1 }
+    }
+
+    /// A many-producer single-consumer ring with `capacity` data bytes and `max_producers` attach
+    /// slots (at most 255).
+    pub fn mpsc(capacity: u64, max_producers: u32) -> RingConfig {
+        RingConfig { kind: Kind::Mpsc, capacity, max_message: None, max_producers }
+    }
+
+    /// The largest message payload (default and limit: half the capacity less 8 bytes).
+    pub fn max_message(mut self, max: u64) -> RingConfig {
+        self.max_message = Some(max);
+        self
+    }
+
+    /// Data bytes.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// The ring's kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Bytes of header before the data area.
+    pub fn header_len(&self) -> usize {
+        layout::header_size(self.max_producers)
+    }
+
+    /// The region length this ring needs: header plus capacity.
+    pub fn region_len(&self) -> usize {
+        self.header_len().saturating_add(usize::try_from(self.capacity).unwrap_or(usize::MAX))
+    }
+
+    pub(crate) fn validate(&self) -> Result<Geometry, InitError> {
+        let cap = self.capacity;
+        if !cap.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&cap) {
+            return Err(InitError::BadCapacity { found: cap });
+        }
+        let limit = layout::max_message_for(cap);
+        let max = self.max_message.unwrap_or(limit);
+        if max == 0 || max > limit {
+            return Err(InitError::BadMaxMessage { found: max, limit });
+        }
+        let producers_ok = match self.kind {
+            Kind::Spsc => self.max_producers == 1,
+            Kind::Mpsc => (1..=MAX_PRODUCERS).contains(&self.max_producers),
+        };
+        if !producers_ok {
+            let limit = if self.kind == Kind::Spsc { 1 } else { MAX_PRODUCERS };
+            return Err(InitError::BadProducers { found: self.max_producers, limit });
+        }
+        Ok(Geometry {
+            kind: self.kind,
+            capacity: cap,
+            mask: cap - 1,
+            max_message: max as usize,
+            header_size: self.header_len(),
+            max_producers: self.max_producers,
+        })
+    }
+}
+
+/// Options for attaching to an existing ring.
+#[derive(Clone, Debug)]
+pub struct AttachOptions {
+    /// How long to wait for a creator that is still initialising (default 1 s).
+    pub init_timeout: Duration,
+}
+
+impl Default for AttachOptions {
+    fn default() -> Self {
+        AttachOptions { init_timeout: Duration::from_secs(1) }
+    }
+}
+
+/// The geometry of a ring, copied into each handle at attach and never re-read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub kind: Kind,
+    pub capacity: u64,
+    pub mask: u64,
+    pub max_message: usize,
+    pub header_size: usize,
+    pub max_producers: u32,
+}
+
+/// Initialise a zero-or-garbage header (the caller checked the memory is large enough).
+/// `zero_data` clears the data area before the ring is published.
+pub(crate) fn init_header(h: &Header, geo: &Geometry, zero_data: impl FnOnce()) -> Result<(), InitError> {
+    if let Err(state) =
+        h.state.compare_exchange(STATE_EMPTY, STATE_INITIALIZING, Ordering::Acquire, Ordering::Acquire)
+    {
+        return Err(InitError::AlreadyInitialized { state, magic: h.magic.load(Ordering::Relaxed) });
+    }
+    h.creator.store(Owner::word(identity::ATTACHED, identity::me()), Ordering::Relaxed);
+    h.magic.store(MAGIC, Ordering::Relaxed);
+    h.version.store(LAYOUT_VERSION, Ordering::Relaxed);
+    h.header_size.store(geo.header_size as u32, Ordering::Relaxed);
+    h.kind.store(geo.kind as u32, Ordering::Relaxed);
+    h.capacity.store(geo.capacity, Ordering::Relaxed);
+    h.max_message.store(geo.max_message as u32, Ordering::Relaxed);
+    h.max_producers.store(geo.max_producers, Ordering::Relaxed);
+    h.tail.store(0, Ordering::Relaxed);
+    h.head.store(0, Ordering::Relaxed);
+    for wp in [&h.data_ready, &h.space_ready] {
+        wp.seq.store(0, Ordering::Relaxed);
+        wp.waiters.store(0, Ordering::Relaxed);
+    }
+    zero_data();
+    // SYNC POINT: Release pairs with the Acquire in `wait_ready`: every field above (and the
+    // zeroed slots and data) is visible to an opener that sees READY.
+    h.state.store(STATE_READY, Ordering::Release);
+    Ok(())
+}
+
+/// Wait (bounded) for the creator to publish the header, then copy the descriptor.
+pub(crate) fn wait_ready(h: &Header, timeout: Duration) -> Result<Descriptor, AttachError> {
+    let start = Instant::now();
+    let mut state;
+    loop {
+        // SYNC POINT: Acquire pairs with the creator's Release store of READY.
+        state = h.state.load(Ordering::Acquire);
+        if state == STATE_READY || start.elapsed() >= timeout {
+            break;
+        }
+        // The creator initialises in microseconds; poll gently while it does.
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    if state != STATE_READY {
+        return Err(AttachError::NotInitialized { state, waited_ms: start.elapsed().as_millis() as u64 });
+    }
+    Ok(Descriptor {
+        magic: h.magic.load(Ordering::Relaxed),
+        version: h.version.load(Ordering::Relaxed),
+        header_size: h.header_size.load(Ordering::Relaxed),
+        kind: h.kind.load(Ordering::Relaxed),
+        state,
+        capacity: h.capacity.load(Ordering::Relaxed),
+        max_message: h.max_message.load(Ordering::Relaxed),
+        max_producers: h.max_producers.load(Ordering::Relaxed),
+        creator: h.creator.load(Ordering::Relaxed),
+    })
+}
+
+/// Check a descriptor read from shared memory against what this build understands and what
+/// the memory can hold. Nothing in it is trusted before this passes.
+pub(crate) fn validate(d: &Descriptor, expect: Kind, total_len: usize) -> Result<Geometry, AttachError> {
+    let bad = |field: &'static str, found: u64, expected: String| AttachError::BadHeader { field, found, expected };
+    if d.magic != MAGIC {
+        return Err(AttachError::BadMagic { found: d.magic, expected: MAGIC });
+    }
+    if d.version != LAYOUT_VERSION {
+        return Err(AttachError::VersionMismatch { found: d.version, expected: LAYOUT_VERSION });
+    }
+    if d.kind != expect as u32 {
+        return Err(AttachError::WrongKind { found: d.kind, expected: expect });
+    }
+    let producers_ok = match expect {
+        Kind::Spsc => d.max_producers == 1,
+        Kind::Mpsc => (1..=MAX_PRODUCERS).contains(&d.max_producers),
+    };
+    if !producers_ok {
+        let limit = if expect == Kind::Spsc { "1".to_owned() } else { format!("1 to {MAX_PRODUCERS}") };
+        return Err(bad("max_producers", d.max_producers.into(), limit));
+    }
+    let hs = layout::header_size(d.max_producers);
+    if d.header_size as usize != hs {
+        return Err(bad("header_size", d.header_size.into(), hs.to_string()));
+    }
+    let cap = d.capacity;
+    if !cap.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&cap) {
+        return Err(bad("capacity", cap, format!("a power of two from {MIN_CAPACITY} to {MAX_CAPACITY}")));
+    }
+    let limit = layout::max_message_for(cap);
+    if d.max_message == 0 || u64::from(d.max_message) > limit {
+        return Err(bad("max_message", d.max_message.into(), format!("1 to {limit}")));
+    }
+    let need = hs as u64 + cap;
+    if (total_len as u64) < need {
+        return Err(AttachError::RegionTooSmall { need, have: total_len as u64 });
+    }
+    Ok(Geometry {
+        kind: expect,
+        capacity: cap,
+        mask: cap - 1,
+        max_message: d.max_message as usize,
+        header_size: hs,
+        max_producers: d.max_producers,
+    })
+}
+
+/// Check the shared positions: `head <= tail <= head + capacity`, both 8-aligned.
+pub(crate) fn check_positions(head: u64, tail: u64, capacity: u64) -> Result<(), CorruptError> {
+    if head % 8 != 0 {
+        return Err(CorruptError { what: "consumer position", found: head, position: head, expected: "a multiple of 8" });
+    }
+    if tail % 8 != 0 || tail < head || tail - head > capacity {
+        return Err(CorruptError {
+            what: "producer position",
+            found: tail,
+            position: head,
+            expected: "a multiple of 8 within capacity ahead of the consumer position",
+        });
+    }
+    Ok(())
+}
+
+/// Take an attach slot: free or closed slots are taken, a slot whose holder died is taken
+/// over, a slot held by a live process is refused. Returns our owner word and the generation.
+pub(crate) fn claim_slot(slot: &Slot, role: Role) -> Result<(u64, u32), AttachError> {
+    let mine = Owner::word(identity::ATTACHED, identity::me());
+    let mut cur = slot.owner.load(Ordering::Acquire);
+    loop {
+        let owner = Owner::decode(cur);
+        if owner.state == identity::ATTACHED && owner.is_alive() {
+            return Err(AttachError::AlreadyAttached { role, pid: owner.pid });
+        }
+        match slot.owner.compare_exchange(cur, mine, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                let generation = slot.generation.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
+                return Ok((mine, generation));
+            }
+            Err(now) => cur = now,
+        }
+    }
+}
+
+/// Give a slot back: mark it closed (keeping the pid for diagnostics) unless someone took it
+/// over meanwhile (only possible if we were wrongly thought dead).
+pub(crate) fn release_slot(slot: &Slot, mine: u64) {
+    let closed = (mine & !(3 << 62)) | identity::CLOSED << 62;
+    let _ = slot.owner.compare_exchange(mine, closed, Ordering::AcqRel, Ordering::Relaxed);
+}
+
+/// How an end's peer stands, read from its slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Peer {
+    /// Never attached yet, or attached and alive (or not checked).
+    Present,
+    /// Detached cleanly.
+    Closed,
+    /// Attached, but its process is gone.
+    Dead(u32),
+}
+
+/// Read a peer slot. Liveness (a `/proc` read) is checked only when `check_alive`.
+pub(crate) fn peer(slot: &Slot, check_alive: bool) -> Peer {
+    let o = Owner::decode(slot.owner.load(Ordering::Acquire));
+    match o.state {
+        identity::CLOSED => Peer::Closed,
+        identity::ATTACHED if check_alive && !o.is_alive() => Peer::Dead(o.pid),
+        _ => Peer::Present,
+    }
+}
+
+/// Rate limit for liveness checks on non-blocking paths (a `/proc` read each).
+#[derive(Debug, Default)]
+pub(crate) struct LivenessClock {
+    last: Option<Instant>,
+}
+
+impl LivenessClock {
+    const EVERY: Duration = Duration::from_millis(10);
+
+    /// Whether a liveness check is due now.
+    pub fn due(&mut self) -> bool {
+        if cfg!(loom) {
+            return false;
+        }
+        let now = Instant::now();
+        match self.last {
+            Some(t) if now.duration_since(t) < Self::EVERY => false,
+            _ => {
+                self.last = Some(now);
+                true
+            }
+        }
+    }
+}
+
+/// The minimal region size any ring needs before its descriptor can even be read.
+pub(crate) const MIN_REGION: usize = FIXED_HEADER;

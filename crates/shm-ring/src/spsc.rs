@@ -1,0 +1,748 @@
+//! Single-producer single-consumer ring.
+//!
+//! The producer owns `tail`, the consumer owns `head`; each caches the other's position and
+//! reloads the shared one only when the ring looks full (producer) or empty (consumer). A
+//! message is published by one Release store of `tail` and consumed by one Release store of
+//! `head`, so a busy stream costs no system call and no read-modify-write.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{AttachError, CorruptError, InitError, RecvError, Role, SendError};
+use crate::layout::{record_size, Kind, RecordHeader, RECORD_HEADER, TYPE_MSG, TYPE_PAD};
+use crate::memory::Memory;
+use crate::ring::{self, Geometry, LivenessClock, Peer};
+use crate::sync::Ordering;
+use crate::wait::{self, Step};
+
+#[cfg(not(loom))]
+use crate::memory::RegionMemory;
+
+/// The sending end of an SPSC ring. See the [crate docs](crate) for an example.
+pub struct Producer<M: Memory = DefaultMemory> {
+    mem: M,
+    geo: Geometry,
+    st: ProducerState,
+}
+
+/// The receiving end of an SPSC ring.
+pub struct Consumer<M: Memory = DefaultMemory> {
+    mem: M,
+    geo: Geometry,
+    st: ConsumerState,
+}
+
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub type DefaultMemory = RegionMemory;
+#[cfg(loom)]
+#[doc(hidden)]
+pub type DefaultMemory = std::sync::Arc<crate::memory::HeapMemory>;
+
+#[derive(Debug)]
+struct ProducerState {
+    /// Our position: authoritative, published to `header.tail`.
+    tail: u64,
+    /// Last consumer position we read.
+    head_cache: u64,
+    /// Our owner word in the producer slot.
+    me: u64,
+    liveness: LivenessClock,
+}
+
+#[derive(Debug)]
+struct ConsumerState {
+    /// Our position: authoritative, published to `header.head` on release.
+    head: u64,
+    /// The last value stored to `header.head`.
+    published: u64,
+    /// Last producer position we read.
+    tail_cache: u64,
+    me: u64,
+    liveness: LivenessClock,
+}
+
+impl<M: Memory> std::fmt::Debug for Producer<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("capacity", &self.geo.capacity)
+            .field("max_message", &self.geo.max_message)
+            .field("tail", &self.st.tail)
+            .field("head_cache", &self.st.head_cache)
+            .finish()
+    }
+}
+
+impl<M: Memory> std::fmt::Debug for Consumer<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("capacity", &self.geo.capacity)
+            .field("max_message", &self.geo.max_message)
+            .field("head", &self.st.head)
+            .field("tail_cache", &self.st.tail_cache)
+            .finish()
+    }
+}
+
+fn deadline(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Producer
+// ---------------------------------------------------------------------------------------------
+
+/// Where the next record goes: its index, and the padding record needed before it (0 = none).
+#[derive(Clone, Copy, Debug)]
+struct Spot {
+    idx: usize,
+    pad: usize,
+}
+
+impl<M: Memory> Producer<M> {
+    /// Attach as the producer to initialised memory whose geometry was validated.
+    pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
+        let h = mem.header();
+        let (me, _gen) = ring::claim_slot(mem.slot(0), Role::Producer)?;
+        // A producer that died asleep may have left its announcement; only we wait here.
+        h.space_ready.waiters.store(0, Ordering::Relaxed);
+        let head = h.head.load(Ordering::Acquire);
+        let tail = h.tail.load(Ordering::Acquire);
+        if let Err(e) = ring::check_positions(head, tail, geo.capacity) {
+            ring::release_slot(mem.slot(0), me);
+            return Err(e.into());
+        }
+        Ok(Producer { mem, geo, st: ProducerState { tail, head_cache: head, me, liveness: LivenessClock::default() } })
+    }
+
+    /// Data bytes of the ring.
+    pub fn capacity(&self) -> usize {
+        self.geo.capacity as usize
+    }
+
+    /// The largest payload this ring carries.
+    pub fn max_message(&self) -> usize {
+        self.geo.max_message
+    }
+
+    /// Bytes currently in flight (sent, not yet consumed), as far as this end knows.
+    pub fn len_bytes(&self) -> usize {
+        let head = self.mem.header().head.load(Ordering::Acquire);
+        self.st.tail.saturating_sub(head).min(self.geo.capacity) as usize
+    }
+
+    /// Whether everything sent has been consumed.
+    pub fn is_empty(&self) -> bool {
+        self.len_bytes() == 0
+    }
+
+    /// Find room for a record of `rec` bytes, reloading the consumer position if needed.
+    fn room(mem: &M, geo: &Geometry, st: &mut ProducerState, rec: usize) -> Result<Spot, SendError<()>> {
+        let h = mem.header();
+        match ring::peer(&h.consumer, false) {
+            Peer::Closed => return Err(SendError::Disconnected(())),
+            Peer::Present | Peer::Dead(_) => {}
+        }
+        let idx = (st.tail & geo.mask) as usize;
+        let contiguous = geo.capacity as usize - idx;
+        let pad = if rec <= contiguous { 0 } else { contiguous };
+        let need = (pad + rec) as u64;
+        if st.tail + need - st.head_cache > geo.capacity {
+            // SYNC POINT: Acquire pairs with the consumer's Release store of head: the space it
+            // released is no longer being read.
+            let head = h.head.load(Ordering::Acquire);
+            if head < st.head_cache || head > st.tail {
+                return Err(SendError::Corrupt {
+                    msg: (),
+                    error: CorruptError {
+                        what: "consumer position",
+                        found: head,
+                        position: st.tail,
+                        expected: "between the last consumer position seen and the producer position",
+                    },
+                });
+            }
+            st.head_cache = head;
+            if st.tail + need - head > geo.capacity {
+                if st.liveness.due() {
+                    if let Peer::Dead(pid) = ring::peer(&h.consumer, true) {
+                        return Err(SendError::PeerDead { msg: (), pid });
+                    }
+                }
+                return Err(SendError::Full(()));
+            }
+        }
+        Ok(Spot { idx: if pad > 0 { 0 } else { idx }, pad })
+    }
+
+    /// Write the record headers and publish: one Release store of `tail`.
+    fn publish(mem: &M, geo: &Geometry, st: &mut ProducerState, spot: Spot, len: usize) {
+        if spot.pad > 0 {
+            let pad_idx = (st.tail & geo.mask) as usize;
+            let pad = RecordHeader::new(TYPE_PAD, (spot.pad - RECORD_HEADER) as u32, 0, 0);
+            mem.record(pad_idx).store(pad.to_word(), Ordering::Relaxed);
+        }
+        mem.record(spot.idx).store(RecordHeader::new(TYPE_MSG, len as u32, 0, 0).to_word(), Ordering::Relaxed);
+        st.tail += (spot.pad + record_size(len)) as u64;
+        // SYNC POINT: Release pairs with the consumer's Acquire load of tail: the record words
+        // and payload written above are visible before the new tail is.
+        mem.header().tail.store(st.tail, Ordering::Release);
+        wait::notify(mem, &mem.header().data_ready);
+    }
+
+    fn check_len(&self, len: usize) -> Result<usize, SendError<()>> {
+        if len > self.geo.max_message {
+            return Err(SendError::TooLarge { msg: (), len, max: self.geo.max_message });
+        }
+        Ok(record_size(len))
+    }
+
+    fn write_payload(mem: &M, spot: Spot, bytes: &[u8]) {
+        mem.track_write(spot.idx, bytes.len());
+        // SAFETY: `room` found `record_size(len)` free bytes at `spot.idx` inside the data area
+        // that the consumer does not read until we publish; `bytes` is caller memory.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), mem.payload(spot.idx), bytes.len()) };
+    }
+
+    /// Send a copy of `msg` if there is room now. On failure the message is handed back.
+    pub fn try_send<T: AsRef<[u8]>>(&mut self, msg: T) -> Result<(), SendError<T>> {
+        let bytes = msg.as_ref();
+        let len = bytes.len();
+        let rec = match self.check_len(len) {
+            Ok(r) => r,
+            Err(e) => return Err(SendError::with_msg(e, msg)),
+        };
+        match Self::room(&self.mem, &self.geo, &mut self.st, rec) {
+            Ok(spot) => {
+                Self::write_payload(&self.mem, spot, bytes);
+                Self::publish(&self.mem, &self.geo, &mut self.st, spot, len);
+                Ok(())
+            }
+            Err(e) => Err(SendError::with_msg(e, msg)),
+        }
+    }
+
+    /// Wait for room for `rec` bytes until `deadline` (None: forever).
+    fn wait_room(&mut self, rec: usize, deadline: Option<Instant>) -> Result<Spot, SendError<()>> {
+        let (mem, geo, st) = (&self.mem, &self.geo, &mut self.st);
+        let h = mem.header();
+        wait::block_on(
+            mem,
+            &h.space_ready,
+            deadline,
+            || match Self::room(mem, geo, st, rec) {
+                Err(SendError::Full(())) => Step::Pending,
+                r => Step::Done(r),
+            },
+            || match ring::peer(&h.consumer, true) {
+                Peer::Dead(pid) => Some(SendError::PeerDead { msg: (), pid }),
+                Peer::Closed => Some(SendError::Disconnected(())),
+                Peer::Present => None,
+            },
+            || SendError::Timeout(()),
+        )
+    }
+
+    fn send_deadline<T: AsRef<[u8]>>(&mut self, msg: T, deadline: Option<Instant>) -> Result<(), SendError<T>> {
+        let len = msg.as_ref().len();
+        let rec = match self.check_len(len) {
+            Ok(r) => r,
+            Err(e) => return Err(SendError::with_msg(e, msg)),
+        };
+        match self.wait_room(rec, deadline) {
+            Ok(spot) => {
+                Self::write_payload(&self.mem, spot, msg.as_ref());
+                Self::publish(&self.mem, &self.geo, &mut self.st, spot, len);
+                Ok(())
+            }
+            Err(e) => Err(SendError::with_msg(e, msg)),
+        }
+    }
+
+    /// Send, waiting as long as it takes for room (spinning briefly, then sleeping on a futex).
+    /// Fails only when the consumer is closed or dead, the message is too large, or memory is
+    /// corrupt.
+    pub fn send<T: AsRef<[u8]>>(&mut self, msg: T) -> Result<(), SendError<T>> {
+        self.send_deadline(msg, None)
+    }
+
+    /// Send, waiting at most `timeout` for room.
+    pub fn send_timeout<T: AsRef<[u8]>>(&mut self, msg: T, timeout: Duration) -> Result<(), SendError<T>> {
+        self.send_deadline(msg, deadline(timeout))
+    }
+
+    /// Send a plain-old-data value as its bytes.
+    pub fn send_pod<T: bytemuck::Pod>(&mut self, value: T) -> Result<(), SendError<T>> {
+        self.try_send(bytemuck::bytes_of(&value)).map_err(|e| e.map(|_| value))
+    }
+
+    /// Send a plain-old-data value, waiting at most `timeout` for room.
+    pub fn send_pod_timeout<T: bytemuck::Pod>(&mut self, value: T, timeout: Duration) -> Result<(), SendError<T>> {
+        self.send_timeout(bytemuck::bytes_of(&value), timeout).map_err(|e| e.map(|_| value))
+    }
+
+    /// Reserve `len` bytes in the ring to write a message in place (zero-copy). The grant
+    /// derefs to `&mut [u8]`; [`Grant::commit`] publishes it, dropping it sends nothing.
+    pub fn reserve(&mut self, len: usize) -> Result<Grant<'_, M>, SendError<()>> {
+        let rec = self.check_len(len)?;
+        let spot = Self::room(&self.mem, &self.geo, &mut self.st, rec)?;
+        self.mem.track_write(spot.idx, len);
+        Ok(Grant { producer: self, spot, len })
+    }
+
+    /// [`reserve`](Producer::reserve), waiting at most `timeout` (None: forever) for room.
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Option<Duration>) -> Result<Grant<'_, M>, SendError<()>> {
+        let rec = self.check_len(len)?;
+        let spot = self.wait_room(rec, timeout.and_then(deadline))?;
+        self.mem.track_write(spot.idx, len);
+        Ok(Grant { producer: self, spot, len })
+    }
+
+    /// Close this end now (as dropping it does): the consumer drains what was sent, then gets
+    /// [`RecvError::Disconnected`].
+    pub fn close(self) {}
+}
+
+impl<M: Memory> Drop for Producer<M> {
+    fn drop(&mut self) {
+        let h = self.mem.header();
+        ring::release_slot(self.mem.slot(0), self.st.me);
+        wait::wake_all(&self.mem, &h.data_ready);
+        wait::wake_all(&self.mem, &h.space_ready);
+    }
+}
+
+/// Space reserved in the ring for one message, written in place. Derefs to `&mut [u8]` of the
+/// reserved length. [`commit`](Grant::commit) publishes it; dropping it publishes nothing.
+pub struct Grant<'a, M: Memory = DefaultMemory> {
+    producer: &'a mut Producer<M>,
+    spot: Spot,
+    len: usize,
+}
+
+impl<M: Memory> std::fmt::Debug for Grant<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant").field("len", &self.len).finish()
+    }
+}
+
+impl<M: Memory> Grant<'_, M> {
+    /// Publish the whole reserved length.
+    pub fn commit(self) {
+        let len = self.len;
+        self.commit_len(len);
+    }
+
+    /// Publish only the first `len` bytes (`len` is clamped to the reserved length).
+    pub fn commit_len(self, len: usize) {
+        let len = len.min(self.len);
+        let p = &mut *self.producer;
+        Producer::publish(&p.mem, &p.geo, &mut p.st, self.spot, len);
+        std::mem::forget(self);
+    }
+}
+
+impl<M: Memory> std::ops::Deref for Grant<'_, M> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `room` reserved `len` payload bytes at `spot.idx` inside the data area; the
+        // consumer does not read them until commit, and the &mut producer borrow keeps any
+        // other producer call out.
+        unsafe { std::slice::from_raw_parts(self.producer.mem.payload(self.spot.idx), self.len) }
+    }
+}
+
+impl<M: Memory> std::ops::DerefMut for Grant<'_, M> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`, and `&mut self` makes this the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.producer.mem.payload(self.spot.idx), self.len) }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Consumer
+// ---------------------------------------------------------------------------------------------
+
+/// The next message: its index and payload length.
+#[derive(Clone, Copy, Debug)]
+struct Next {
+    idx: usize,
+    len: usize,
+}
+
+fn corrupt(what: &'static str, found: u64, position: u64, expected: &'static str) -> RecvError {
+    RecvError::Corrupt(CorruptError { what, found, position, expected })
+}
+
+impl<M: Memory> Consumer<M> {
+    /// Attach as the consumer to initialised memory whose geometry was validated.
+    pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
+        let h = mem.header();
+        let (me, _gen) = ring::claim_slot(&h.consumer, Role::Consumer)?;
+        h.data_ready.waiters.store(0, Ordering::Relaxed);
+        let head = h.head.load(Ordering::Acquire);
+        let tail = h.tail.load(Ordering::Acquire);
+        if let Err(e) = ring::check_positions(head, tail, geo.capacity) {
+            ring::release_slot(&h.consumer, me);
+            return Err(e.into());
+        }
+        let st =
+            ConsumerState { head, published: head, tail_cache: head, me, liveness: LivenessClock::default() };
+        Ok(Consumer { mem, geo, st })
+    }
+
+    /// Data bytes of the ring.
+    pub fn capacity(&self) -> usize {
+        self.geo.capacity as usize
+    }
+
+    /// The largest payload this ring carries.
+    pub fn max_message(&self) -> usize {
+        self.geo.max_message
+    }
+
+    /// Bytes waiting to be consumed (including record headers and padding).
+    pub fn len_bytes(&self) -> usize {
+        let tail = self.mem.header().tail.load(Ordering::Acquire);
+        tail.saturating_sub(self.st.head).min(self.geo.capacity) as usize
+    }
+
+    /// Whether nothing waits to be consumed.
+    pub fn is_empty(&self) -> bool {
+        self.len_bytes() == 0
+    }
+
+    /// Find the next message without consuming it. `Ok(None)`: the ring is empty.
+    fn next(mem: &M, geo: &Geometry, st: &mut ConsumerState) -> Result<Option<Next>, RecvError> {
+        loop {
+            if st.head == st.tail_cache {
+                // SYNC POINT: Acquire pairs with the producer's Release store of tail.
+                let tail = mem.header().tail.load(Ordering::Acquire);
+                if tail % 8 != 0 || tail < st.head || tail - st.head > geo.capacity {
+                    return Err(corrupt(
+                        "producer position",
+                        tail,
+                        st.head,
+                        "a multiple of 8 within capacity ahead of the consumer position",
+                    ));
+                }
+                st.tail_cache = tail;
+                if tail == st.head {
+                    return Ok(None);
+                }
+            }
+            let idx = (st.head & geo.mask) as usize;
+            let avail = st.tail_cache - st.head;
+            let rh = RecordHeader::from_word(mem.record(idx).load(Ordering::Acquire));
+            match rh.kind() {
+                TYPE_PAD => {
+                    let size = geo.capacity as usize - idx;
+                    if rh.len as usize + RECORD_HEADER != size || size as u64 > avail {
+                        return Err(corrupt("padding length", rh.len.into(), st.head, "the rest of the data area"));
+                    }
+                    st.head += size as u64;
+                }
+                TYPE_MSG => {
+                    let len = rh.len as usize;
+                    if len > geo.max_message {
+                        return Err(corrupt("record length", len as u64, st.head, "at most the max message size"));
+                    }
+                    let rec = record_size(len);
+                    if rec as u64 > avail || idx + rec > geo.capacity as usize {
+                        return Err(corrupt(
+                            "record length",
+                            len as u64,
+                            st.head,
+                            "a record inside the published data",
+                        ));
+                    }
+                    return Ok(Some(Next { idx, len }));
+                }
+                other => return Err(corrupt("record type", other.into(), st.head, "1 (message) or 2 (padding)")),
+            }
+        }
+    }
+
+    /// Store our position (one Release store) and wake a producer waiting for space.
+    fn publish_head(mem: &M, st: &mut ConsumerState) {
+        if st.head != st.published {
+            st.published = st.head;
+            // SYNC POINT: Release pairs with the producer's Acquire load of head: we are done
+            // reading the released records before the producer may overwrite them.
+            mem.header().head.store(st.head, Ordering::Release);
+            wait::notify(mem, &mem.header().space_ready);
+        }
+    }
+
+    /// The error for an empty ring: the producer closed, died, or simply has sent nothing yet.
+    fn empty(mem: &M, st: &mut ConsumerState, check_alive: bool) -> RecvError {
+        Self::publish_head(mem, st);
+        match ring::peer(mem.slot(0), check_alive) {
+            Peer::Closed => RecvError::Disconnected,
+            Peer::Dead(pid) => RecvError::PeerDead { pid },
+            Peer::Present => RecvError::Empty,
+        }
+    }
+
+    fn try_next(&mut self) -> Result<Next, RecvError> {
+        match Self::next(&self.mem, &self.geo, &mut self.st)? {
+            Some(n) => Ok(n),
+            None => {
+                let check = self.st.liveness.due();
+                let e = Self::empty(&self.mem, &mut self.st, check);
+                // The producer may have sent its last message and closed in between.
+                match (e, Self::next(&self.mem, &self.geo, &mut self.st)?) {
+                    (RecvError::Empty, _) | (_, None) => Err(e),
+                    (_, Some(n)) => Ok(n),
+                }
+            }
+        }
+    }
+
+    fn wait_next(&mut self, deadline: Option<Instant>) -> Result<Next, RecvError> {
+        let (mem, geo, st) = (&self.mem, &self.geo, &mut self.st);
+        let h = mem.header();
+        wait::block_on(
+            mem,
+            &h.data_ready,
+            deadline,
+            || match Self::next(mem, geo, st) {
+                Ok(Some(n)) => Step::Done(Ok(n)),
+                Ok(None) => Step::Pending,
+                Err(e) => Step::Done(Err(e)),
+            },
+            || match ring::peer(mem.slot(0), true) {
+                Peer::Closed => Some(RecvError::Disconnected),
+                Peer::Dead(pid) => Some(RecvError::PeerDead { pid }),
+                Peer::Present => None,
+            },
+            || RecvError::Timeout,
+        )
+    }
+
+    fn payload(&self, n: Next) -> &[u8] {
+        self.mem.track_read(n.idx, n.len);
+        // SAFETY: `next` checked that the record lies inside the data area and inside the
+        // published range, which the producer does not write until we release it.
+        unsafe { std::slice::from_raw_parts(self.mem.payload(n.idx), n.len) }
+    }
+
+    fn consume(&mut self, n: Next) {
+        self.st.head += record_size(n.len) as u64;
+        Self::publish_head(&self.mem, &mut self.st);
+    }
+
+    fn copy_out(&mut self, n: Next, buf: &mut Vec<u8>) -> usize {
+        buf.clear();
+        buf.extend_from_slice(self.payload(n));
+        self.consume(n);
+        n.len
+    }
+
+    /// Receive a copy of the next message into `buf` (cleared first) if one is there now.
+    /// Returns its length.
+    pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
+        let n = self.try_next()?;
+        Ok(self.copy_out(n, buf))
+    }
+
+    /// Receive the next message into `buf`, which must be large enough (otherwise
+    /// [`RecvError::BufferTooSmall`] and the message stays in the ring).
+    pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        let n = self.try_next()?;
+        if n.len > buf.len() {
+            return Err(RecvError::BufferTooSmall { need: n.len, have: buf.len() });
+        }
+        buf[..n.len].copy_from_slice(self.payload(n));
+        self.consume(n);
+        Ok(n.len)
+    }
+
+    /// Receive into `buf`, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize, RecvError> {
+        let n = self.wait_next(deadline(timeout))?;
+        Ok(self.copy_out(n, buf))
+    }
+
+    /// Receive into `buf`, waiting as long as it takes. Fails when the producer is closed or
+    /// dead and everything it sent has been received, or on corrupt memory.
+    pub fn recv_blocking(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
+        let n = self.wait_next(None)?;
+        Ok(self.copy_out(n, buf))
+    }
+
+    /// Read the next message in place (zero-copy) if one is there now. The guard derefs to the
+    /// payload; dropping it releases the space to the producer.
+    pub fn recv(&mut self) -> Result<ReadGuard<'_, M>, RecvError> {
+        let next = self.try_next()?;
+        Ok(ReadGuard { consumer: self, next })
+    }
+
+    /// [`recv`](Consumer::recv), waiting at most `timeout` (None: forever).
+    pub fn recv_guard_timeout(&mut self, timeout: Option<Duration>) -> Result<ReadGuard<'_, M>, RecvError> {
+        let next = self.wait_next(timeout.and_then(deadline))?;
+        Ok(ReadGuard { consumer: self, next })
+    }
+
+    /// Hand up to `max` waiting messages to `f` in order, in place, then release all of them
+    /// with one store of the consumer position. Returns how many were handled (at least 1);
+    /// with none waiting, the same errors as [`try_recv`](Consumer::try_recv).
+    pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize, RecvError> {
+        let first = self.try_next()?;
+        let mut n = first;
+        let mut count = 0;
+        loop {
+            f(self.payload(n));
+            self.st.head += record_size(n.len) as u64;
+            count += 1;
+            if count >= max {
+                break;
+            }
+            match Self::next(&self.mem, &self.geo, &mut self.st) {
+                Ok(Some(next)) => n = next,
+                Ok(None) => break,
+                Err(e) => {
+                    Self::publish_head(&self.mem, &mut self.st);
+                    return if count > 0 { Ok(count) } else { Err(e) };
+                }
+            }
+        }
+        Self::publish_head(&self.mem, &mut self.st);
+        Ok(count)
+    }
+
+    /// Receive a plain-old-data value. A message of another size stays in the ring
+    /// ([`RecvError::SizeMismatch`]).
+    pub fn recv_pod<T: bytemuck::Pod>(&mut self) -> Result<T, RecvError> {
+        let n = self.try_next()?;
+        self.take_pod(n)
+    }
+
+    /// [`recv_pod`](Consumer::recv_pod), waiting at most `timeout`.
+    pub fn recv_pod_timeout<T: bytemuck::Pod>(&mut self, timeout: Duration) -> Result<T, RecvError> {
+        let n = self.wait_next(deadline(timeout))?;
+        self.take_pod(n)
+    }
+
+    fn take_pod<T: bytemuck::Pod>(&mut self, n: Next) -> Result<T, RecvError> {
+        let expected = std::mem::size_of::<T>();
+        if n.len != expected {
+            return Err(RecvError::SizeMismatch { found: n.len, expected });
+        }
+        let v = bytemuck::pod_read_unaligned(self.payload(n));
+        self.consume(n);
+        Ok(v)
+    }
+
+    /// Close this end now (as dropping it does): the producer gets
+    /// [`SendError::Disconnected`].
+    pub fn close(self) {}
+}
+
+impl<M: Memory> Drop for Consumer<M> {
+    fn drop(&mut self) {
+        Self::publish_head(&self.mem, &mut self.st);
+        let h = self.mem.header();
+        ring::release_slot(&h.consumer, self.st.me);
+        wait::wake_all(&self.mem, &h.space_ready);
+        wait::wake_all(&self.mem, &h.data_ready);
+    }
+}
+
+/// A message read in place. Derefs to its payload; dropping it releases the space.
+pub struct ReadGuard<'a, M: Memory = DefaultMemory> {
+    consumer: &'a mut Consumer<M>,
+    next: Next,
+}
+
+impl<M: Memory> std::fmt::Debug for ReadGuard<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadGuard").field("len", &self.next.len).finish()
+    }
+}
+
+impl<M: Memory> std::ops::Deref for ReadGuard<'_, M> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.consumer.payload(self.next)
+    }
+}
+
+impl<M: Memory> Drop for ReadGuard<'_, M> {
+    fn drop(&mut self) {
+        self.consumer.consume(self.next);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Construction on a Region (production) and on heap memory (loom)
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(not(loom))]
+mod on_region {
+    use std::sync::Arc;
+
+    use shm_core::Region;
+
+    use super::*;
+    use crate::ring::{AttachOptions, RingConfig};
+
+    impl Producer<RegionMemory> {
+        /// Initialise an SPSC ring in `region` (which must be zeroed or hold no ring) and attach
+        /// as its producer.
+        pub fn create(region: impl Into<Arc<Region>>, config: &RingConfig) -> Result<Self, InitError> {
+            let (mem, geo) = crate::init_region(region.into(), config, Kind::Spsc)?;
+            Ok(Self::attach_mem(mem, geo)?)
+        }
+
+        /// Attach as the producer of the SPSC ring in `region`.
+        pub fn open(region: impl Into<Arc<Region>>) -> Result<Self, AttachError> {
+            Self::open_with(region, &AttachOptions::default())
+        }
+
+        /// [`open`](Producer::open) with options.
+        pub fn open_with(region: impl Into<Arc<Region>>, options: &AttachOptions) -> Result<Self, AttachError> {
+            let (mem, geo) = crate::attach_region(region.into(), Kind::Spsc, options)?;
+            Self::attach_mem(mem, geo)
+        }
+
+        /// The region the ring lives in (to `flush` a file-backed ring, for example).
+        pub fn region(&self) -> &Arc<Region> {
+            self.mem.region()
+        }
+    }
+
+    impl Consumer<RegionMemory> {
+        /// Initialise an SPSC ring in `region` and attach as its consumer.
+        pub fn create(region: impl Into<Arc<Region>>, config: &RingConfig) -> Result<Self, InitError> {
+            let (mem, geo) = crate::init_region(region.into(), config, Kind::Spsc)?;
+            Ok(Self::attach_mem(mem, geo)?)
+        }
+
+        /// Attach as the consumer of the SPSC ring in `region`.
+        pub fn open(region: impl Into<Arc<Region>>) -> Result<Self, AttachError> {
+            Self::open_with(region, &AttachOptions::default())
+        }
+
+        /// [`open`](Consumer::open) with options.
+        pub fn open_with(region: impl Into<Arc<Region>>, options: &AttachOptions) -> Result<Self, AttachError> {
+            let (mem, geo) = crate::attach_region(region.into(), Kind::Spsc, options)?;
+            Self::attach_mem(mem, geo)
+        }
+
+        /// The region the ring lives in.
+        pub fn region(&self) -> &Arc<Region> {
+            self.mem.region()
+        }
+    }
+}
+
+/// A producer and consumer on heap memory with loom atomics, for the model checks.
+#[cfg(loom)]
+pub fn model_pair(config: &crate::RingConfig) -> (Producer, Consumer) {
+    let geo = config.validate().expect("valid config");
+    let mem = std::sync::Arc::new(crate::memory::HeapMemory::new(geo.capacity as usize, 1));
+    ring::init_header(mem.header(), &geo, || {}).expect("init");
+    let p = Producer::attach_mem(mem.clone(), geo).expect("producer");
+    let c = Consumer::attach_mem(mem, geo).expect("consumer");
+    (p, c)
+}

@@ -1,0 +1,125 @@
+//! Sleeping and waking across processes: spin briefly, then sleep on a futex word in the header.
+//!
+//! The handshake, for a waiter W (consumer waiting for data, or producer waiting for space) and a
+//! notifier N (the other side, after it moved its position):
+//! ```text
+//! W: seq = wp.seq (Acquire); wp.waiters += 1 (SeqCst); fence(SeqCst); re-check condition;
+//!    futex_wait(wp.seq, seq)
+//! N: store position (Release); fence(SeqCst); if wp.waiters != 0 { wp.seq += 1; futex_wake }
+//! ```
+//! The two SeqCst fences order "announce, then look" against "publish, then look": either W's
+//! re-check sees N's position, or N sees W's announcement and bumps `seq`, which makes the
+//! futex wait return at once if W has not slept yet. No wake-up is lost (loom-checked), and a
+//! busy stream with nobody asleep makes no system call at all.
+
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::Backoff;
+
+use crate::layout::WaitPoint;
+use crate::memory::Memory;
+use crate::sync::{fence, AtomicU32, Ordering};
+
+/// The longest single sleep: a waiter wakes at least this often to check that its peer is alive,
+/// so a peer killed with SIGKILL is noticed within about this long.
+pub(crate) const SLICE: Duration = Duration::from_millis(40);
+
+/// `FUTEX_WAIT` on a shared (not process-private) word, with a relative monotonic timeout.
+#[cfg(not(loom))]
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a live, aligned u32 for the duration of the call; FUTEX_WAIT only reads
+    // it. EINTR, EAGAIN (value changed) and ETIMEDOUT are all "go and look again" for the caller.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, ts_ptr, 0usize, 0u32);
+    }
+}
+
+/// `FUTEX_WAKE` every sleeper on a shared word.
+#[cfg(not(loom))]
+pub(crate) fn futex_wake(word: &AtomicU32) {
+    // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE does not access memory.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX, 0usize, 0usize, 0u32);
+    }
+}
+
+/// The notifier's half: call right after publishing a position.
+#[inline]
+pub(crate) fn notify<M: Memory>(mem: &M, wp: &WaitPoint) {
+    // SYNC POINT: pairs with the fence in `block_on` (see the module docs).
+    fence(Ordering::SeqCst);
+    if wp.waiters.load(Ordering::Relaxed) != 0 {
+        wp.seq.fetch_add(1, Ordering::Release);
+        mem.wake(&wp.seq);
+    }
+}
+
+/// Wake everyone on `wp` unconditionally (close, death of a peer).
+pub(crate) fn wake_all<M: Memory>(mem: &M, wp: &WaitPoint) {
+    wp.seq.fetch_add(1, Ordering::SeqCst);
+    mem.wake(&wp.seq);
+}
+
+/// What one attempt of a blocking operation found.
+pub(crate) enum Step<T, E> {
+    /// Done (successfully or with a final error).
+    Done(Result<T, E>),
+    /// Not yet possible: wait.
+    Pending,
+}
+
+/// Run `attempt` until it is done, spinning first and then sleeping on `wp`.
+///
+/// `peer_gone` is asked before each sleep (and after each sleep slice) whether the peer died; if
+/// so, `attempt` runs once more (the peer may have completed something just before dying) and
+/// then the peer's error is returned. `deadline` of `None` waits forever.
+pub(crate) fn block_on<M: Memory, T, E>(
+    mem: &M,
+    wp: &WaitPoint,
+    deadline: Option<Instant>,
+    mut attempt: impl FnMut() -> Step<T, E>,
+    mut peer_gone: impl FnMut() -> Option<E>,
+    timeout: impl Fn() -> E,
+) -> Result<T, E> {
+    let backoff = Backoff::new();
+    loop {
+        if let Step::Done(r) = attempt() {
+            return r;
+        }
+        if !cfg!(loom) && !backoff.is_completed() {
+            backoff.snooze();
+            continue;
+        }
+        let sleep = match deadline {
+            None => SLICE,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(timeout());
+                }
+                left.min(SLICE)
+            }
+        };
+        if let Some(e) = peer_gone() {
+            if let Step::Done(r) = attempt() {
+                return r;
+            }
+            return Err(e);
+        }
+        let seq = wp.seq.load(Ordering::Acquire);
+        wp.waiters.fetch_add(1, Ordering::SeqCst);
+        // SYNC POINT: pairs with the fence in `notify`.
+        fence(Ordering::SeqCst);
+        if let Step::Done(r) = attempt() {
+            wp.waiters.fetch_sub(1, Ordering::SeqCst);
+            return r;
+        }
+        mem.wait(&wp.seq, seq, Some(sleep));
+        wp.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
