@@ -148,3 +148,87 @@ pub fn unique_name(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
+
+/// Deterministic test messages: message `seq` of a stream has a length and content derived
+/// from `(stream, seq)`, so a receiver that knows which message it expects next detects any
+/// loss, duplicate, reordering or torn write by regenerating it.
+pub mod pattern {
+    /// SplitMix64: a fast, well-mixed step.
+    #[inline]
+    pub fn mix(mut x: u64) -> u64 {
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^ (x >> 31)
+    }
+
+    /// The length of message `seq` of `stream`: uniform in `min..=max`.
+    pub fn len(stream: u64, seq: u64, min: usize, max: usize) -> usize {
+        min + (mix(stream << 48 ^ seq) % (max - min + 1) as u64) as usize
+    }
+
+    /// Fill `out` with message `seq` of `stream`: the sequence number (little-endian, as far as
+    /// it fits), the stream id, then bytes from a generator seeded by both.
+    pub fn fill(stream: u64, seq: u64, out: &mut [u8]) {
+        let mut state = mix(seq ^ stream.rotate_left(32));
+        let head = seq.to_le_bytes();
+        let n = out.len().min(8);
+        out[..n].copy_from_slice(&head[..n]);
+        if out.len() >= 16 {
+            out[8..16].copy_from_slice(&stream.to_le_bytes());
+        }
+        let start = out.len().min(16);
+        for chunk in out[start..].chunks_mut(8) {
+            state = mix(state);
+            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+        }
+    }
+
+    /// Message `seq` of `stream` with a length in `min..=max`.
+    pub fn message(stream: u64, seq: u64, min: usize, max: usize) -> Vec<u8> {
+        let mut v = vec![0u8; len(stream, seq, min, max)];
+        fill(stream, seq, &mut v);
+        v
+    }
+
+    /// Check that `got` is message `seq` of `stream`; the error says what differs.
+    pub fn check(stream: u64, seq: u64, min: usize, max: usize, got: &[u8]) -> Result<(), String> {
+        let want_len = len(stream, seq, min, max);
+        if got.len() != want_len {
+            let got_seq = (got.len() >= 8).then(|| u64::from_le_bytes(got[..8].try_into().unwrap()));
+            return Err(format!(
+                "stream {stream} message {seq}: length {} instead of {want_len} (its first 8 bytes say seq {got_seq:?})",
+                got.len()
+            ));
+        }
+        let mut want = vec![0u8; want_len];
+        fill(stream, seq, &mut want);
+        match want.iter().zip(got).position(|(a, b)| a != b) {
+            None => Ok(()),
+            Some(at) => Err(format!("stream {stream} message {seq}: byte {at} differs (torn or foreign data)")),
+        }
+    }
+}
+
+/// Read the u32 at byte `offset` of shared memory atomically (for tests that watch ring header
+/// words, such as a futex waiter count, as a handshake).
+///
+/// # Safety
+/// `base + offset` must be a live, 4-aligned u32 for the duration of the call.
+pub unsafe fn load_u32(base: *const u8, offset: usize) -> u32 {
+    // SAFETY: guaranteed by the caller.
+    unsafe { (*(base.add(offset) as *const std::sync::atomic::AtomicU32)).load(std::sync::atomic::Ordering::SeqCst) }
+}
+
+/// Wait (bounded by `limit`) until `cond` holds; false on timeout. For handshakes on shared
+/// state the test cannot be notified of, polled without sleeping.
+pub fn wait_until(limit: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + limit;
+    while !cond() {
+        if std::time::Instant::now() > end {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    true
+}

@@ -1,0 +1,295 @@
+//! The SPSC API on one region shared by both ends in one process: exact behaviour at the edges
+//! (wrap, full, empty, sizes, close, attach errors). Cross-process behaviour is in
+//! `spsc_processes.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shm_core::{OpenOptions, Region};
+use shm_ring::spsc::{Consumer, Producer};
+use shm_ring::{AttachError, AttachOptions, InitError, Kind, RecvError, RingConfig, SendError};
+
+fn pair(capacity: u64) -> (Producer, Consumer) {
+    let config = RingConfig::spsc(capacity);
+    let region = Arc::new(Region::anonymous(config.region_len()).unwrap());
+    let p = Producer::create(region.clone(), &config).unwrap();
+    let c = Consumer::open(region).unwrap();
+    (p, c)
+}
+
+#[test]
+fn send_and_receive_across_many_wraps() {
+    let (mut p, mut c) = pair(256);
+    assert_eq!((p.capacity(), p.max_message()), (256, 120));
+    let mut buf = Vec::new();
+    for i in 0..10_000u32 {
+        let len = (i as usize * 7) % 121;
+        let msg: Vec<u8> = (0..len).map(|j| (i as usize + j) as u8).collect();
+        p.try_send(&msg).unwrap();
+        assert_eq!(c.try_recv(&mut buf).unwrap(), len);
+        assert_eq!(buf, msg, "message {i}");
+    }
+    assert_eq!(c.try_recv(&mut buf), Err(RecvError::Empty));
+    assert!(c.is_empty() && p.is_empty());
+}
+
+#[test]
+fn full_hands_the_message_back_and_frees_on_receive() {
+    let (mut p, mut c) = pair(128);
+    // 40-byte payloads take 48-byte records: two fit in 128 bytes, a third does not.
+    p.try_send([1u8; 40]).unwrap();
+    p.try_send([2u8; 40]).unwrap();
+    assert_eq!(p.len_bytes(), 96);
+    match p.try_send(vec![3u8; 40]) {
+        Err(SendError::Full(v)) => assert_eq!(v, vec![3u8; 40]),
+        other => panic!("expected Full, got {other:?}"),
+    }
+    let mut buf = Vec::new();
+    c.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, [1u8; 40]);
+    // 80 bytes free: the next record needs a 32-byte padding record at the wrap, then 48.
+    p.try_send([3u8; 40]).unwrap();
+    assert_eq!(p.len_bytes(), 128);
+    assert!(matches!(p.try_send([4u8; 0]), Err(SendError::Full(_))));
+    c.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, [2u8; 40]);
+    c.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, [3u8; 40], "the padding record was skipped");
+    assert_eq!(p.len_bytes(), 0);
+}
+
+#[test]
+fn too_large_and_empty_messages() {
+    let (mut p, mut c) = pair(256);
+    match p.try_send(vec![0u8; 121]) {
+        Err(e @ SendError::TooLarge { len: 121, max: 120, .. }) => {
+            assert_eq!(e.to_string(), "message of 121 bytes exceeds the ring's max message size 120");
+            assert_eq!(e.into_inner().len(), 121);
+        }
+        other => panic!("{other:?}"),
+    }
+    p.try_send(b"").unwrap();
+    let mut buf = vec![9];
+    assert_eq!(c.try_recv(&mut buf), Ok(0));
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn zero_copy_reserve_commit_abort_and_guards() {
+    let (mut p, mut c) = pair(1024);
+    {
+        let mut g = p.reserve(5).unwrap();
+        g.copy_from_slice(b"abort");
+        // dropped: nothing sent
+    }
+    assert!(c.recv().is_err());
+    let mut g = p.reserve(10).unwrap();
+    g[..5].copy_from_slice(b"hello");
+    g.commit_len(5);
+    let mut g = p.reserve(3).unwrap();
+    g.copy_from_slice(b"abc");
+    g.commit();
+    {
+        let guard = c.recv().unwrap();
+        assert_eq!(&*guard, b"hello");
+    }
+    assert_eq!(&*c.recv().unwrap(), b"abc");
+    assert_eq!(c.recv().unwrap_err(), RecvError::Empty);
+}
+
+#[test]
+fn guard_not_dropped_keeps_the_message() {
+    let (mut p, mut c) = pair(1024);
+    p.try_send(b"keep").unwrap();
+    let guard = c.recv().unwrap();
+    assert_eq!(&*guard, b"keep");
+    std::mem::forget(guard); // as if the reader crashed while holding it
+    // Nothing was released: the same message is read again.
+    assert_eq!(&*c.recv().unwrap(), b"keep");
+}
+
+#[test]
+fn batch_receive_releases_once() {
+    let (mut p, mut c) = pair(4096);
+    for i in 0..50u8 {
+        p.try_send([i; 17]).unwrap();
+    }
+    let mut seen = Vec::new();
+    assert_eq!(c.recv_batch(30, |m| seen.push(m[0])).unwrap(), 30);
+    assert_eq!(c.recv_batch(usize::MAX, |m| seen.push(m[0])).unwrap(), 20);
+    assert_eq!(seen, (0..50).collect::<Vec<u8>>());
+    assert_eq!(c.recv_batch(10, |_| ()), Err(RecvError::Empty));
+    assert_eq!(p.len_bytes(), 0, "the batch released everything");
+}
+
+#[test]
+fn pod_messages_and_size_mismatch() {
+    #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Tick {
+        seq: u64,
+        price: f64,
+        qty: u32,
+        side: u32,
+    }
+    let (mut p, mut c) = pair(1024);
+    let t = Tick { seq: 7, price: 101.25, qty: 3, side: 1 };
+    p.send_pod(t).unwrap();
+    assert_eq!(c.recv_pod::<Tick>().unwrap(), t);
+    p.try_send(b"short").unwrap();
+    assert_eq!(c.recv_pod::<Tick>(), Err(RecvError::SizeMismatch { found: 5, expected: 24 }));
+    // The mismatched message stayed and can be read raw.
+    let mut buf = Vec::new();
+    c.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, b"short");
+}
+
+#[test]
+fn recv_into_a_small_buffer_keeps_the_message() {
+    let (mut p, mut c) = pair(1024);
+    p.try_send(b"0123456789").unwrap();
+    let mut small = [0u8; 4];
+    assert_eq!(c.try_recv_into(&mut small), Err(RecvError::BufferTooSmall { need: 10, have: 4 }));
+    let mut big = [0u8; 16];
+    assert_eq!(c.try_recv_into(&mut big), Ok(10));
+    assert_eq!(&big[..10], b"0123456789");
+}
+
+#[test]
+fn close_producer_consumer_drains_then_disconnected() {
+    let (mut p, mut c) = pair(1024);
+    p.try_send(b"one").unwrap();
+    p.try_send(b"two").unwrap();
+    drop(p);
+    let mut buf = Vec::new();
+    c.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, b"one");
+    assert_eq!(c.recv_timeout(&mut buf, Duration::from_secs(5)), Ok(3));
+    assert_eq!(buf, b"two");
+    assert_eq!(c.try_recv(&mut buf), Err(RecvError::Disconnected));
+    assert_eq!(c.recv_timeout(&mut buf, Duration::from_secs(5)), Err(RecvError::Disconnected));
+}
+
+#[test]
+fn close_consumer_producer_gets_message_back() {
+    let (mut p, c) = pair(1024);
+    drop(c);
+    match p.try_send(b"lost?".to_vec()) {
+        Err(SendError::Disconnected(m)) => assert_eq!(m, b"lost?"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(p.send_timeout(b"x", Duration::from_secs(5)), Err(SendError::Disconnected(_))));
+}
+
+#[test]
+fn timeouts() {
+    let (mut p, mut c) = pair(128);
+    let mut buf = Vec::new();
+    assert_eq!(c.recv_timeout(&mut buf, Duration::from_millis(20)), Err(RecvError::Timeout));
+    p.try_send([0u8; 56]).unwrap();
+    p.try_send([0u8; 56]).unwrap();
+    assert!(matches!(p.send_timeout([0u8; 56], Duration::from_millis(20)), Err(SendError::Timeout(_))));
+}
+
+#[test]
+fn blocking_send_and_receive_between_threads() {
+    let (mut p, mut c) = pair(256);
+    let t = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let mut sum = 0u64;
+        for _ in 0..100_000 {
+            c.recv_blocking(&mut buf).unwrap();
+            sum += u64::from_le_bytes(buf[..8].try_into().unwrap());
+        }
+        sum
+    });
+    for i in 0..100_000u64 {
+        p.send(i.to_le_bytes()).unwrap();
+    }
+    assert_eq!(t.join().unwrap(), (0..100_000u64).sum());
+}
+
+#[test]
+fn second_end_of_the_same_kind_is_refused() {
+    let config = RingConfig::spsc(1024);
+    let region = Arc::new(Region::anonymous(config.region_len()).unwrap());
+    let _p = Producer::create(region.clone(), &config).unwrap();
+    let e = Producer::open(region.clone()).unwrap_err();
+    assert!(
+        matches!(e, AttachError::AlreadyAttached { pid, .. } if pid == std::process::id()),
+        "{e:?}"
+    );
+    assert!(e.to_string().starts_with("producer end is already attached by live process"), "{e}");
+    let c = Consumer::open(region.clone()).unwrap();
+    assert!(matches!(Consumer::open(region.clone()), Err(AttachError::AlreadyAttached { .. })));
+    drop(c);
+    // A closed end can be attached again.
+    Consumer::open(region).unwrap();
+}
+
+#[test]
+fn init_errors_name_the_values() {
+    let region = Region::anonymous(4096).unwrap();
+    let e = shm_ring::init(&region, &RingConfig::spsc(1000)).unwrap_err();
+    assert!(matches!(e, InitError::BadCapacity { found: 1000 }), "{e:?}");
+    let e = shm_ring::init(&region, &RingConfig::spsc(1024).max_message(600)).unwrap_err();
+    assert!(matches!(e, InitError::BadMaxMessage { found: 600, limit: 504 }), "{e:?}");
+    let e = shm_ring::init(&region, &RingConfig::spsc(1 << 20)).unwrap_err();
+    assert!(matches!(e, InitError::RegionTooSmall { need, have: 4096 } if need == 896 + (1 << 20)), "{e:?}");
+    assert!(e.to_string().contains("need 1049472"), "{e}");
+    shm_ring::init(&region, &RingConfig::spsc(1024)).unwrap();
+    let e = shm_ring::init(&region, &RingConfig::spsc(1024)).unwrap_err();
+    assert!(matches!(e, InitError::AlreadyInitialized { state: 2, .. }), "{e:?}");
+}
+
+#[test]
+fn attach_errors_name_found_and_expected() {
+    let config = RingConfig::spsc(1024);
+    let fresh = || Arc::new(Region::anonymous(config.region_len()).unwrap());
+
+    // Nobody initialised it: NotInitialized after the bounded wait.
+    let opts = AttachOptions { init_timeout: Duration::from_millis(30) };
+    let e = Consumer::open_with(fresh(), &opts).unwrap_err();
+    assert!(matches!(e, AttachError::NotInitialized { state: 0, waited_ms } if waited_ms >= 30), "{e:?}");
+
+    // Wrong magic, version, kind.
+    let r = fresh();
+    shm_ring::init(&r, &config).unwrap();
+    r.write_at(0, b"NOTARING").unwrap();
+    let e = Consumer::open(r).unwrap_err();
+    assert!(matches!(e, AttachError::BadMagic { .. }), "{e:?}");
+    assert!(e.to_string().contains("not a shm-ring region"));
+
+    let r = fresh();
+    shm_ring::init(&r, &config).unwrap();
+    r.write_at(8, &99u32.to_le_bytes()).unwrap();
+    let e = Consumer::open(r).unwrap_err();
+    assert!(matches!(e, AttachError::VersionMismatch { found: 99, expected: 1 }), "{e:?}");
+
+    let r = fresh();
+    shm_ring::init(&r, &config).unwrap();
+    r.write_at(16, &2u32.to_le_bytes()).unwrap();
+    let e = Consumer::open(r).unwrap_err();
+    assert!(matches!(e, AttachError::WrongKind { found: 2, expected: Kind::Spsc }), "{e:?}");
+
+    // Capacity claiming more than the region holds.
+    let r = fresh();
+    shm_ring::init(&r, &config).unwrap();
+    r.write_at(24, &(1u64 << 30).to_le_bytes()).unwrap();
+    let e = Consumer::open(r).unwrap_err();
+    assert!(matches!(e, AttachError::RegionTooSmall { .. }), "{e:?}");
+
+    // Region smaller than a header.
+    let e = Consumer::open(Region::anonymous(100).unwrap()).unwrap_err();
+    assert!(matches!(e, AttachError::RegionTooSmall { need: 768, have: 100 }), "{e:?}");
+}
+
+#[test]
+fn read_only_region_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ring");
+    let config = RingConfig::spsc(1024);
+    shm_ring::init(&Region::create_file(&path, config.region_len()).unwrap(), &config).unwrap();
+    let ro = OpenOptions::new().read_only().open_file(&path).unwrap();
+    assert!(matches!(Consumer::open(ro), Err(AttachError::NotWritable)));
+}
