@@ -201,9 +201,9 @@ impl<M> SendError<M> {
     pub fn into_inner(self) -> M {
         match self {
             SendError::Full(m) | SendError::Timeout(m) | SendError::Disconnected(m) => m,
-            SendError::PeerDead { msg, .. } | SendError::TooLarge { msg, .. } | SendError::Corrupt { msg, .. } => {
-                msg
-            }
+            SendError::PeerDead { msg, .. }
+            | SendError::TooLarge { msg, .. }
+            | SendError::Corrupt { msg, .. } => msg,
         }
     }
 
@@ -274,7 +274,9 @@ pub enum RecvError {
         pid: u32,
     },
     /// The caller's buffer is smaller than the next message, which stays in the ring.
-    #[error("buffer of {have} bytes is too small for the next message of {need} bytes (it stays in the ring)")]
+    #[error(
+        "buffer of {have} bytes is too small for the next message of {need} bytes (it stays in the ring)"
+    )]
     BufferTooSmall {
         /// The message length.
         need: usize,

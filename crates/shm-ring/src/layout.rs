@@ -168,7 +168,8 @@ impl Header {
     /// A zeroed header on the heap, for the loom models.
     #[cfg(loom)]
     pub(crate) fn new_zeroed() -> Header {
-        let slot = || Slot { owner: AtomicU64::new(0), generation: AtomicU32::new(0), reserved: AtomicU32::new(0) };
+        let slot =
+            || Slot { owner: AtomicU64::new(0), generation: AtomicU32::new(0), reserved: AtomicU32::new(0) };
         let wp = || WaitPoint { seq: AtomicU32::new(0), waiters: AtomicU32::new(0) };
         Header {
             magic: AtomicU64::new(0),

@@ -2,12 +2,17 @@
 //! [`Region`] in production, heap memory with loom's atomics in the model checks (loom cannot put
 //! its atomics in mmap'd memory).
 
-use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(not(loom))]
+use std::sync::Arc;
+
+#[cfg(not(loom))]
 use shm_core::Region;
 
-use crate::layout::{Header, Slot, FIXED_HEADER, SLOT_SIZE};
+use crate::layout::{Header, Slot};
+#[cfg(not(loom))]
+use crate::layout::{FIXED_HEADER, SLOT_SIZE};
 use crate::sync::{AtomicU32, AtomicU64};
 
 mod sealed {
@@ -175,8 +180,11 @@ mod heap {
     impl HeapMemory {
         /// Zeroed memory for a ring of `capacity` data bytes and `producers` slots.
         pub fn new(capacity: usize, producers: usize) -> HeapMemory {
-            let slot =
-                || Slot { owner: AtomicU64::new(0), generation: AtomicU32::new(0), reserved: AtomicU32::new(0) };
+            let slot = || Slot {
+                owner: AtomicU64::new(0),
+                generation: AtomicU32::new(0),
+                reserved: AtomicU32::new(0),
+            };
             HeapMemory {
                 header: Header::new_zeroed(),
                 slots: (0..producers).map(|_| slot()).collect(),
@@ -190,7 +198,7 @@ mod heap {
     }
 
     impl sealed::Sealed for HeapMemory {}
-    impl sealed::Sealed for std::sync::Arc<HeapMemory> {}
+    impl<T: Memory> sealed::Sealed for std::sync::Arc<T> {}
 
     impl Memory for HeapMemory {
         fn header(&self) -> &Header {

@@ -151,6 +151,7 @@ pub(crate) fn init_header(h: &Header, geo: &Geometry, zero_data: impl FnOnce()) 
 }
 
 /// Wait (bounded) for the creator to publish the header, then copy the descriptor.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn wait_ready(h: &Header, timeout: Duration) -> Result<Descriptor, AttachError> {
     let start = Instant::now();
     let mut state;
@@ -181,8 +182,10 @@ pub(crate) fn wait_ready(h: &Header, timeout: Duration) -> Result<Descriptor, At
 
 /// Check a descriptor read from shared memory against what this build understands and what
 /// the memory can hold. Nothing in it is trusted before this passes.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn validate(d: &Descriptor, expect: Kind, total_len: usize) -> Result<Geometry, AttachError> {
-    let bad = |field: &'static str, found: u64, expected: String| AttachError::BadHeader { field, found, expected };
+    let bad =
+        |field: &'static str, found: u64, expected: String| AttachError::BadHeader { field, found, expected };
     if d.magic != MAGIC {
         return Err(AttachError::BadMagic { found: d.magic, expected: MAGIC });
     }
@@ -229,7 +232,12 @@ pub(crate) fn validate(d: &Descriptor, expect: Kind, total_len: usize) -> Result
 /// Check the shared positions: `head <= tail <= head + capacity`, both 8-aligned.
 pub(crate) fn check_positions(head: u64, tail: u64, capacity: u64) -> Result<(), CorruptError> {
     if head % 8 != 0 {
-        return Err(CorruptError { what: "consumer position", found: head, position: head, expected: "a multiple of 8" });
+        return Err(CorruptError {
+            what: "consumer position",
+            found: head,
+            position: head,
+            expected: "a multiple of 8",
+        });
     }
     if tail % 8 != 0 || tail < head || tail - head > capacity {
         return Err(CorruptError {
@@ -316,4 +324,5 @@ impl LivenessClock {
 }
 
 /// The minimal region size any ring needs before its descriptor can even be read.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) const MIN_REGION: usize = FIXED_HEADER;

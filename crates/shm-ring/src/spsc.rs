@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::error::{AttachError, CorruptError, InitError, RecvError, Role, SendError};
-use crate::layout::{record_size, Kind, RecordHeader, RECORD_HEADER, TYPE_MSG, TYPE_PAD};
+use crate::error::{AttachError, CorruptError, RecvError, Role, SendError};
+use crate::layout::{record_size, RecordHeader, RECORD_HEADER, TYPE_MSG, TYPE_PAD};
 use crate::memory::Memory;
 use crate::ring::{self, Geometry, LivenessClock, Peer};
 use crate::sync::Ordering;
@@ -111,7 +111,11 @@ impl<M: Memory> Producer<M> {
             ring::release_slot(mem.slot(0), me);
             return Err(e.into());
         }
-        Ok(Producer { mem, geo, st: ProducerState { tail, head_cache: head, me, liveness: LivenessClock::default() } })
+        Ok(Producer {
+            mem,
+            geo,
+            st: ProducerState { tail, head_cache: head, me, liveness: LivenessClock::default() },
+        })
     }
 
     /// Data bytes of the ring.
@@ -181,7 +185,8 @@ impl<M: Memory> Producer<M> {
             let pad = RecordHeader::new(TYPE_PAD, (spot.pad - RECORD_HEADER) as u32, 0, 0);
             mem.record(pad_idx).store(pad.to_word(), Ordering::Relaxed);
         }
-        mem.record(spot.idx).store(RecordHeader::new(TYPE_MSG, len as u32, 0, 0).to_word(), Ordering::Relaxed);
+        mem.record(spot.idx)
+            .store(RecordHeader::new(TYPE_MSG, len as u32, 0, 0).to_word(), Ordering::Relaxed);
         st.tail += (spot.pad + record_size(len)) as u64;
         // SYNC POINT: Release pairs with the consumer's Acquire load of tail: the record words
         // and payload written above are visible before the new tail is.
@@ -233,7 +238,7 @@ impl<M: Memory> Producer<M> {
                 Err(SendError::Full(())) => Step::Pending,
                 r => Step::Done(r),
             },
-            || match ring::peer(&h.consumer, true) {
+            |check_alive| match ring::peer(&h.consumer, check_alive) {
                 Peer::Dead(pid) => Some(SendError::PeerDead { msg: (), pid }),
                 Peer::Closed => Some(SendError::Disconnected(())),
                 Peer::Present => None,
@@ -242,7 +247,11 @@ impl<M: Memory> Producer<M> {
         )
     }
 
-    fn send_deadline<T: AsRef<[u8]>>(&mut self, msg: T, deadline: Option<Instant>) -> Result<(), SendError<T>> {
+    fn send_deadline<T: AsRef<[u8]>>(
+        &mut self,
+        msg: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendError<T>> {
         let len = msg.as_ref().len();
         let rec = match self.check_len(len) {
             Ok(r) => r,
@@ -276,7 +285,11 @@ impl<M: Memory> Producer<M> {
     }
 
     /// Send a plain-old-data value, waiting at most `timeout` for room.
-    pub fn send_pod_timeout<T: bytemuck::Pod>(&mut self, value: T, timeout: Duration) -> Result<(), SendError<T>> {
+    pub fn send_pod_timeout<T: bytemuck::Pod>(
+        &mut self,
+        value: T,
+        timeout: Duration,
+    ) -> Result<(), SendError<T>> {
         self.send_timeout(bytemuck::bytes_of(&value), timeout).map_err(|e| e.map(|_| value))
     }
 
@@ -290,7 +303,11 @@ impl<M: Memory> Producer<M> {
     }
 
     /// [`reserve`](Producer::reserve), waiting at most `timeout` (None: forever) for room.
-    pub fn reserve_timeout(&mut self, len: usize, timeout: Option<Duration>) -> Result<Grant<'_, M>, SendError<()>> {
+    pub fn reserve_timeout(
+        &mut self,
+        len: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Grant<'_, M>, SendError<()>> {
         let rec = self.check_len(len)?;
         let spot = self.wait_room(rec, timeout.and_then(deadline))?;
         self.mem.track_write(spot.idx, len);
@@ -336,8 +353,8 @@ impl<M: Memory> Grant<'_, M> {
     pub fn commit_len(self, len: usize) {
         let len = len.min(self.len);
         let p = &mut *self.producer;
+        // Dropping a grant publishes nothing, so consuming `self` here needs no forget.
         Producer::publish(&p.mem, &p.geo, &mut p.st, self.spot, len);
-        std::mem::forget(self);
     }
 }
 
@@ -437,14 +454,24 @@ impl<M: Memory> Consumer<M> {
                 TYPE_PAD => {
                     let size = geo.capacity as usize - idx;
                     if rh.len as usize + RECORD_HEADER != size || size as u64 > avail {
-                        return Err(corrupt("padding length", rh.len.into(), st.head, "the rest of the data area"));
+                        return Err(corrupt(
+                            "padding length",
+                            rh.len.into(),
+                            st.head,
+                            "the rest of the data area",
+                        ));
                     }
                     st.head += size as u64;
                 }
                 TYPE_MSG => {
                     let len = rh.len as usize;
                     if len > geo.max_message {
-                        return Err(corrupt("record length", len as u64, st.head, "at most the max message size"));
+                        return Err(corrupt(
+                            "record length",
+                            len as u64,
+                            st.head,
+                            "at most the max message size",
+                        ));
                     }
                     let rec = record_size(len);
                     if rec as u64 > avail || idx + rec > geo.capacity as usize {
@@ -457,7 +484,9 @@ impl<M: Memory> Consumer<M> {
                     }
                     return Ok(Some(Next { idx, len }));
                 }
-                other => return Err(corrupt("record type", other.into(), st.head, "1 (message) or 2 (padding)")),
+                other => {
+                    return Err(corrupt("record type", other.into(), st.head, "1 (message) or 2 (padding)"))
+                }
             }
         }
     }
@@ -510,7 +539,7 @@ impl<M: Memory> Consumer<M> {
                 Ok(None) => Step::Pending,
                 Err(e) => Step::Done(Err(e)),
             },
-            || match ring::peer(mem.slot(0), true) {
+            |check_alive| match ring::peer(mem.slot(0), check_alive) {
                 Peer::Closed => Some(RecvError::Disconnected),
                 Peer::Dead(pid) => Some(RecvError::PeerDead { pid }),
                 Peer::Present => None,
@@ -684,6 +713,8 @@ mod on_region {
     use shm_core::Region;
 
     use super::*;
+    use crate::error::InitError;
+    use crate::layout::Kind;
     use crate::ring::{AttachOptions, RingConfig};
 
     impl Producer<RegionMemory> {
@@ -700,7 +731,10 @@ mod on_region {
         }
 
         /// [`open`](Producer::open) with options.
-        pub fn open_with(region: impl Into<Arc<Region>>, options: &AttachOptions) -> Result<Self, AttachError> {
+        pub fn open_with(
+            region: impl Into<Arc<Region>>,
+            options: &AttachOptions,
+        ) -> Result<Self, AttachError> {
             let (mem, geo) = crate::attach_region(region.into(), Kind::Spsc, options)?;
             Self::attach_mem(mem, geo)
         }
@@ -724,7 +758,10 @@ mod on_region {
         }
 
         /// [`open`](Consumer::open) with options.
-        pub fn open_with(region: impl Into<Arc<Region>>, options: &AttachOptions) -> Result<Self, AttachError> {
+        pub fn open_with(
+            region: impl Into<Arc<Region>>,
+            options: &AttachOptions,
+        ) -> Result<Self, AttachError> {
             let (mem, geo) = crate::attach_region(region.into(), Kind::Spsc, options)?;
             Self::attach_mem(mem, geo)
         }

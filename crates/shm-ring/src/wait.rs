@@ -18,7 +18,9 @@ use crossbeam_utils::Backoff;
 
 use crate::layout::WaitPoint;
 use crate::memory::Memory;
-use crate::sync::{fence, AtomicU32, Ordering};
+#[cfg(not(loom))]
+use crate::sync::AtomicU32;
+use crate::sync::{fence, Ordering};
 
 /// The longest single sleep: a waiter wakes at least this often to check that its peer is alive,
 /// so a peer killed with SIGKILL is noticed within about this long.
@@ -75,18 +77,21 @@ pub(crate) enum Step<T, E> {
 
 /// Run `attempt` until it is done, spinning first and then sleeping on `wp`.
 ///
-/// `peer_gone` is asked before each sleep (and after each sleep slice) whether the peer died; if
-/// so, `attempt` runs once more (the peer may have completed something just before dying) and
-/// then the peer's error is returned. `deadline` of `None` waits forever.
+/// `peer_gone(check_alive)` says whether the peer closed its end (a cheap load, asked before
+/// every sleep) or, when `check_alive`, whether its process died (a `/proc` read, asked at most
+/// once per [`SLICE`]). When the peer is gone, `attempt` runs once more (the peer may have
+/// completed something just before) and then the peer's error is returned. `deadline` of `None`
+/// waits forever.
 pub(crate) fn block_on<M: Memory, T, E>(
     mem: &M,
     wp: &WaitPoint,
     deadline: Option<Instant>,
     mut attempt: impl FnMut() -> Step<T, E>,
-    mut peer_gone: impl FnMut() -> Option<E>,
+    mut peer_gone: impl FnMut(bool) -> Option<E>,
     timeout: impl Fn() -> E,
 ) -> Result<T, E> {
     let backoff = Backoff::new();
+    let mut last_alive_check: Option<Instant> = None;
     loop {
         if let Step::Done(r) = attempt() {
             return r;
@@ -95,6 +100,7 @@ pub(crate) fn block_on<M: Memory, T, E>(
             backoff.snooze();
             continue;
         }
+        let now = if cfg!(loom) { None } else { Some(Instant::now()) };
         let sleep = match deadline {
             None => SLICE,
             Some(d) => {
@@ -105,11 +111,19 @@ pub(crate) fn block_on<M: Memory, T, E>(
                 left.min(SLICE)
             }
         };
-        if let Some(e) = peer_gone() {
-            if let Step::Done(r) = attempt() {
-                return r;
+        let check_alive = match (now, last_alive_check) {
+            (Some(now), Some(last)) => now.duration_since(last) >= SLICE,
+            (Some(now), None) => {
+                last_alive_check = Some(now);
+                false
             }
-            return Err(e);
+            (None, _) => false,
+        };
+        if check_alive {
+            last_alive_check = now;
+        }
+        if let Some(e) = peer_gone(check_alive) {
+            return finish(attempt(), e);
         }
         let seq = wp.seq.load(Ordering::Acquire);
         wp.waiters.fetch_add(1, Ordering::SeqCst);
@@ -119,7 +133,21 @@ pub(crate) fn block_on<M: Memory, T, E>(
             wp.waiters.fetch_sub(1, Ordering::SeqCst);
             return r;
         }
+        // A close that happened before our read of `seq` is visible now (the closer bumps `seq`
+        // after marking itself closed); a later one bumps `seq` and ends the wait below.
+        if let Some(e) = peer_gone(false) {
+            wp.waiters.fetch_sub(1, Ordering::SeqCst);
+            return finish(attempt(), e);
+        }
         mem.wait(&wp.seq, seq, Some(sleep));
         wp.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The last attempt after the peer went away: its result if it completed, else the peer's error.
+fn finish<T, E>(last: Step<T, E>, gone: E) -> Result<T, E> {
+    match last {
+        Step::Done(r) => r,
+        Step::Pending => Err(gone),
     }
 }

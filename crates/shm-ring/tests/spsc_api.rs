@@ -104,7 +104,7 @@ fn guard_not_dropped_keeps_the_message() {
     let guard = c.recv().unwrap();
     assert_eq!(&*guard, b"keep");
     std::mem::forget(guard); // as if the reader crashed while holding it
-    // Nothing was released: the same message is read again.
+                             // Nothing was released: the same message is read again.
     assert_eq!(&*c.recv().unwrap(), b"keep");
 }
 
@@ -215,10 +215,7 @@ fn second_end_of_the_same_kind_is_refused() {
     let region = Arc::new(Region::anonymous(config.region_len()).unwrap());
     let _p = Producer::create(region.clone(), &config).unwrap();
     let e = Producer::open(region.clone()).unwrap_err();
-    assert!(
-        matches!(e, AttachError::AlreadyAttached { pid, .. } if pid == std::process::id()),
-        "{e:?}"
-    );
+    assert!(matches!(e, AttachError::AlreadyAttached { pid, .. } if pid == std::process::id()), "{e:?}");
     assert!(e.to_string().starts_with("producer end is already attached by live process"), "{e}");
     let c = Consumer::open(region.clone()).unwrap();
     assert!(matches!(Consumer::open(region.clone()), Err(AttachError::AlreadyAttached { .. })));

@@ -73,6 +73,13 @@ fn consume(c: &mut Consumer, from: u64, blocking: bool, slow: bool) -> u64 {
     }
 }
 
+/// A header word of a ring whose region stays mapped while the test runs.
+fn watch(base: usize, offset: usize) -> u32 {
+    // SAFETY: every caller passes the base of a ring region it keeps alive (moved into a ring
+    // end that is joined later) and a 4-aligned header offset below 896.
+    unsafe { load_u32(base as *const u8, offset) }
+}
+
 fn anon_ring() -> Arc<Region> {
     let region = Region::anonymous(config().region_len()).unwrap();
     shm_ring::init(&region, &config()).unwrap();
@@ -147,8 +154,7 @@ fn consumer_blocked_sees_killed_producer() {
         (r, Instant::now())
     });
     // Handshake: the consumer has announced itself asleep on the futex word.
-    // SAFETY: the region stays mapped (moved into the consumer, alive until join).
-    assert!(wait_until(Duration::from_secs(20), || unsafe { load_u32(base as *const u8, DATA_WAITERS) } != 0));
+    assert!(wait_until(Duration::from_secs(20), || watch(base, DATA_WAITERS) != 0));
     let pid = child.pid() as u32;
     let killed = Instant::now();
     child.kill(Signal::SIGKILL);
@@ -173,15 +179,13 @@ fn producer_blocked_sees_killed_consumer() {
     });
     let mut p = Producer::open(region).unwrap();
     // Handshake: the consumer slot holds the child's identity.
-    // SAFETY: offset 640 is the consumer owner word, 8-aligned; we read its low half.
-    assert!(wait_until(Duration::from_secs(20), || unsafe { load_u32(base as *const u8, CONSUMER_OWNER + 4) } != 0));
+    assert!(wait_until(Duration::from_secs(20), || watch(base, CONSUMER_OWNER + 4) != 0));
     while p.try_send([0u8; 200]).is_ok() {}
     let sender = std::thread::spawn(move || {
         let r = p.send([1u8; 200]).map_err(|e| e.to_string());
         (r, Instant::now())
     });
-    // SAFETY: as above; the producer keeps the region mapped until join.
-    assert!(wait_until(Duration::from_secs(20), || unsafe { load_u32(base as *const u8, SPACE_WAITERS) } != 0));
+    assert!(wait_until(Duration::from_secs(20), || watch(base, SPACE_WAITERS) != 0));
     let pid = child.pid();
     let killed = Instant::now();
     child.kill(Signal::SIGKILL);
@@ -202,11 +206,12 @@ fn consumer_restart_on_a_file_resumes() {
     let config = RingConfig::spsc(1 << 20).max_message(MAX as u64);
     let env = |count: u64| vec![("SHM_PATH", path.display().to_string()), ("SHM_COUNT", count.to_string())];
     {
-        let mut p = Producer::create(Region::create_file(&path, config.region_len()).unwrap(), &config).unwrap();
+        let mut p =
+            Producer::create(Region::create_file(&path, config.region_len()).unwrap(), &config).unwrap();
         produce(&mut p, 0, 1000, false);
         p.region().flush().unwrap();
     } // producer closed
-    // Consumer A takes 400 messages and exits cleanly.
+      // Consumer A takes 400 messages and exits cleanly.
     let mut a = spawn_peer("peer", "take", &env(400));
     let mut out = BufReader::new(a.stdout.take().unwrap());
     assert_eq!(expect_line(&mut out, "next: "), "400");

@@ -205,7 +205,9 @@ pub mod pattern {
         fill(stream, seq, &mut want);
         match want.iter().zip(got).position(|(a, b)| a != b) {
             None => Ok(()),
-            Some(at) => Err(format!("stream {stream} message {seq}: byte {at} differs (torn or foreign data)")),
+            Some(at) => {
+                Err(format!("stream {stream} message {seq}: byte {at} differs (torn or foreign data)"))
+            }
         }
     }
 }
@@ -217,7 +219,9 @@ pub mod pattern {
 /// `base + offset` must be a live, 4-aligned u32 for the duration of the call.
 pub unsafe fn load_u32(base: *const u8, offset: usize) -> u32 {
     // SAFETY: guaranteed by the caller.
-    unsafe { (*(base.add(offset) as *const std::sync::atomic::AtomicU32)).load(std::sync::atomic::Ordering::SeqCst) }
+    unsafe {
+        (*(base.add(offset) as *const std::sync::atomic::AtomicU32)).load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// Wait (bounded by `limit`) until `cond` holds; false on timeout. For handshakes on shared

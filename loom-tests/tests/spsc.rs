@@ -1,0 +1,196 @@
+//! The SPSC protocol under loom: every interleaving (up to the preemption bound) of a producer
+//! and a consumer thread on a ring of a few records.
+#![cfg(loom)]
+
+use loom::thread;
+use shm_ring::spsc::{model_pair, Consumer, Producer};
+use shm_ring::{RecvError, RingConfig, SendError};
+
+/// 64 data bytes, messages up to 24 bytes: two or three records fit, so sends wrap and pad.
+fn config() -> RingConfig {
+    RingConfig::spsc(64).max_message(24)
+}
+
+fn msg(i: u8) -> Vec<u8> {
+    vec![i; 8 + (i as usize * 5) % 17]
+}
+
+fn send_spin(p: &mut Producer, m: &[u8]) {
+    loop {
+        match p.try_send(m) {
+            Ok(()) => return,
+            Err(SendError::Full(_)) => thread::yield_now(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+fn recv_spin(c: &mut Consumer) -> Vec<u8> {
+    let mut buf = Vec::new();
+    loop {
+        match c.try_recv(&mut buf) {
+            Ok(_) => return buf,
+            Err(RecvError::Empty) => thread::yield_now(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn send_recv_across_the_wrap() {
+    loom::model(|| {
+        let (mut p, mut c) = model_pair(&config());
+        let t = thread::spawn(move || {
+            for i in 0..4 {
+                send_spin(&mut p, &msg(i));
+            }
+        });
+        for i in 0..4 {
+            assert_eq!(recv_spin(&mut c), msg(i));
+        }
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn full_and_empty() {
+    loom::model(|| {
+        let (mut p, mut c) = model_pair(&config());
+        // Fill: 24-byte payloads take 32-byte records, two fill the ring.
+        p.try_send([1u8; 24]).unwrap();
+        p.try_send([2u8; 24]).unwrap();
+        assert!(matches!(p.try_send([3u8; 24]), Err(SendError::Full(_))));
+        let t = thread::spawn(move || {
+            let a = recv_spin(&mut c);
+            let b = recv_spin(&mut c);
+            let c3 = recv_spin(&mut c);
+            assert_eq!((a[0], b[0], c3[0]), (1, 2, 3));
+            assert_eq!(c.try_recv(&mut Vec::new()), Err(RecvError::Empty));
+        });
+        send_spin(&mut p, &[3u8; 24]);
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn reserve_commit_abort() {
+    loom::model(|| {
+        let (mut p, mut c) = model_pair(&config());
+        let t = thread::spawn(move || {
+            for i in 0..3u8 {
+                loop {
+                    match p.reserve(16) {
+                        Ok(mut g) => {
+                            g.fill(i);
+                            if i == 1 {
+                                drop(g); // aborted: never delivered
+                            } else {
+                                g.commit_len(8 + i as usize);
+                            }
+                            break;
+                        }
+                        Err(SendError::Full(())) => thread::yield_now(),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        });
+        assert_eq!(recv_spin(&mut c), vec![0u8; 8]);
+        loop {
+            match c.recv() {
+                Ok(g) => {
+                    assert_eq!(&*g, &[2u8; 10][..]);
+                    break;
+                }
+                Err(RecvError::Empty) => thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn batch_receive() {
+    loom::model(|| {
+        let (mut p, mut c) = model_pair(&config());
+        let t = thread::spawn(move || {
+            for i in 0..4 {
+                send_spin(&mut p, &msg(i));
+            }
+        });
+        let mut next = 0u8;
+        while next < 4 {
+            match c.recv_batch(usize::MAX, |m| {
+                assert_eq!(m, &msg(next)[..]);
+                next += 1;
+            }) {
+                Ok(n) => assert!(n >= 1),
+                Err(RecvError::Empty) => thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        t.join().unwrap();
+    });
+}
+
+/// Both sides block: the consumer sleeps on an empty ring, the producer on a full one. A lost
+/// wake-up leaves a thread asleep forever, which loom reports as a deadlock.
+#[test]
+fn sleep_wake_handshake() {
+    loom::model(|| {
+        let (mut p, mut c) = model_pair(&config());
+        let t = thread::spawn(move || {
+            for i in 0..3u8 {
+                p.send([i; 24]).unwrap();
+            }
+        });
+        let mut buf = Vec::new();
+        for i in 0..3u8 {
+            c.recv_blocking(&mut buf).unwrap();
+            assert_eq!(buf, [i; 24]);
+        }
+        t.join().unwrap();
+    });
+}
+
+/// The producer closes while the consumer sleeps: the consumer wakes, drains, and gets
+/// Disconnected.
+#[test]
+fn close_while_consumer_sleeps() {
+    loom::model(|| {
+        let (mut p, mut c) = model_pair(&config());
+        let t = thread::spawn(move || {
+            p.try_send(b"last").unwrap();
+            drop(p);
+        });
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        loop {
+            match c.recv_blocking(&mut buf) {
+                Ok(_) => got.push(buf.clone()),
+                Err(RecvError::Disconnected) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, vec![b"last".to_vec()]);
+        t.join().unwrap();
+    });
+}
+
+/// The consumer closes while the producer sleeps on a full ring: the producer wakes with its
+/// message handed back.
+#[test]
+fn close_while_producer_sleeps() {
+    loom::model(|| {
+        let (mut p, c) = model_pair(&config());
+        p.try_send([1u8; 24]).unwrap();
+        p.try_send([2u8; 24]).unwrap();
+        let t = thread::spawn(move || drop(c));
+        match p.send([3u8; 24]) {
+            Err(SendError::Disconnected(m)) => assert_eq!(m, [3u8; 24]),
+            other => panic!("{other:?}"),
+        }
+        t.join().unwrap();
+    });
+}
