@@ -178,8 +178,8 @@ impl<M: Memory> Producer<M> {
         Ok(Spot { idx: if pad > 0 { 0 } else { idx }, pad })
     }
 
-    /// Write the record headers and publish: one Release store of `tail`.
-    fn publish(mem: &M, geo: &Geometry, st: &mut ProducerState, spot: Spot, len: usize) {
+    /// Write the record headers and advance our position, without publishing it yet.
+    fn write_record(mem: &M, geo: &Geometry, st: &mut ProducerState, spot: Spot, len: usize) {
         if spot.pad > 0 {
             let pad_idx = (st.tail & geo.mask) as usize;
             let pad = RecordHeader::new(TYPE_PAD, (spot.pad - RECORD_HEADER) as u32, 0, 0);
@@ -188,10 +188,19 @@ impl<M: Memory> Producer<M> {
         mem.record(spot.idx)
             .store(RecordHeader::new(TYPE_MSG, len as u32, 0, 0).to_word(), Ordering::Relaxed);
         st.tail += (spot.pad + record_size(len)) as u64;
+    }
+
+    /// Publish everything written so far: one Release store of `tail`, then wake a sleeper.
+    fn flush_tail(mem: &M, st: &ProducerState) {
         // SYNC POINT: Release pairs with the consumer's Acquire load of tail: the record words
-        // and payload written above are visible before the new tail is.
+        // and payloads written before are visible before the new tail is.
         mem.header().tail.store(st.tail, Ordering::Release);
         wait::notify(mem, &mem.header().data_ready);
+    }
+
+    fn publish(mem: &M, geo: &Geometry, st: &mut ProducerState, spot: Spot, len: usize) {
+        Self::write_record(mem, geo, st, spot, len);
+        Self::flush_tail(mem, st);
     }
 
     fn check_len(&self, len: usize) -> Result<usize, SendError<()>> {
@@ -265,6 +274,39 @@ impl<M: Memory> Producer<M> {
             }
             Err(e) => Err(SendError::with_msg(e, msg)),
         }
+    }
+
+    /// Send copies of as many messages from `msgs` as fit now, in order, and publish them with
+    /// one store of the producer position. Returns how many were sent; the first message that
+    /// did not fit (and everything after it) is left in the iterator.
+    ///
+    /// Errors only when nothing was sent: the error for the first message.
+    pub fn send_batch<I, T>(&mut self, msgs: &mut std::iter::Peekable<I>) -> Result<usize, SendError<()>>
+    where
+        I: Iterator<Item = T>,
+        T: AsRef<[u8]>,
+    {
+        let mut sent = 0;
+        while let Some(msg) = msgs.peek() {
+            let bytes = msg.as_ref();
+            let step = self
+                .check_len(bytes.len())
+                .and_then(|rec| Self::room(&self.mem, &self.geo, &mut self.st, rec));
+            match step {
+                Ok(spot) => {
+                    Self::write_payload(&self.mem, spot, bytes);
+                    Self::write_record(&self.mem, &self.geo, &mut self.st, spot, bytes.len());
+                    msgs.next();
+                    sent += 1;
+                }
+                Err(e) if sent == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        if sent > 0 {
+            Self::flush_tail(&self.mem, &self.st);
+        }
+        Ok(sent)
     }
 
     /// Send, waiting as long as it takes for room (spinning briefly, then sleeping on a futex).
@@ -517,11 +559,10 @@ impl<M: Memory> Consumer<M> {
             Some(n) => Ok(n),
             None => {
                 let check = self.st.liveness.due();
-                let e = Self::empty(&self.mem, &mut self.st, check);
-                // The producer may have sent its last message and closed in between.
-                match (e, Self::next(&self.mem, &self.geo, &mut self.st)?) {
-                    (RecvError::Empty, _) | (_, None) => Err(e),
-                    (_, Some(n)) => Ok(n),
+                match Self::empty(&self.mem, &mut self.st, check) {
+                    RecvError::Empty => Err(RecvError::Empty),
+                    // The producer may have sent its last message just before it closed.
+                    gone => Self::next(&self.mem, &self.geo, &mut self.st)?.ok_or(gone),
                 }
             }
         }

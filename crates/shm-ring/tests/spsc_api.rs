@@ -290,3 +290,21 @@ fn read_only_region_is_refused() {
     let ro = OpenOptions::new().read_only().open_file(&path).unwrap();
     assert!(matches!(Consumer::open(ro), Err(AttachError::NotWritable)));
 }
+
+#[test]
+fn send_batch_publishes_what_fits() {
+    let (mut p, mut c) = pair(256);
+    let msgs: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 24]).collect();
+    let mut it = msgs.iter().peekable();
+    // 32-byte records: 8 fit in 256 bytes.
+    assert_eq!(p.send_batch(&mut it).unwrap(), 8);
+    assert!(matches!(p.send_batch(&mut it), Err(SendError::Full(()))));
+    let mut got = Vec::new();
+    c.recv_batch(usize::MAX, |m| got.push(m[0])).unwrap();
+    assert_eq!(p.send_batch(&mut it).unwrap(), 2);
+    assert!(it.peek().is_none());
+    c.recv_batch(usize::MAX, |m| got.push(m[0])).unwrap();
+    assert_eq!(got, (0..10).collect::<Vec<u8>>());
+    let big = [vec![0u8; 200]];
+    assert!(matches!(p.send_batch(&mut big.iter().peekable()), Err(SendError::TooLarge { .. })));
+}

@@ -1,0 +1,702 @@
+//! shm-bench: the ring against pipes and sockets, producer and consumer in separate processes
+//! pinned to different cores, every message verified. Output format: see `Measurement`.
+
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::pair::run_pair;
+use crate::transport::{kernel_pair, Endpoint, Floor, Kernel, RingPair, Wait};
+
+/// One line of the report (`--json` prints it as one JSON object per line).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Measurement {
+    /// Transport name, e.g. `shm-spsc`, `pipe`, `atomic-floor`.
+    pub transport: String,
+    /// `rtt`, `throughput` or `idle_cpu`.
+    pub test: &'static str,
+    /// Message size in bytes.
+    pub msg_size: usize,
+    /// Producer processes.
+    pub producers: u32,
+    /// Round trip, median (rtt).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub median_ns: Option<f64>,
+    /// Round trip, 99th percentile (rtt).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_ns: Option<f64>,
+    /// Messages per second, median of the repetitions (throughput).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msgs_per_s: Option<f64>,
+    /// Megabytes (10^6) of payload per second (throughput).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mb_per_s: Option<f64>,
+    /// CPU time used by a consumer blocked on an empty ring (idle_cpu).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_ns: Option<f64>,
+    /// Wall time of that wait (idle_cpu).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wall_ns: Option<f64>,
+}
+
+impl Measurement {
+    fn new(transport: &str, test: &'static str, msg_size: usize, producers: u32) -> Measurement {
+        Measurement {
+            transport: transport.to_owned(),
+            test,
+            msg_size,
+            producers,
+            median_ns: None,
+            p99_ns: None,
+            msgs_per_s: None,
+            mb_per_s: None,
+            cpu_ns: None,
+            wall_ns: None,
+        }
+    }
+
+    /// One JSON object, one line.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("plain data serialises")
+    }
+}
+
+/// The transports measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// SPSC ring, spinning waits, zero-copy reserve/recv.
+    ShmSpsc,
+    /// SPSC ring, blocking waits (spin then futex).
+    ShmSpscBlocking,
+    /// SPSC ring with the batch API: `send_batch` / `recv_batch`.
+    ShmSpscBatch,
+    /// A pipe, one `write` per message.
+    Pipe,
+    /// A pipe written in 64 KiB batches of packed messages.
+    PipeBatched,
+    /// Unix stream socket.
+    UnixStream,
+    /// Unix seqpacket socket.
+    UnixSeqPacket,
+    /// TCP over loopback.
+    Tcp,
+    /// Bare cross-process atomic ping-pong (round trip only).
+    AtomicFloor,
+    /// Bare futex ping-pong (round trip only).
+    FutexFloor,
+}
+
+impl Transport {
+    /// Every transport, in report order.
+    pub const ALL: [Transport; 10] = [
+        Transport::ShmSpsc,
+        Transport::ShmSpscBlocking,
+        Transport::ShmSpscBatch,
+        Transport::AtomicFloor,
+        Transport::FutexFloor,
+        Transport::Pipe,
+        Transport::PipeBatched,
+        Transport::UnixStream,
+        Transport::UnixSeqPacket,
+        Transport::Tcp,
+    ];
+
+    /// The report name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::ShmSpsc => "shm-spsc",
+            Transport::ShmSpscBlocking => "shm-spsc-blocking",
+            Transport::ShmSpscBatch => "shm-spsc-batch",
+            Transport::Pipe => "pipe",
+            Transport::PipeBatched => "pipe-batched",
+            Transport::UnixStream => "unix-stream",
+            Transport::UnixSeqPacket => "unix-seqpacket",
+            Transport::Tcp => "tcp",
+            Transport::AtomicFloor => "atomic-floor",
+            Transport::FutexFloor => "futex-floor",
+        }
+    }
+
+    fn kernel(self) -> Option<Kernel> {
+        match self {
+            Transport::Pipe => Some(Kernel::Pipe),
+            Transport::UnixStream => Some(Kernel::UnixStream),
+            Transport::UnixSeqPacket => Some(Kernel::UnixSeqPacket),
+            Transport::Tcp => Some(Kernel::Tcp),
+            _ => None,
+        }
+    }
+
+    fn does_rtt(self) -> bool {
+        !matches!(self, Transport::ShmSpscBatch | Transport::PipeBatched)
+    }
+
+    fn does_throughput(self, size: usize) -> bool {
+        match self {
+            Transport::AtomicFloor | Transport::FutexFloor => false,
+            Transport::PipeBatched | Transport::ShmSpscBatch => size == 64,
+            _ => true,
+        }
+    }
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Fewer iterations: the whole run stays under 30 s.
+    pub quick: bool,
+    /// Transports to measure.
+    pub transports: Vec<Transport>,
+    /// Throughput message sizes.
+    pub sizes: Vec<usize>,
+}
+
+impl Plan {
+    /// Everything, at the standard sizes.
+    pub fn new(quick: bool) -> Plan {
+        Plan { quick, transports: Transport::ALL.to_vec(), sizes: vec![8, 64, 1024, 65536] }
+    }
+
+    fn scale(&self, n: u64) -> u64 {
+        if self.quick {
+            (n / 5).max(1000)
+        } else {
+            n
+        }
+    }
+
+    fn reps(&self) -> usize {
+        if self.quick {
+            3
+        } else {
+            5
+        }
+    }
+
+    fn rtt_iters(&self, t: Transport) -> u64 {
+        self.scale(match t {
+            Transport::ShmSpsc | Transport::AtomicFloor => 200_000,
+            _ => 50_000,
+        })
+    }
+
+    fn messages(&self, t: Transport, size: usize) -> u64 {
+        let fast = matches!(t, Transport::ShmSpsc | Transport::ShmSpscBlocking | Transport::ShmSpscBatch)
+            || t == Transport::PipeBatched;
+        let n = match (size, fast) {
+            (0..=64, true) => 4_000_000,
+            (0..=64, false) => 400_000,
+            (65..=4096, true) => 1_000_000,
+            (65..=4096, false) => 200_000,
+            (_, true) => 20_000,
+            (_, false) => 10_000,
+        };
+        self.scale(n)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Message content: every message is filled and checked in full.
+// ---------------------------------------------------------------------------------------------
+
+/// Fill a message: its sequence number in the first 8 bytes (as far as they fit), then the low
+/// byte of the sequence number repeated.
+#[inline]
+pub fn fill(buf: &mut [u8], seq: u64) {
+    let head = seq.to_le_bytes();
+    let n = buf.len().min(8);
+    buf[..n].copy_from_slice(&head[..n]);
+    if buf.len() > 8 {
+        buf[8..].fill(seq as u8);
+    }
+}
+
+/// Check a message made by [`fill`] for `seq`, of length `len`, reading every byte (eight at a
+/// time, which the compiler vectorises).
+#[inline]
+pub fn check(buf: &[u8], seq: u64, len: usize) -> bool {
+    let n = len.min(8);
+    if buf.len() != len || buf[..n] != seq.to_le_bytes()[..n] {
+        return false;
+    }
+    let byte = seq as u8;
+    let word = u64::from_ne_bytes([byte; 8]);
+    let rest = &buf[n..];
+    let words = rest.chunks_exact(8);
+    let tail_ok = words.remainder().iter().all(|&b| b == byte);
+    // Fold with `&` rather than `all` so the loop has no early exit and vectorises.
+    tail_ok && words.fold(true, |ok, w| ok & (u64::from_ne_bytes(w.try_into().expect("8 bytes")) == word))
+}
+
+fn bad(seq: u64) -> io::Error {
+    io::Error::other(format!("message {seq} arrived corrupted, out of order or with the wrong length"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements
+// ---------------------------------------------------------------------------------------------
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i] as f64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v[v.len() / 2]
+}
+
+/// Ping-pong of 8-byte messages: the parent (core 1) pings, the child (core 0) echoes.
+fn rtt_endpoints<A: Endpoint, B: Endpoint>(
+    iters: u64,
+    make_pinger: impl FnOnce() -> io::Result<A>,
+    make_ponger: impl FnOnce() -> io::Result<B>,
+) -> io::Result<Vec<u64>> {
+    let warm = iters / 10;
+    let total = iters + warm;
+    run_pair(
+        || {
+            let Ok(mut b) = make_ponger() else { return 2 };
+            for seq in 0..total {
+                let ok = b.recv_with(8, |m| check(m, seq, 8));
+                if !matches!(ok, Ok(true)) || b.send_with(8, |m| fill(m, seq)).is_err() {
+                    return 3;
+                }
+            }
+            0
+        },
+        || -> io::Result<Vec<u64>> {
+            let mut a = make_pinger()?;
+            let mut samples = Vec::with_capacity(iters as usize);
+            for seq in 0..total {
+                let t = Instant::now();
+                a.send_with(8, |m| fill(m, seq))?;
+                if !a.recv_with(8, |m| check(m, seq, 8))? {
+                    return Err(bad(seq));
+                }
+                if seq >= warm {
+                    samples.push(t.elapsed().as_nanos() as u64);
+                }
+            }
+            Ok(samples)
+        },
+    )?
+}
+
+fn rtt_floor(iters: u64, futex: bool) -> io::Result<Vec<u64>> {
+    let floor = Floor::new()?;
+    let warm = iters / 10;
+    let total = iters + warm;
+    run_pair(
+        || {
+            for i in 1..=total {
+                if futex {
+                    floor.futex_pong(i as u32);
+                } else {
+                    floor.atomic_pong(i);
+                }
+            }
+            0
+        },
+        || {
+            let mut samples = Vec::with_capacity(iters as usize);
+            for i in 1..=total {
+                let t = Instant::now();
+                if futex {
+                    floor.futex_ping(i as u32);
+                } else {
+                    floor.atomic_ping(i);
+                }
+                if i > warm {
+                    samples.push(t.elapsed().as_nanos() as u64);
+                }
+            }
+            samples
+        },
+    )
+}
+
+/// Round-trip samples (ns) for one transport.
+pub fn rtt_samples(t: Transport, iters: u64) -> io::Result<Vec<u64>> {
+    let rings = |wait| -> io::Result<Vec<u64>> {
+        let rings = RingPair::new(1 << 16)?;
+        rtt_endpoints(iters, || rings.side_a(wait, true), || rings.side_b(wait, true))
+    };
+    match t {
+        Transport::ShmSpsc => rings(Wait::Spin),
+        Transport::ShmSpscBlocking => rings(Wait::Block),
+        Transport::AtomicFloor => rtt_floor(iters, false),
+        Transport::FutexFloor => rtt_floor(iters, true),
+        _ => {
+            let kind =
+                t.kernel().ok_or_else(|| io::Error::other(format!("{} has no round trip", t.name())))?;
+            let (a, b) = kernel_pair(kind, 64)?;
+            rtt_endpoints(iters, move || Ok(a), move || Ok(b))
+        }
+    }
+}
+
+/// One-way stream of `n` messages of `size` bytes from the child (core 0) to the parent
+/// (core 1); returns messages per second, timed at the consumer from the first message to the
+/// last.
+fn stream_endpoints<P: Endpoint, C: Endpoint>(
+    n: u64,
+    size: usize,
+    make_producer: impl FnOnce() -> io::Result<P>,
+    make_consumer: impl FnOnce() -> io::Result<C>,
+) -> io::Result<f64> {
+    run_pair(
+        || {
+            let Ok(mut p) = make_producer() else { return 2 };
+            for seq in 0..n {
+                if p.send_with(size, |m| fill(m, seq)).is_err() {
+                    return 3;
+                }
+            }
+            0
+        },
+        || -> io::Result<f64> {
+            let mut c = make_consumer()?;
+            let mut start = Instant::now();
+            for seq in 0..n {
+                if !c.recv_with(size, |m| check(m, seq, size))? {
+                    return Err(bad(seq));
+                }
+                if seq == 0 {
+                    start = Instant::now();
+                }
+            }
+            Ok((n - 1) as f64 / start.elapsed().as_secs_f64())
+        },
+    )?
+}
+
+/// Messages packed back to back into 64 KiB writes on a pipe.
+fn stream_pipe_batched(n: u64, size: usize) -> io::Result<f64> {
+    const CHUNK: usize = 64 * 1024;
+    let per = (CHUNK / size) as u64;
+    let n = n.div_ceil(per) * per;
+    let (r, w) = nix::unistd::pipe()?;
+    let _ = nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+    let (mut r, mut w) = (std::fs::File::from(r), std::fs::File::from(w));
+    run_pair(
+        || {
+            let mut buf = vec![0u8; per as usize * size];
+            for base in (0..n).step_by(per as usize) {
+                for (i, m) in buf.chunks_exact_mut(size).enumerate() {
+                    fill(m, base + i as u64);
+                }
+                if w.write_all(&buf).is_err() {
+                    return 3;
+                }
+            }
+            0
+        },
+        || -> io::Result<f64> {
+            let mut buf = vec![0u8; per as usize * size];
+            let mut start = Instant::now();
+            for base in (0..n).step_by(per as usize) {
+                r.read_exact(&mut buf)?;
+                for (i, m) in buf.chunks_exact(size).enumerate() {
+                    if !check(m, base + i as u64, size) {
+                        return Err(bad(base + i as u64));
+                    }
+                }
+                if base == 0 {
+                    start = Instant::now();
+                }
+            }
+            Ok((n - per) as f64 / start.elapsed().as_secs_f64())
+        },
+    )?
+}
+
+/// The ring with the batch API on both sides: `send_batch` of prepared messages, one
+/// `recv_batch` handling everything waiting.
+fn stream_ring_batched(n: u64, size: usize) -> io::Result<f64> {
+    let rings = RingPair::new(1 << 18)?;
+    run_pair(
+        || {
+            let Ok(mut end) = rings.side_a(Wait::Spin, false) else { return 2 };
+            let Some(p) = end.producer() else { return 2 };
+            let mut msgs = (0..n)
+                .map(|seq| {
+                    let mut m = [0u8; 64];
+                    fill(&mut m[..size], seq);
+                    m
+                })
+                .peekable();
+            while msgs.peek().is_some() {
+                match p.send_batch(&mut msgs) {
+                    Ok(_) | Err(shm_ring::SendError::Full(())) => std::hint::spin_loop(),
+                    Err(_) => return 3,
+                }
+            }
+            0
+        },
+        || -> io::Result<f64> {
+            let mut end = rings.side_b(Wait::Spin, false)?;
+            let c = end.consumer().ok_or_else(|| io::Error::other("no consumer"))?;
+            let mut seq = 0u64;
+            let mut ok = true;
+            let mut start: Option<(Instant, u64)> = None;
+            while seq < n {
+                match c.recv_batch(usize::MAX, |m| {
+                    ok &= check(m, seq, size);
+                    seq += 1;
+                }) {
+                    Ok(_) => {}
+                    Err(shm_ring::RecvError::Empty) => std::hint::spin_loop(),
+                    Err(e) => return Err(io::Error::other(e.to_string())),
+                }
+                if !ok {
+                    return Err(bad(seq));
+                }
+                if start.is_none() && seq > 0 {
+                    start = Some((Instant::now(), seq));
+                }
+            }
+            let (t0, first) = start.ok_or_else(|| io::Error::other("nothing received"))?;
+            Ok((n - first) as f64 / t0.elapsed().as_secs_f64())
+        },
+    )?
+}
+
+/// Messages per second for one transport and size.
+pub fn throughput(t: Transport, size: usize, n: u64) -> io::Result<f64> {
+    // The 64-byte batch transports carry 64-byte arrays.
+    let rings = |wait| -> io::Result<f64> {
+        let capacity = if size > 4096 { 1 << 20 } else { 1 << 18 };
+        let rings = RingPair::new(capacity)?;
+        stream_endpoints(n, size, || rings.side_a(wait, false), || rings.side_b(wait, false))
+    };
+    match t {
+        Transport::ShmSpsc => rings(Wait::Spin),
+        Transport::ShmSpscBlocking => rings(Wait::Block),
+        Transport::ShmSpscBatch => stream_ring_batched(n, size),
+        Transport::PipeBatched => stream_pipe_batched(n, size),
+        _ => {
+            let kind =
+                t.kernel().ok_or_else(|| io::Error::other(format!("{} has no throughput", t.name())))?;
+            let (a, b) = kernel_pair(kind, size.max(64))?;
+            stream_endpoints(n, size, move || Ok(a), move || Ok(b))
+        }
+    }
+}
+
+/// CPU time a consumer uses while blocked on an empty ring for `wait`.
+pub fn idle_cpu(wait: Duration) -> io::Result<Measurement> {
+    let rings = RingPair::new(1 << 16)?;
+    let _producer = rings.side_a(Wait::Block, false)?;
+    let before = children_cpu();
+    let start = Instant::now();
+    run_pair(
+        || {
+            let Ok(mut end) = rings.side_b(Wait::Block, false) else { return 2 };
+            let Some(c) = end.consumer() else { return 2 };
+            match c.recv_timeout(&mut Vec::new(), wait) {
+                Err(shm_ring::RecvError::Timeout) => 0,
+                _ => 3,
+            }
+        },
+        || (),
+    )?;
+    let wall = start.elapsed();
+    let mut m = Measurement::new(Transport::ShmSpscBlocking.name(), "idle_cpu", 0, 1);
+    m.cpu_ns = Some(children_cpu().saturating_sub(before).as_nanos() as f64);
+    m.wall_ns = Some(wall.as_nanos() as f64);
+    Ok(m)
+}
+
+fn children_cpu() -> Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    match getrusage(UsageWho::RUSAGE_CHILDREN) {
+        Ok(u) => {
+            let tv = |t: nix::sys::time::TimeVal| {
+                Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+            };
+            tv(u.user_time()) + tv(u.system_time())
+        }
+        Err(_) => Duration::ZERO,
+    }
+}
+
+/// Run the plan, handing each measurement to `report` as soon as it is done.
+pub fn run(plan: &Plan, mut report: impl FnMut(&Measurement)) -> io::Result<Vec<Measurement>> {
+    let mut all = Vec::new();
+    let mut emit = |m: Measurement, all: &mut Vec<Measurement>| {
+        report(&m);
+        all.push(m);
+    };
+    for &t in &plan.transports {
+        if t.does_rtt() {
+            let mut s = rtt_samples(t, plan.rtt_iters(t))?;
+            s.sort_unstable();
+            let mut m = Measurement::new(t.name(), "rtt", 8, 1);
+            m.median_ns = Some(percentile(&s, 0.5));
+            m.p99_ns = Some(percentile(&s, 0.99));
+            emit(m, &mut all);
+        }
+    }
+    for &size in &plan.sizes {
+        for &t in &plan.transports {
+            if !t.does_throughput(size) {
+                continue;
+            }
+            let n = plan.messages(t, size);
+            let runs = (0..plan.reps()).map(|_| throughput(t, size, n)).collect::<io::Result<Vec<f64>>>()?;
+            let rate = median(runs);
+            let mut m = Measurement::new(t.name(), "throughput", size, 1);
+            m.msgs_per_s = Some(rate);
+            m.mb_per_s = Some(rate * size as f64 / 1e6);
+            emit(m, &mut all);
+        }
+    }
+    if plan.transports.contains(&Transport::ShmSpscBlocking) {
+        let wait = if plan.quick { Duration::from_millis(300) } else { Duration::from_secs(1) };
+        emit(idle_cpu(wait)?, &mut all);
+    }
+    Ok(all)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report: table and targets
+// ---------------------------------------------------------------------------------------------
+
+fn find<'a>(all: &'a [Measurement], transport: &str, test: &str, size: usize) -> Option<&'a Measurement> {
+    all.iter().find(|m| m.transport == transport && m.test == test && m.msg_size == size)
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+fn fmt_rate(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.2} M/s", r / 1e6)
+    } else {
+        format!("{:.0} k/s", r / 1e3)
+    }
+}
+
+/// The results as a text table.
+pub fn table(all: &[Measurement]) -> String {
+    let mut out = String::new();
+    out.push_str("Round trip, 8-byte ping-pong between two processes\n");
+    out.push_str(&format!("  {:<20} {:>12} {:>12} {:>14}\n", "transport", "median", "p99", "vs pipe"));
+    let pipe_rtt = find(all, "pipe", "rtt", 8).and_then(|m| m.median_ns);
+    for m in all.iter().filter(|m| m.test == "rtt") {
+        let med = m.median_ns.unwrap_or(0.0);
+        let ratio = pipe_rtt.map(|p| format!("{:.1}x faster", p / med)).unwrap_or_default();
+        out.push_str(&format!(
+            "  {:<20} {:>12} {:>12} {:>14}\n",
+            m.transport,
+            fmt_ns(med),
+            fmt_ns(m.p99_ns.unwrap_or(0.0)),
+            ratio
+        ));
+    }
+    out.push_str("\nOne-way throughput (median of repetitions), every message verified\n");
+    out.push_str(&format!(
+        "  {:<20} {:>8} {:>12} {:>12} {:>12}\n",
+        "transport", "size", "msgs/s", "MB/s", "vs pipe"
+    ));
+    for m in all.iter().filter(|m| m.test == "throughput") {
+        let pipe = find(all, "pipe", "throughput", m.msg_size).and_then(|p| p.msgs_per_s);
+        let r = m.msgs_per_s.unwrap_or(0.0);
+        let ratio = pipe.map(|p| format!("{:.1}x", r / p)).unwrap_or_default();
+        out.push_str(&format!(
+            "  {:<20} {:>8} {:>12} {:>12.1} {:>12}\n",
+            m.transport,
+            m.msg_size,
+            fmt_rate(r),
+            m.mb_per_s.unwrap_or(0.0),
+            ratio
+        ));
+    }
+    for m in all.iter().filter(|m| m.test == "idle_cpu") {
+        out.push_str(&format!(
+            "\nIdle: a consumer blocked {} on an empty ring used {} of CPU\n",
+            fmt_ns(m.wall_ns.unwrap_or(0.0)),
+            fmt_ns(m.cpu_ns.unwrap_or(0.0))
+        ));
+    }
+    let targets = targets(all);
+    if !targets.is_empty() {
+        out.push_str("\nTargets (ratios within this run)\n");
+        for t in targets {
+            out.push_str(&format!("  [{}] {}\n", if t.met { "met" } else { "MISSED" }, t.text));
+        }
+    }
+    out
+}
+
+/// A target of the project, checked against one run.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// What was compared, with the figures.
+    pub text: String,
+    /// Whether it held.
+    pub met: bool,
+}
+
+/// The project's performance targets, evaluated on the measurements present.
+pub fn targets(all: &[Measurement]) -> Vec<Target> {
+    let rtt = |t: &str| find(all, t, "rtt", 8).and_then(|m| m.median_ns);
+    let thr = |t: &str, s: usize| find(all, t, "throughput", s).and_then(|m| m.msgs_per_s);
+    let mut out = Vec::new();
+    let mut add = |text: String, met: bool| out.push(Target { text, met });
+    if let (Some(ring), Some(floor)) = (rtt("shm-spsc"), rtt("atomic-floor")) {
+        add(
+            format!("spinning ring RTT {:.2}x the atomic floor (target <= 1.3x)", ring / floor),
+            ring <= floor * 1.3,
+        );
+    }
+    for k in ["pipe", "unix-stream"] {
+        if let (Some(ring), Some(other)) = (rtt("shm-spsc"), rtt(k)) {
+            add(
+                format!("spinning ring RTT {:.1}x faster than {k} (target >= 25x)", other / ring),
+                other >= 25.0 * ring,
+            );
+        }
+    }
+    if let (Some(ring), Some(floor)) = (rtt("shm-spsc-blocking"), rtt("futex-floor")) {
+        add(
+            format!("blocking ring RTT {:.2}x the futex floor (target <= 1.15x)", ring / floor),
+            ring <= floor * 1.15,
+        );
+    }
+    if let (Some(ring), Some(pipe)) = (rtt("shm-spsc-blocking"), rtt("pipe")) {
+        add(format!("blocking ring RTT {:.1}x faster than pipe (target > 1x)", pipe / ring), ring < pipe);
+    }
+    if let (Some(ring), Some(pipe)) = (thr("shm-spsc", 64), thr("pipe", 64)) {
+        add(format!("64 B throughput {:.1}x pipe (target >= 10x)", ring / pipe), ring >= 10.0 * pipe);
+    }
+    if let (Some(ring), Some(pipe)) = (thr("shm-spsc-batch", 64), thr("pipe-batched", 64)) {
+        add(
+            format!("64 B batch API {:.1}x pipe written in 64 KiB batches (target >= 1x)", ring / pipe),
+            ring >= pipe,
+        );
+    }
+    let best_socket = ["unix-stream", "unix-seqpacket", "tcp"]
+        .iter()
+        .filter_map(|k| thr(k, 65536))
+        .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))));
+    if let (Some(ring), Some(sock)) = (thr("shm-spsc", 65536), best_socket) {
+        add(
+            format!("64 KiB throughput {:.1}x the best socket (target >= 1.5x)", ring / sock),
+            ring >= 1.5 * sock,
+        );
+    }
+    out
+}

@@ -1,0 +1,87 @@
+//! shm-bench: the shared-memory ring against pipes and sockets between two processes.
+//!
+//! `shm-bench` prints a table and writes an SVG chart; `--json` prints one JSON object per
+//! measurement; `--quick` finishes in under 30 seconds.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use shm_demo::bench::{self, Plan, Transport};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Compare the shm-ipc ring with pipes and sockets between two pinned processes")]
+struct Args {
+    /// One JSON object per measurement, one per line, and nothing else.
+    #[arg(long)]
+    json: bool,
+    /// Fewer iterations: the whole run takes under 30 seconds.
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the SVG chart (table mode only).
+    #[arg(long, default_value = "target/shm-bench.svg")]
+    chart: PathBuf,
+    /// Only these transports (repeatable), by report name, e.g. `--transport pipe`.
+    #[arg(long = "transport", value_name = "NAME")]
+    transports: Vec<String>,
+    /// Only these throughput message sizes in bytes (repeatable).
+    #[arg(long = "size", value_name = "BYTES")]
+    sizes: Vec<usize>,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let mut plan = Plan::new(args.quick);
+    if !args.transports.is_empty() {
+        let mut chosen = Vec::new();
+        for name in &args.transports {
+            match Transport::ALL.iter().find(|t| t.name() == name) {
+                Some(t) => chosen.push(*t),
+                None => {
+                    let known: Vec<&str> = Transport::ALL.iter().map(|t| t.name()).collect();
+                    eprintln!("shm-bench: unknown transport {name:?}; expected one of {}", known.join(", "));
+                    return std::process::ExitCode::from(2);
+                }
+            }
+        }
+        plan.transports = chosen;
+    }
+    if !args.sizes.is_empty() {
+        if let Some(bad) = args.sizes.iter().find(|s| **s == 0 || **s > 65536) {
+            eprintln!("shm-bench: message size {bad} is out of range: expected 1 to 65536 bytes");
+            return std::process::ExitCode::from(2);
+        }
+        plan.sizes = args.sizes.clone();
+    }
+    let json = args.json;
+    if !json {
+        let cores = shm_demo::pair::online_cpus();
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        eprintln!(
+            "shm-bench{}: {cores} cores, Linux {}; producer pinned to core 0, consumer to core 1",
+            if args.quick { " --quick" } else { "" },
+            kernel.trim()
+        );
+    }
+    let result = bench::run(&plan, |m| {
+        if json {
+            println!("{}", m.to_json());
+        } else {
+            eprintln!("  measured {} {} {} B", m.transport, m.test, m.msg_size);
+        }
+    });
+    let all = match result {
+        Ok(all) => all,
+        Err(e) => {
+            eprintln!("shm-bench: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    if !json {
+        println!("{}", bench::table(&all));
+        match shm_demo::chart::write_svg(&all, &args.chart) {
+            Ok(()) => println!("chart written to {}", args.chart.display()),
+            Err(e) => eprintln!("shm-bench: could not write the chart to {}: {e}", args.chart.display()),
+        }
+    }
+    std::process::ExitCode::SUCCESS
+}

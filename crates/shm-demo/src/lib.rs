@@ -1,0 +1,8 @@
+//! The shm-ipc demo programs' logic: the binaries only parse arguments and print.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod bench;
+pub mod chart;
+pub mod pair;
+pub mod transport;

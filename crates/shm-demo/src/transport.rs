@@ -1,0 +1,352 @@
+//! The transports shm-bench compares, behind one small trait: send a message of a given length
+//! filled in by the caller, receive one and check it in place. Each does the copies it must and
+//! no more: sockets and pipes copy through the kernel, the ring writes and reads in place.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use shm_core::Region;
+use shm_ring::spsc::{Consumer, Producer};
+use shm_ring::{RecvError, RingConfig, SendError};
+
+/// One end of a transport.
+pub trait Endpoint {
+    /// Send one message of `len` bytes, written by `fill`.
+    fn send_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> io::Result<()>;
+    /// Receive one message of `len` bytes (stream transports need the length) and hand it to
+    /// `check`.
+    fn recv_with<R>(&mut self, len: usize, check: impl FnOnce(&[u8]) -> R) -> io::Result<R>;
+}
+
+/// A byte stream (pipe, Unix stream socket, TCP): one `write` per message, `read_exact` back.
+#[derive(Debug)]
+pub struct StreamEnd<W: Write, R: Read> {
+    tx: W,
+    rx: R,
+    buf: Vec<u8>,
+}
+
+impl<W: Write, R: Read> StreamEnd<W, R> {
+    /// Wrap a writer and a reader.
+    pub fn new(tx: W, rx: R, max: usize) -> Self {
+        StreamEnd { tx, rx, buf: vec![0; max] }
+    }
+}
+
+impl<W: Write, R: Read> Endpoint for StreamEnd<W, R> {
+    fn send_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> io::Result<()> {
+        fill(&mut self.buf[..len]);
+        self.tx.write_all(&self.buf[..len])
+    }
+    fn recv_with<T>(&mut self, len: usize, check: impl FnOnce(&[u8]) -> T) -> io::Result<T> {
+        self.rx.read_exact(&mut self.buf[..len])?;
+        Ok(check(&self.buf[..len]))
+    }
+}
+
+/// A `SOCK_SEQPACKET` Unix socket: message boundaries kept by the kernel.
+#[derive(Debug)]
+pub struct SeqPacketEnd {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+impl Endpoint for SeqPacketEnd {
+    fn send_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> io::Result<()> {
+        fill(&mut self.buf[..len]);
+        let n = nix::sys::socket::send(
+            self.fd.as_raw_fd(),
+            &self.buf[..len],
+            nix::sys::socket::MsgFlags::empty(),
+        )?;
+        if n != len {
+            return Err(io::Error::other(format!("seqpacket sent {n} of {len} bytes")));
+        }
+        Ok(())
+    }
+    fn recv_with<T>(&mut self, _len: usize, check: impl FnOnce(&[u8]) -> T) -> io::Result<T> {
+        let n =
+            nix::sys::socket::recv(self.fd.as_raw_fd(), &mut self.buf, nix::sys::socket::MsgFlags::empty())?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(check(&self.buf[..n]))
+    }
+}
+
+/// Waiting style of a ring end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Non-blocking calls in a spin loop.
+    Spin,
+    /// Blocking calls: spin briefly, then sleep on the futex.
+    Block,
+}
+
+/// A pair of SPSC rings (one each way), written and read in place.
+#[derive(Debug)]
+pub struct RingEnd {
+    tx: Option<Producer>,
+    rx: Option<Consumer>,
+    wait: Wait,
+}
+
+fn ring_error<E: std::fmt::Display>(e: E) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl Endpoint for RingEnd {
+    fn send_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> io::Result<()> {
+        let p = self.tx.as_mut().ok_or_else(|| io::Error::other("no sending ring"))?;
+        let mut grant = match self.wait {
+            Wait::Block => p.reserve_timeout(len, None).map_err(ring_error)?,
+            Wait::Spin => loop {
+                match p.reserve(len) {
+                    Ok(g) => break g,
+                    Err(SendError::Full(())) => std::hint::spin_loop(),
+                    Err(e) => return Err(ring_error(e)),
+                }
+            },
+        };
+        fill(&mut grant);
+        grant.commit();
+        Ok(())
+    }
+    fn recv_with<T>(&mut self, _len: usize, check: impl FnOnce(&[u8]) -> T) -> io::Result<T> {
+        let c = self.rx.as_mut().ok_or_else(|| io::Error::other("no receiving ring"))?;
+        match self.wait {
+            Wait::Block => {
+                let g = c.recv_guard_timeout(None).map_err(ring_error)?;
+                Ok(check(&g))
+            }
+            Wait::Spin => loop {
+                match c.recv() {
+                    Ok(g) => return Ok(check(&g)),
+                    Err(RecvError::Empty) => std::hint::spin_loop(),
+                    Err(e) => return Err(ring_error(e)),
+                }
+            },
+        }
+    }
+}
+
+impl RingEnd {
+    /// The producer of this end, for the batch API.
+    pub fn producer(&mut self) -> Option<&mut Producer> {
+        self.tx.as_mut()
+    }
+    /// The consumer of this end, for the batch API.
+    pub fn consumer(&mut self) -> Option<&mut Consumer> {
+        self.rx.as_mut()
+    }
+}
+
+/// Two regions holding an initialised SPSC ring each (a→b and b→a), made before `fork`;
+/// each side attaches its ends after it.
+#[derive(Debug)]
+pub struct RingPair {
+    ab: Arc<Region>,
+    ba: Arc<Region>,
+}
+
+impl RingPair {
+    /// Two rings of `capacity` data bytes.
+    pub fn new(capacity: u64) -> io::Result<RingPair> {
+        let config = RingConfig::spsc(capacity);
+        let make = || -> io::Result<Arc<Region>> {
+            let r = Region::anonymous(config.region_len())?;
+            r.prefault()?;
+            shm_ring::init(&r, &config).map_err(ring_error)?;
+            Ok(Arc::new(r))
+        };
+        Ok(RingPair { ab: make()?, ba: make()? })
+    }
+
+    /// Side a: produces on a→b, consumes b→a. `duplex` false attaches only the first ring.
+    pub fn side_a(&self, wait: Wait, duplex: bool) -> io::Result<RingEnd> {
+        let tx = Some(Producer::open(self.ab.clone()).map_err(ring_error)?);
+        let rx = if duplex { Some(Consumer::open(self.ba.clone()).map_err(ring_error)?) } else { None };
+        Ok(RingEnd { tx, rx, wait })
+    }
+
+    /// Side b: consumes a→b, produces on b→a.
+    pub fn side_b(&self, wait: Wait, duplex: bool) -> io::Result<RingEnd> {
+        let rx = Some(Consumer::open(self.ab.clone()).map_err(ring_error)?);
+        let tx = if duplex { Some(Producer::open(self.ba.clone()).map_err(ring_error)?) } else { None };
+        Ok(RingEnd { tx, rx, wait })
+    }
+}
+
+/// Kernel transports, created before `fork` as a pair of connected ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// Two pipes.
+    Pipe,
+    /// `socketpair(AF_UNIX, SOCK_STREAM)`.
+    UnixStream,
+    /// `socketpair(AF_UNIX, SOCK_SEQPACKET)`.
+    UnixSeqPacket,
+    /// TCP over loopback with `TCP_NODELAY`.
+    Tcp,
+}
+
+/// Either kind of kernel end.
+#[derive(Debug)]
+pub enum KernelEnd {
+    /// Pipes, Unix streams and TCP.
+    Stream(StreamEnd<std::fs::File, std::fs::File>),
+    /// Seqpacket.
+    Packet(SeqPacketEnd),
+}
+
+impl Endpoint for KernelEnd {
+    fn send_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> io::Result<()> {
+        match self {
+            KernelEnd::Stream(s) => s.send_with(len, fill),
+            KernelEnd::Packet(s) => s.send_with(len, fill),
+        }
+    }
+    fn recv_with<T>(&mut self, len: usize, check: impl FnOnce(&[u8]) -> T) -> io::Result<T> {
+        match self {
+            KernelEnd::Stream(s) => s.recv_with(len, check),
+            KernelEnd::Packet(s) => s.recv_with(len, check),
+        }
+    }
+}
+
+fn file(fd: OwnedFd) -> std::fs::File {
+    std::fs::File::from(fd)
+}
+
+/// Make a connected pair of kernel ends able to carry messages up to `max` bytes.
+pub fn kernel_pair(kind: Kernel, max: usize) -> io::Result<(KernelEnd, KernelEnd)> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    let stream = |a: OwnedFd, b: OwnedFd, c: OwnedFd, d: OwnedFd| {
+        (
+            KernelEnd::Stream(StreamEnd::new(file(a), file(b), max)),
+            KernelEnd::Stream(StreamEnd::new(file(c), file(d), max)),
+        )
+    };
+    Ok(match kind {
+        Kernel::Pipe => {
+            let (r1, w1) = nix::unistd::pipe()?;
+            let (r2, w2) = nix::unistd::pipe()?;
+            // Large pipe buffers, as a tuned pipe user would set them.
+            for fd in [&w1, &w2] {
+                let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+            }
+            stream(w1, r2, w2, r1)
+        }
+        Kernel::UnixStream => {
+            let (a, b) = UnixStream::pair()?;
+            let (a2, b2) = (a.try_clone()?, b.try_clone()?);
+            stream(a.into(), a2.into(), b.into(), b2.into())
+        }
+        Kernel::UnixSeqPacket => {
+            let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
+            for fd in [&a, &b] {
+                let _ = nix::sys::socket::setsockopt(fd, nix::sys::socket::sockopt::SndBuf, &(4 << 20));
+                let _ = nix::sys::socket::setsockopt(fd, nix::sys::socket::sockopt::RcvBuf, &(4 << 20));
+            }
+            (
+                KernelEnd::Packet(SeqPacketEnd { fd: a, buf: vec![0; max] }),
+                KernelEnd::Packet(SeqPacketEnd { fd: b, buf: vec![0; max] }),
+            )
+        }
+        Kernel::Tcp => {
+            let listener = TcpListener::bind("127.0.0.1:0")?;
+            let a = TcpStream::connect(listener.local_addr()?)?;
+            let (b, _) = listener.accept()?;
+            a.set_nodelay(true)?;
+            b.set_nodelay(true)?;
+            let (a2, b2) = (a.try_clone()?, b.try_clone()?);
+            stream(OwnedFd::from(a), OwnedFd::from(a2), OwnedFd::from(b), OwnedFd::from(b2))
+        }
+    })
+}
+
+/// The floors: the cost of the bare mechanism, with no ring around it.
+#[derive(Debug)]
+pub struct Floor {
+    region: Region,
+}
+
+impl Floor {
+    /// Two words on separate 128-byte lines in an anonymous shared region.
+    pub fn new() -> io::Result<Floor> {
+        Ok(Floor { region: Region::anonymous(4096)? })
+    }
+
+    fn word64(&self, line: usize) -> &AtomicU64 {
+        // SAFETY: line * 128 + 8 <= 4096; aligned; the region outlives the reference; only
+        // accessed atomically by both processes.
+        unsafe { &*(self.region.as_ptr().add(line * 128) as *const AtomicU64) }
+    }
+
+    fn word32(&self, line: usize) -> &AtomicU32 {
+        // SAFETY: as for word64.
+        unsafe { &*(self.region.as_ptr().add(line * 128) as *const AtomicU32) }
+    }
+
+    /// Atomic ping-pong, pinger side: store `i` on line 0, spin until line 1 says `i`.
+    pub fn atomic_ping(&self, i: u64) {
+        self.word64(0).store(i, Ordering::Release);
+        while self.word64(1).load(Ordering::Acquire) != i {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Atomic ping-pong, ponger side.
+    pub fn atomic_pong(&self, i: u64) {
+        while self.word64(0).load(Ordering::Acquire) != i {
+            std::hint::spin_loop();
+        }
+        self.word64(1).store(i, Ordering::Release);
+    }
+
+    /// Futex ping-pong, pinger side: bump word 0 and wake, sleep on word 1 until it changes.
+    pub fn futex_ping(&self, i: u32) {
+        self.word32(0).store(i, Ordering::SeqCst);
+        futex(self.word32(0), libc::FUTEX_WAKE, 1);
+        loop {
+            let v = self.word32(1).load(Ordering::SeqCst);
+            if v == i {
+                return;
+            }
+            futex(self.word32(1), libc::FUTEX_WAIT, v);
+        }
+    }
+
+    /// Futex ping-pong, ponger side.
+    pub fn futex_pong(&self, i: u32) {
+        loop {
+            let v = self.word32(0).load(Ordering::SeqCst);
+            if v == i {
+                break;
+            }
+            futex(self.word32(0), libc::FUTEX_WAIT, v);
+        }
+        self.word32(1).store(i, Ordering::SeqCst);
+        futex(self.word32(1), libc::FUTEX_WAKE, 1);
+    }
+}
+
+fn futex(word: &AtomicU32, op: i32, val: u32) {
+    // SAFETY: `word` is a live aligned u32 in a shared mapping; no timeout; the kernel only reads
+    // it.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            op,
+            val,
+            std::ptr::null::<libc::timespec>(),
+            0usize,
+            0u32,
+        );
+    }
+}
