@@ -486,6 +486,8 @@ impl<M: Memory> Consumer<M> {
                 }
                 st.tail_cache = tail;
                 if tail == st.head {
+                    // Caught up: hand everything consumed back to the producer now.
+                    Self::publish_head(mem, st);
                     return Ok(None);
                 }
             }
@@ -596,8 +598,25 @@ impl<M: Memory> Consumer<M> {
         unsafe { std::slice::from_raw_parts(self.mem.payload(n.idx), n.len) }
     }
 
+    /// Mark a record consumed. The space goes back to the producer in steps (see
+    /// [`flush`](Consumer::flush)): one store and one wake-up check per quarter ring, instead of
+    /// per message.
     fn consume(&mut self, n: Next) {
         self.st.head += record_size(n.len) as u64;
+        if self.st.head - self.st.published >= self.geo.capacity / 4 {
+            Self::publish_head(&self.mem, &mut self.st);
+        }
+    }
+
+    /// Hand the space of every consumed message back to the producer now (one Release store of
+    /// the consumer position, and a wake-up if the producer sleeps).
+    ///
+    /// This happens by itself whenever a quarter of the ring has been consumed, whenever the
+    /// consumer finds the ring empty, at the end of [`recv_batch`](Consumer::recv_batch), and
+    /// on close. Until then a consumer killed without closing has its consumed messages
+    /// delivered again to the next consumer of a file-backed ring (at-least-once); call `flush`
+    /// after each message where that matters.
+    pub fn flush(&mut self) {
         Self::publish_head(&self.mem, &mut self.st);
     }
 
@@ -641,7 +660,7 @@ impl<M: Memory> Consumer<M> {
     }
 
     /// Read the next message in place (zero-copy) if one is there now. The guard derefs to the
-    /// payload; dropping it releases the space to the producer.
+    /// payload; dropping it marks the message consumed (see [`flush`](Consumer::flush)).
     pub fn recv(&mut self) -> Result<ReadGuard<'_, M>, RecvError> {
         let next = self.try_next()?;
         Ok(ReadGuard { consumer: self, next })
@@ -718,7 +737,7 @@ impl<M: Memory> Drop for Consumer<M> {
     }
 }
 
-/// A message read in place. Derefs to its payload; dropping it releases the space.
+/// A message read in place. Derefs to its payload; dropping it marks the message consumed.
 pub struct ReadGuard<'a, M: Memory = DefaultMemory> {
     consumer: &'a mut Consumer<M>,
     next: Next,

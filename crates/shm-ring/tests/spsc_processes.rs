@@ -216,10 +216,10 @@ fn consumer_restart_on_a_file_resumes() {
     let mut out = BufReader::new(a.stdout.take().unwrap());
     assert_eq!(expect_line(&mut out, "next: "), "400");
     assert!(a.wait().unwrap().success());
-    // Consumer B reads one message in place and is killed while holding it.
+    // Consumer B consumes 400..410 (flushing after 405) and is killed while holding 410.
     let mut b = spawn_peer("peer", "hold", &env(0));
     let mut out = BufReader::new(b.stdout.take().unwrap());
-    assert_eq!(expect_line(&mut out, "holding: "), "400");
+    assert_eq!(expect_line(&mut out, "holding: "), "410");
     b.kill().unwrap();
     b.wait().unwrap();
     // The producer reopens and appends after the last message.
@@ -227,9 +227,9 @@ fn consumer_restart_on_a_file_resumes() {
         let mut p = Producer::open(Region::open_file(&path).unwrap()).unwrap();
         produce(&mut p, 1000, 1500, false);
     }
-    // Consumer C resumes at 400 (B's message was never released: at-least-once) and reads to
-    // the end.
-    let mut c = spawn_peer("peer", "drain", &env(400));
+    // Consumer C resumes at 405, B's last flushed position: what B consumed after its flush,
+    // and the message it held, are delivered again (at-least-once). It reads to the end.
+    let mut c = spawn_peer("peer", "drain", &env(405));
     let mut out = BufReader::new(c.stdout.take().unwrap());
     assert_eq!(expect_line(&mut out, "next: "), "1500");
     assert!(c.wait().unwrap().success());
@@ -258,7 +258,16 @@ fn peer() {
             println!("next: {count}");
         }
         "hold" => {
+            // Five messages consumed and flushed, five consumed without a flush, one held.
             let mut c = Consumer::open(region).unwrap();
+            let mut buf = Vec::new();
+            for _ in 0..5 {
+                c.try_recv(&mut buf).unwrap();
+            }
+            c.flush();
+            for _ in 0..5 {
+                c.try_recv(&mut buf).unwrap();
+            }
             let g = c.recv().unwrap();
             println!("holding: {}", u64::from_le_bytes(g[..8].try_into().unwrap()));
             loop {
