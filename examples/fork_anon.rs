@@ -1,65 +1,51 @@
-//! A parent and a child created by `fork` share one `MAP_SHARED | MAP_ANONYMOUS` region and see
-//! each other's writes, in both directions.
+//! A parent and a child created by `fork` share `MAP_SHARED | MAP_ANONYMOUS` memory holding two
+//! rings, one each way, and each prints what it received from the other.
 //!
 //! Run: `cargo run --example fork_anon`
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 use shm_ipc::core::Region;
-
-/// Offsets in the region: a turn word, then a message area.
-const TURN: usize = 0;
-const MSG: usize = 64;
-
-fn turn(region: &Region) -> &AtomicU32 {
-    // SAFETY: offset 0 of a page-aligned mapping of 4096 bytes is in bounds and 4-aligned; the
-    // region outlives the reference and both processes access the word only atomically.
-    unsafe { &*(region.as_ptr().add(TURN) as *const AtomicU32) }
-}
-
-fn wait_turn(region: &Region, want: u32) {
-    let backoff = std::time::Duration::from_micros(50);
-    // SYNC POINT: Acquire pairs with the other process's Release store of the turn, so its
-    // message is visible once the turn is ours.
-    while turn(region).load(Ordering::Acquire) != want {
-        std::thread::sleep(backoff);
-    }
-}
-
-fn read_msg(region: &Region) -> String {
-    let mut buf = [0u8; 64];
-    region.read_at(MSG, &mut buf).expect("in bounds");
-    String::from_utf8_lossy(&buf).trim_end_matches('\0').to_owned()
-}
-
-fn write_msg(region: &Region, text: &str) {
-    let mut buf = [0u8; 64];
-    buf[..text.len()].copy_from_slice(text.as_bytes());
-    region.write_at(MSG, &buf).expect("in bounds");
-}
+use shm_ipc::ring::spsc::{Consumer, Producer};
+use shm_ipc::ring::RingConfig;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let region = Region::anonymous(4096)?;
-    println!("mapped {} bytes: {:?}", region.len(), region.backing());
-    // SAFETY: the child only touches the region, prints, and leaves with _exit.
+    let config = RingConfig::spsc(64 * 1024);
+    // Map and initialise both rings before forking: the child inherits the mappings.
+    let down = Region::anonymous(config.region_len())?;
+    let up = Region::anonymous(config.region_len())?;
+    shm_ipc::ring::init(&down, &config)?;
+    shm_ipc::ring::init(&up, &config)?;
+    let (down, up) = (Arc::new(down), Arc::new(up));
+    let timeout = Duration::from_secs(10);
+
+    // SAFETY: the child only uses the rings, prints, and leaves with _exit.
     match unsafe { fork() }? {
         ForkResult::Child => {
-            wait_turn(&region, 1);
-            println!("child  (pid {}) sees: {:?}", std::process::id(), read_msg(&region));
-            write_msg(&region, &format!("hello from the child, pid {}", std::process::id()));
-            turn(&region).store(2, Ordering::Release);
+            let run = || -> Result<(), Box<dyn std::error::Error>> {
+                let mut rx = Consumer::open(down)?;
+                let mut tx = Producer::open(up)?;
+                let mut buf = Vec::new();
+                rx.recv_timeout(&mut buf, timeout)?;
+                println!("child  (pid {}) received: {}", std::process::id(), String::from_utf8_lossy(&buf));
+                tx.send_timeout(format!("hello from the child, pid {}", std::process::id()), timeout)?;
+                Ok(())
+            };
+            let code = if run().is_ok() { 0 } else { 1 };
             // SAFETY: leave without running the parent's destructors a second time.
-            unsafe { libc::_exit(0) }
+            unsafe { libc::_exit(code) }
         }
         ForkResult::Parent { child } => {
-            write_msg(&region, &format!("hello from the parent, pid {}", std::process::id()));
-            turn(&region).store(1, Ordering::Release);
-            wait_turn(&region, 2);
-            println!("parent (pid {}) sees: {:?}", std::process::id(), read_msg(&region));
-            let status = waitpid(child, None)?;
-            assert_eq!(status, WaitStatus::Exited(child, 0), "child failed");
+            let mut tx = Producer::open(down)?;
+            let mut rx = Consumer::open(up)?;
+            tx.send_timeout(format!("hello from the parent, pid {}", std::process::id()), timeout)?;
+            let mut buf = Vec::new();
+            rx.recv_timeout(&mut buf, timeout)?;
+            println!("parent (pid {}) received: {}", std::process::id(), String::from_utf8_lossy(&buf));
+            assert_eq!(waitpid(child, None)?, WaitStatus::Exited(child, 0), "child failed");
             Ok(())
         }
     }

@@ -2,9 +2,11 @@
 //!
 //! This facade re-exports the workspace crates:
 //! - [`core`] (`shm-core`): shared-memory regions (anonymous, file, POSIX shm, memfd, private).
+//! - [`ring`] (`shm-ring`): lock-free SPSC message rings living in a region.
 //!
-//! See the README for the two commands that run the demo and the tests.
+//! See the README for the two commands that run the benchmark and the tests.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 pub use shm_core as core;
+pub use shm_ring as ring;

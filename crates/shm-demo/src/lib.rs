@@ -4,5 +4,7 @@
 
 pub mod bench;
 pub mod chart;
+pub mod forkdemo;
 pub mod pair;
+pub mod stream;
 pub mod transport;

@@ -46,7 +46,18 @@ struct ProducerState {
     head_cache: u64,
     /// Our owner word in the producer slot.
     me: u64,
+    /// The consumer slot's generation when we attached, and whether a consumer was attached
+    /// then: a consumer that closed before we came (a file-backed ring between consumers) does
+    /// not disconnect us; one that closes while we are here does.
+    consumer_at_attach: (u32, bool),
     liveness: LivenessClock,
+}
+
+/// Whether a closed consumer slot means "disconnected" for a producer that saw
+/// `consumer_at_attach` when it attached.
+fn consumer_left<M: Memory>(mem: &M, consumer_at_attach: (u32, bool)) -> bool {
+    let (generation, was_attached) = consumer_at_attach;
+    was_attached || mem.header().consumer.generation.load(Ordering::Acquire) != generation
 }
 
 #[derive(Debug)]
@@ -103,6 +114,11 @@ impl<M: Memory> Producer<M> {
     pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
         let h = mem.header();
         let (me, _gen) = ring::claim_slot(mem.slot(0), Role::Producer)?;
+        let consumer_owner = crate::identity::Owner::decode(h.consumer.owner.load(Ordering::Acquire));
+        let consumer_at_attach = (
+            h.consumer.generation.load(Ordering::Acquire),
+            consumer_owner.state == crate::identity::ATTACHED,
+        );
         // A producer that died asleep may have left its announcement; only we wait here.
         h.space_ready.waiters.store(0, Ordering::Relaxed);
         let head = h.head.load(Ordering::Acquire);
@@ -114,7 +130,13 @@ impl<M: Memory> Producer<M> {
         Ok(Producer {
             mem,
             geo,
-            st: ProducerState { tail, head_cache: head, me, liveness: LivenessClock::default() },
+            st: ProducerState {
+                tail,
+                head_cache: head,
+                me,
+                consumer_at_attach,
+                liveness: LivenessClock::default(),
+            },
         })
     }
 
@@ -142,9 +164,8 @@ impl<M: Memory> Producer<M> {
     /// Find room for a record of `rec` bytes, reloading the consumer position if needed.
     fn room(mem: &M, geo: &Geometry, st: &mut ProducerState, rec: usize) -> Result<Spot, SendError<()>> {
         let h = mem.header();
-        match ring::peer(&h.consumer, false) {
-            Peer::Closed => return Err(SendError::Disconnected(())),
-            Peer::Present | Peer::Dead(_) => {}
+        if ring::peer(&h.consumer, false) == Peer::Closed && consumer_left(mem, st.consumer_at_attach) {
+            return Err(SendError::Disconnected(()));
         }
         let idx = (st.tail & geo.mask) as usize;
         let contiguous = geo.capacity as usize - idx;
@@ -239,6 +260,7 @@ impl<M: Memory> Producer<M> {
     fn wait_room(&mut self, rec: usize, deadline: Option<Instant>) -> Result<Spot, SendError<()>> {
         let (mem, geo, st) = (&self.mem, &self.geo, &mut self.st);
         let h = mem.header();
+        let at_attach = st.consumer_at_attach;
         wait::block_on(
             mem,
             &h.space_ready,
@@ -249,7 +271,8 @@ impl<M: Memory> Producer<M> {
             },
             |check_alive| match ring::peer(&h.consumer, check_alive) {
                 Peer::Dead(pid) => Some(SendError::PeerDead { msg: (), pid }),
-                Peer::Closed => Some(SendError::Disconnected(())),
+                Peer::Closed if consumer_left(mem, at_attach) => Some(SendError::Disconnected(())),
+                Peer::Closed => None,
                 Peer::Present => None,
             },
             || SendError::Timeout(()),

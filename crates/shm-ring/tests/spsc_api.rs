@@ -308,3 +308,19 @@ fn send_batch_publishes_what_fits() {
     let big = [vec![0u8; 200]];
     assert!(matches!(p.send_batch(&mut big.iter().peekable()), Err(SendError::TooLarge { .. })));
 }
+
+#[test]
+fn producer_arriving_after_a_consumer_left_can_send_for_the_next_one() {
+    let config = RingConfig::spsc(1024);
+    let region = Arc::new(Region::anonymous(config.region_len()).unwrap());
+    shm_ring::init(&region, &config).unwrap();
+    drop(Consumer::open(region.clone()).unwrap()); // a consumer came and went
+    let mut p = Producer::open(region.clone()).unwrap();
+    p.try_send(b"for whoever comes next").unwrap();
+    let mut c = Consumer::open(region).unwrap();
+    let mut buf = Vec::new();
+    c.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, b"for whoever comes next");
+    drop(c); // this one closes while the producer is attached: now it is disconnected
+    assert!(matches!(p.try_send(b"x"), Err(SendError::Disconnected(_))));
+}
