@@ -21,7 +21,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     grant.commit_len(11);
 
     // A grant dropped without commit sends nothing.
-    drop(tx.reserve(16)?);
+    {
+        let mut unused = tx.reserve(16)?;
+        unused.fill(0xff);
+    }
 
     // Read in place; the space goes back to the producer when the guard drops.
     {
