@@ -415,25 +415,27 @@ fn stream_pipe_batched(n: u64, size: usize) -> io::Result<f64> {
     )?
 }
 
-/// The ring with the batch API on both sides: `send_batch` of prepared messages, one
-/// `recv_batch` handling everything waiting.
+/// The ring with the batch API on both sides: `write_batch` of up to 1024 messages written in
+/// place, one `recv_batch` handling everything waiting.
 fn stream_ring_batched(n: u64, size: usize) -> io::Result<f64> {
     let rings = RingPair::new(1 << 18)?;
     run_pair(
         || {
             let Ok(mut end) = rings.side_a(Wait::Spin, false) else { return 2 };
             let Some(p) = end.producer() else { return 2 };
-            let mut msgs = (0..n)
-                .map(|seq| {
-                    let mut m = [0u8; 64];
-                    fill(&mut m[..size], seq);
-                    m
-                })
-                .peekable();
-            while msgs.peek().is_some() {
-                match p.send_batch(&mut msgs) {
-                    Ok(_) | Err(shm_ring::SendError::Full(())) => std::hint::spin_loop(),
-                    Err(_) => return 3,
+            // Up to 1024 messages written in place per batch, published with one store.
+            let mut seq = 0u64;
+            while seq < n {
+                let mut batch = p.write_batch();
+                while seq < n && batch.len() < 1024 {
+                    match batch.push(size, |m| fill(m, seq)) {
+                        Ok(()) => seq += 1,
+                        Err(shm_ring::SendError::Full(())) => break,
+                        Err(_) => return 3,
+                    }
+                }
+                if batch.commit() == 0 {
+                    std::hint::spin_loop();
                 }
             }
             0

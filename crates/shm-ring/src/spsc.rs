@@ -332,6 +332,15 @@ impl<M: Memory> Producer<M> {
         Ok(sent)
     }
 
+    /// Write several messages in place and publish them together: each
+    /// [`BatchWriter::push`] writes one message directly into the ring, and
+    /// [`BatchWriter::commit`] publishes all of them with one store. Dropping the writer without
+    /// committing sends none of them.
+    pub fn write_batch(&mut self) -> BatchWriter<'_, M> {
+        let start = self.st.tail;
+        BatchWriter { producer: self, start, count: 0 }
+    }
+
     /// Send, waiting as long as it takes for room (spinning briefly, then sleeping on a futex).
     /// Fails only when the consumer is closed or dead, the message is too large, or memory is
     /// corrupt.
@@ -390,6 +399,66 @@ impl<M: Memory> Drop for Producer<M> {
         ring::release_slot(self.mem.slot(0), self.st.me);
         wait::wake_all(&self.mem, &h.data_ready);
         wait::wake_all(&self.mem, &h.space_ready);
+    }
+}
+
+/// Messages written in place, published together by [`commit`](BatchWriter::commit).
+pub struct BatchWriter<'a, M: Memory = DefaultMemory> {
+    producer: &'a mut Producer<M>,
+    /// The producer position before the batch, restored if the batch is dropped.
+    start: u64,
+    count: usize,
+}
+
+impl<M: Memory> std::fmt::Debug for BatchWriter<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchWriter").field("count", &self.count).finish()
+    }
+}
+
+impl<M: Memory> BatchWriter<'_, M> {
+    /// Write one message of `len` bytes in place with `fill`, if it fits now. Nothing is
+    /// visible to the consumer before [`commit`](BatchWriter::commit).
+    pub fn push(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), SendError<()>> {
+        let p = &mut *self.producer;
+        let rec = p.check_len(len)?;
+        let spot = Producer::room(&p.mem, &p.geo, &mut p.st, rec)?;
+        p.mem.track_write(spot.idx, len);
+        // SAFETY: `room` found the record's bytes free at `spot.idx` inside the data area; the
+        // consumer does not read them before we publish, and `&mut self` makes this the only
+        // reference.
+        fill(unsafe { std::slice::from_raw_parts_mut(p.mem.payload(spot.idx), len) });
+        Producer::write_record(&p.mem, &p.geo, &mut p.st, spot, len);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Messages written so far.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Publish every message written, with one store; returns how many.
+    pub fn commit(mut self) -> usize {
+        let n = self.count;
+        if n > 0 {
+            Producer::flush_tail(&self.producer.mem, &self.producer.st);
+        }
+        self.count = 0;
+        self.start = self.producer.st.tail;
+        n
+    }
+}
+
+impl<M: Memory> Drop for BatchWriter<'_, M> {
+    fn drop(&mut self) {
+        // Not committed: forget what was written (it was never published).
+        self.producer.st.tail = self.start;
     }
 }
 

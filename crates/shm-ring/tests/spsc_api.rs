@@ -324,3 +324,25 @@ fn producer_arriving_after_a_consumer_left_can_send_for_the_next_one() {
     drop(c); // this one closes while the producer is attached: now it is disconnected
     assert!(matches!(p.try_send(b"x"), Err(SendError::Disconnected(_))));
 }
+
+#[test]
+fn write_batch_publishes_on_commit_only() {
+    let (mut p, mut c) = pair(256);
+    {
+        let mut b = p.write_batch();
+        b.push(3, |m| m.copy_from_slice(b"abc")).unwrap();
+        assert_eq!(b.len(), 1);
+        // dropped: nothing published
+    }
+    assert_eq!(c.recv().unwrap_err(), RecvError::Empty);
+    let mut b = p.write_batch();
+    for i in 0..8u8 {
+        b.push(24, |m| m.fill(i)).unwrap();
+    }
+    assert!(matches!(b.push(24, |_| ()), Err(SendError::Full(()))));
+    assert_eq!(c.recv().unwrap_err(), RecvError::Empty, "not visible before commit");
+    assert_eq!(b.commit(), 8);
+    let mut got = Vec::new();
+    assert_eq!(c.recv_batch(usize::MAX, |m| got.push(m[0])).unwrap(), 8);
+    assert_eq!(got, (0..8).collect::<Vec<u8>>());
+}
