@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shm_core::{CreateError, Region};
+use shm_core::{CreateError, OpenError, Region};
 use shm_ring::spsc::{Consumer, Producer};
 use shm_ring::{RecvError, RingConfig, SendError};
 
@@ -42,11 +42,22 @@ pub fn open_or_create(target: &Target, config: &RingConfig, create: bool) -> io:
             Ok((Arc::new(region), true))
         }
         Err(CreateError::AlreadyExists { .. }) if !create => {
-            let region = match target {
-                Target::Path(p) => Region::open_file(p)?,
-                Target::Name(n) => Region::open_shm(n)?,
-            };
-            Ok((Arc::new(region), false))
+            // The creator may be between creating the object and sizing it: an empty object
+            // is given a moment (the ring's own attach then waits for its initialisation).
+            let deadline = Instant::now() + Duration::from_secs(2);
+            loop {
+                let opened = match target {
+                    Target::Path(p) => Region::open_file(p),
+                    Target::Name(n) => Region::open_shm(n),
+                };
+                match opened {
+                    Ok(region) => return Ok((Arc::new(region), false)),
+                    Err(OpenError::TooSmall { have: 0, .. }) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         Err(e) => Err(e.into()),
     }
