@@ -31,11 +31,19 @@
 //! |    type    |   slot   |   generation    |         payload length         |
 //! +------------+----------+-----------------+--------------------------------+
 //! ```
-//! `type` is 0 (zeroed, never written), 1 message, 2 padding (skip to the end of the data area),
-//! 3 claimed (MPSC: space taken, payload being written). `slot` and `generation` name the MPSC
-//! producer that claimed it. The payload follows, padded to a multiple of 8. A message never
-//! wraps: when it does not fit before the end of the data area, a padding record fills the rest
-//! and the message starts at index 0.
+//! `type` is 0 free, 1 message, 2 padding (skip to the end of the data area), 3 claimed (MPSC:
+//! space taken, payload being written), 4 skip (MPSC: an aborted claim). `slot` and `generation`
+//! name the MPSC producer that claimed it. The payload follows, padded to a multiple of 8. A
+//! message never wraps: when it does not fit before the end of the data area, a padding record
+//! fills the rest and the message starts at index 0.
+//!
+//! In an MPSC ring every 8-byte word of free space holds a *free word*: type 0 and, in the length
+//! field, the lap (`position / capacity`, low 32 bits) for which the space is free. Zeroed memory
+//! is free for lap 0; the consumer rewrites what it consumed as free for the next lap before it
+//! hands the space back. A producer claims position `p` by a compare-and-swap of the word at
+//! `p`'s index from "free for lap(p)" to "claimed by me", so a producer holding a stale position
+//! can never claim space of another lap, and the claimant's identity is written in the same
+//! atomic step as the claim.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -239,12 +247,20 @@ pub const fn record_size(len: usize) -> usize {
     RECORD_HEADER + ((len + 7) & !7)
 }
 
-#[allow(dead_code)] // used by the MPSC ring
-pub(crate) const TYPE_EMPTY: u8 = 0;
+/// Type 0: free space (MPSC: the length field holds the lap the space is free for).
+pub(crate) const TYPE_FREE: u8 = 0;
 pub(crate) const TYPE_MSG: u8 = 1;
 pub(crate) const TYPE_PAD: u8 = 2;
-#[allow(dead_code)] // used by the MPSC ring
 pub(crate) const TYPE_CLAIMED: u8 = 3;
+/// A record to skip: an aborted MPSC grant.
+pub(crate) const TYPE_SKIP: u8 = 4;
+
+/// The free-space word for positions of lap `lap` (`position / capacity`): type 0 and the low
+/// 32 bits of the lap. Zeroed memory is free for lap 0.
+#[inline]
+pub(crate) fn free_word(lap: u64) -> u64 {
+    lap as u32 as u64
+}
 
 /// A record header as plain data (see the bit diagram above).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
@@ -254,7 +270,6 @@ pub(crate) struct RecordHeader {
     pub meta: u32,
 }
 
-#[allow(dead_code)] // slot and generation are read by the MPSC ring
 impl RecordHeader {
     #[inline]
     pub fn new(kind: u8, len: u32, slot: u8, generation: u16) -> RecordHeader {
@@ -292,7 +307,9 @@ mod tests {
         let back = RecordHeader::from_word(h.to_word());
         assert_eq!(back, h);
         assert_eq!((back.kind(), back.len, back.slot(), back.generation()), (TYPE_CLAIMED, 1234, 7, 65000));
-        assert_eq!(RecordHeader::from_word(0).kind(), TYPE_EMPTY);
+        assert_eq!(RecordHeader::from_word(0).kind(), TYPE_FREE);
+        assert_eq!(free_word(0), 0);
+        assert_eq!(RecordHeader::from_word(free_word(7)), RecordHeader { len: 7, meta: 0 });
     }
 
     #[test]

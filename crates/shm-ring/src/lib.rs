@@ -48,6 +48,7 @@ mod error;
 mod identity;
 pub mod layout;
 mod memory;
+pub mod mpsc;
 mod ring;
 pub mod spsc;
 mod sync;

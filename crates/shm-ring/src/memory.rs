@@ -49,13 +49,15 @@ pub trait Memory: sealed::Sealed + Send + Sync {
     fn track_write(&self, _idx: usize, _len: usize) {}
     #[doc(hidden)]
     fn track_read(&self, _idx: usize, _len: usize) {}
-    /// Zero `len` data bytes from `idx` (MPSC consumer invalidating consumed space).
+    /// Store `word` into every 8-byte word of `idx..idx + len` (MPSC consumer marking consumed
+    /// space free for the next lap). The caller checks the range lies in the data area.
     #[doc(hidden)]
-    fn zero(&self, idx: usize, len: usize);
+    fn fill_words(&self, idx: usize, len: usize, word: u64);
 }
 
 /// A ring's memory in a mapped [`Region`], shared with other processes.
 #[cfg(not(loom))]
+#[derive(Clone)]
 pub struct RegionMemory {
     region: Arc<Region>,
     data: *mut u8,
@@ -138,10 +140,12 @@ impl Memory for RegionMemory {
         self.region.len()
     }
 
-    fn zero(&self, idx: usize, len: usize) {
-        // SAFETY: the caller checked idx + len <= capacity and owns this space (consumed, not
-        // yet released to producers).
-        unsafe { std::ptr::write_bytes(self.data.add(idx), 0, len) };
+    fn fill_words(&self, idx: usize, len: usize, word: u64) {
+        // Atomic stores: a producer holding a stale position may compare-and-swap one of these
+        // words at the same time (and fail); plain writes would race with it.
+        for i in (idx..idx + len).step_by(8) {
+            self.record(i).store(word, crate::sync::Ordering::Relaxed);
+        }
     }
 }
 
@@ -237,12 +241,12 @@ mod heap {
                 c.with(|_| ());
             }
         }
-        fn zero(&self, idx: usize, len: usize) {
+        fn fill_words(&self, idx: usize, len: usize, word: u64) {
             for c in &self.cells[idx / 8..(idx + len).div_ceil(8)] {
                 c.with_mut(|_| ());
             }
             for w in &self.words[idx / 8..(idx + len).div_ceil(8)] {
-                w.store(0, crate::sync::Ordering::Relaxed);
+                w.store(word, crate::sync::Ordering::Relaxed);
             }
         }
     }
@@ -275,8 +279,8 @@ mod heap {
         fn track_read(&self, idx: usize, len: usize) {
             (**self).track_read(idx, len)
         }
-        fn zero(&self, idx: usize, len: usize) {
-            (**self).zero(idx, len)
+        fn fill_words(&self, idx: usize, len: usize, word: u64) {
+            (**self).fill_words(idx, len, word)
         }
     }
 }

@@ -329,6 +329,21 @@ impl LivenessClock {
     }
 }
 
+/// A deadline `timeout` from now (`None` if it overflows: wait forever).
+pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// A `Corrupt` receive error.
+pub(crate) fn corrupt(
+    what: &'static str,
+    found: u64,
+    position: u64,
+    expected: &'static str,
+) -> crate::RecvError {
+    crate::RecvError::Corrupt(CorruptError { what, found, position, expected })
+}
+
 /// The minimal region size any ring needs before its descriptor can even be read.
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) const MIN_REGION: usize = FIXED_HEADER;

@@ -94,9 +94,7 @@ impl<M: Memory> std::fmt::Debug for Consumer<M> {
     }
 }
 
-fn deadline(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
-}
+use crate::ring::{corrupt, deadline};
 
 // ---------------------------------------------------------------------------------------------
 // Producer
@@ -520,10 +518,6 @@ struct Next {
     len: usize,
 }
 
-fn corrupt(what: &'static str, found: u64, position: u64, expected: &'static str) -> RecvError {
-    RecvError::Corrupt(CorruptError { what, found, position, expected })
-}
-
 impl<M: Memory> Consumer<M> {
     /// Attach as the consumer to initialised memory whose geometry was validated.
     pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
@@ -691,11 +685,13 @@ impl<M: Memory> Consumer<M> {
     }
 
     /// Mark a record consumed. The space goes back to the producer in steps (see
-    /// [`flush`](Consumer::flush)): one store and one wake-up check per quarter ring, instead of
-    /// per message.
+    /// [`flush`](Consumer::flush)): while the consumer lags, one store and one wake-up check per
+    /// quarter ring instead of per message.
     fn consume(&mut self, n: Next) {
         self.st.head += record_size(n.len) as u64;
-        if self.st.head - self.st.published >= self.geo.capacity / 4 {
+        // Hand space back per quarter ring, or at once when this was the last message known:
+        // a lagging consumer batches its releases, one that is caught up never holds space.
+        if self.st.head - self.st.published >= self.geo.capacity / 4 || self.st.head == self.st.tail_cache {
             Self::publish_head(&self.mem, &mut self.st);
         }
     }
@@ -704,8 +700,8 @@ impl<M: Memory> Consumer<M> {
     /// the consumer position, and a wake-up if the producer sleeps).
     ///
     /// This happens by itself whenever a quarter of the ring has been consumed, whenever the
-    /// consumer finds the ring empty, at the end of [`recv_batch`](Consumer::recv_batch), and
-    /// on close. Until then a consumer killed without closing has its consumed messages
+    /// consumer takes the last message it knows of or finds the ring empty, at the end of
+    /// [`recv_batch`](Consumer::recv_batch), and on close. Until then a consumer killed without closing has its consumed messages
     /// delivered again to the next consumer of a file-backed ring (at-least-once); call `flush`
     /// after each message where that matters.
     pub fn flush(&mut self) {

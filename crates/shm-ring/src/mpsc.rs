@@ -1,0 +1,940 @@
+//! Many-producer single-consumer ring: producers in any number of threads and processes, one
+//! consumer.
+//!
+//! # Protocol
+//! A producer reads `tail` (position `t`), checks for room against the consumer position, and
+//! claims `t` with one compare-and-swap of the record word at `t`'s index: from "free for
+//! lap(t)" to "claimed by (slot, generation), length n". Its identity is in the claim itself, so
+//! there is no instant at which the ring holds space nobody can be named for. It then advances
+//! `tail` past the record with a CAS that any producer (or the consumer) also performs on its
+//! behalf when it finds the claim, writes the payload, and commits with a Release store of the
+//! message word. A record that does not fit before the end of the data area is preceded by a
+//! padding record, claimed the same way.
+//!
+//! The consumer reads records in position order and stops at a claimed, uncommitted one. It
+//! skips it only when its producer is known to be gone: its slot's generation changed (a new
+//! producer took the slot of a dead one), its slot is closed, or its process died (pid + start
+//! time). A live but slow producer is waited for, never skipped. Consumed space is rewritten as
+//! free for the next lap before it is handed back, so stale data can never look committed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{AttachError, CorruptError, RecvError, Role, SendError};
+use crate::identity::{self, Owner};
+use crate::layout::{
+    free_word, record_size, RecordHeader, Slot, RECORD_HEADER, TYPE_CLAIMED, TYPE_FREE, TYPE_MSG, TYPE_PAD,
+    TYPE_SKIP,
+};
+use crate::memory::Memory;
+use crate::ring::{self, corrupt, deadline, Geometry, LivenessClock, Peer};
+use crate::sync::Ordering;
+use crate::wait::{self, Step};
+
+#[doc(hidden)]
+pub use crate::spsc::DefaultMemory;
+
+/// One producer slot held by this process, shared by the clones of a [`Producer`].
+struct Attachment<M: Memory> {
+    mem: M,
+    slot: usize,
+    me: u64,
+    generation: u16,
+}
+
+impl<M: Memory> Drop for Attachment<M> {
+    fn drop(&mut self) {
+        let h = self.mem.header();
+        ring::release_slot(self.mem.slot(self.slot), self.me);
+        wait::wake_all(&self.mem, &h.data_ready);
+        wait::wake_all(&self.mem, &h.space_ready);
+    }
+}
+
+/// A sending end of an MPSC ring. Clone it for more threads of this process (the clones share
+/// one producer slot); other processes [`open`](Producer::open) their own.
+pub struct Producer<M: Memory = DefaultMemory> {
+    att: Arc<Attachment<M>>,
+    geo: Geometry,
+    head_cache: u64,
+    consumer_at_attach: (u32, bool),
+    liveness: LivenessClock,
+}
+
+impl<M: Memory> Clone for Producer<M> {
+    fn clone(&self) -> Self {
+        Producer {
+            att: self.att.clone(),
+            geo: self.geo,
+            head_cache: self.head_cache,
+            consumer_at_attach: self.consumer_at_attach,
+            liveness: LivenessClock::default(),
+        }
+    }
+}
+
+impl<M: Memory> std::fmt::Debug for Producer<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("mpsc::Producer")
+            .field("slot", &self.att.slot)
+            .field("generation", &self.att.generation)
+            .field("capacity", &self.geo.capacity)
+            .field("max_message", &self.geo.max_message)
+            .finish()
+    }
+}
+
+/// Where a claimed record is.
+#[derive(Clone, Copy, Debug)]
+struct Claim {
+    idx: usize,
+    len: usize,
+}
+
+/// The outcome of one claim attempt that did not claim.
+enum Retry {
+    /// Someone else moved the tail: try again at once.
+    Again,
+    /// Stop with this error.
+    Stop(SendError<()>),
+}
+
+fn corrupt_send(what: &'static str, found: u64, position: u64, expected: &'static str) -> SendError<()> {
+    SendError::Corrupt { msg: (), error: CorruptError { what, found, position, expected } }
+}
+
+/// The size of the record whose word `w` sits at index `idx`, for helping the tail past it.
+fn claimed_size(geo: &Geometry, idx: usize, w: RecordHeader, position: u64) -> Result<usize, SendError<()>> {
+    let contiguous = geo.capacity as usize - idx;
+    let size = match w.kind() {
+        TYPE_PAD => contiguous,
+        TYPE_MSG | TYPE_CLAIMED | TYPE_SKIP if (w.len as usize) <= geo.max_message => {
+            record_size(w.len as usize)
+        }
+        _ => {
+            return Err(corrupt_send(
+                "record word",
+                w.to_word(),
+                position,
+                "a claimed, committed or padding record",
+            ))
+        }
+    };
+    if size > contiguous {
+        return Err(corrupt_send("record length", w.len.into(), position, "a record inside the data area"));
+    }
+    Ok(size)
+}
+
+impl<M: Memory> Producer<M> {
+    /// Take a free (or dead producer's) slot of initialised memory whose geometry was validated.
+    pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
+        let mut taken = None;
+        for i in 0..geo.max_producers as usize {
+            match ring::claim_slot(mem.slot(i), Role::Producer) {
+                Ok((me, generation)) => {
+                    taken = Some((i, me, generation as u16));
+                    break;
+                }
+                Err(AttachError::AlreadyAttached { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let (slot, me, generation) = taken.ok_or(AttachError::NoFreeSlot { slots: geo.max_producers })?;
+        let att = Arc::new(Attachment { mem, slot, me, generation });
+        let h = att.mem.header();
+        let consumer = Owner::decode(h.consumer.owner.load(Ordering::Acquire));
+        let consumer_at_attach =
+            (h.consumer.generation.load(Ordering::Acquire), consumer.state == identity::ATTACHED);
+        let head = h.head.load(Ordering::Acquire);
+        let tail = h.tail.load(Ordering::Acquire);
+        ring::check_positions(head, tail, geo.capacity)?;
+        Ok(Producer { att, geo, head_cache: head, consumer_at_attach, liveness: LivenessClock::default() })
+    }
+
+    fn mem(&self) -> &M {
+        &self.att.mem
+    }
+
+    /// Data bytes of the ring.
+    pub fn capacity(&self) -> usize {
+        self.geo.capacity as usize
+    }
+
+    /// The largest payload this ring carries.
+    pub fn max_message(&self) -> usize {
+        self.geo.max_message
+    }
+
+    /// This producer's slot in the producer table.
+    pub fn slot(&self) -> usize {
+        self.att.slot
+    }
+
+    /// Bytes claimed and not yet handed back by the consumer.
+    pub fn len_bytes(&self) -> usize {
+        let h = self.mem().header();
+        let head = h.head.load(Ordering::Acquire);
+        h.tail.load(Ordering::Acquire).saturating_sub(head).min(self.geo.capacity) as usize
+    }
+
+    /// Whether nothing is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.len_bytes() == 0
+    }
+
+    fn consumer_left(&self) -> bool {
+        let (generation, was_attached) = self.consumer_at_attach;
+        was_attached || self.mem().header().consumer.generation.load(Ordering::Acquire) != generation
+    }
+
+    /// One attempt to claim a record of `len` payload bytes.
+    fn try_claim(&mut self, len: usize, advance: bool) -> Result<Claim, Retry> {
+        let mem = &self.att.mem;
+        let geo = &self.geo;
+        let h = mem.header();
+        if ring::peer(&h.consumer, false) == Peer::Closed && self.consumer_left() {
+            return Err(Retry::Stop(SendError::Disconnected(())));
+        }
+        let rec = record_size(len);
+        let t = h.tail.load(Ordering::Acquire);
+        let idx = (t & geo.mask) as usize;
+        let contiguous = geo.capacity as usize - idx;
+        let pad = if rec <= contiguous { 0 } else { contiguous };
+        let need = (pad + rec) as u64;
+        if t + need > self.head_cache + geo.capacity {
+            // SYNC POINT: Acquire pairs with the consumer's Release store of head: the space it
+            // hands back has been rewritten as free for the next lap.
+            let head = h.head.load(Ordering::Acquire);
+            if head > t {
+                return Err(Retry::Again); // our tail is stale: others moved on
+            }
+            if t - head > geo.capacity {
+                return Err(Retry::Stop(corrupt_send(
+                    "producer position",
+                    t,
+                    head,
+                    "within capacity ahead of the consumer position",
+                )));
+            }
+            self.head_cache = self.head_cache.max(head);
+            if t + need > head + geo.capacity {
+                if self.liveness.due() {
+                    if let Peer::Dead(pid) = ring::peer(&h.consumer, true) {
+                        return Err(Retry::Stop(SendError::PeerDead { msg: (), pid }));
+                    }
+                }
+                return Err(Retry::Stop(SendError::Full(())));
+            }
+        }
+        let free = free_word(t / geo.capacity);
+        let (word, size) = if pad > 0 {
+            (RecordHeader::new(TYPE_PAD, (pad - RECORD_HEADER) as u32, 0, 0), pad)
+        } else {
+            let slot = self.att.slot as u8;
+            (RecordHeader::new(TYPE_CLAIMED, len as u32, slot, self.att.generation), rec)
+        };
+        // SYNC POINT: the claim. AcqRel: Acquire pairs with the consumer's Release of head (the
+        // free word we replace), Release publishes the claim to helpers and the consumer.
+        match mem.record(idx).compare_exchange(free, word.to_word(), Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                if advance || pad > 0 {
+                    let _ = h.tail.compare_exchange(t, t + size as u64, Ordering::AcqRel, Ordering::Relaxed);
+                }
+                if pad > 0 {
+                    return Err(Retry::Again); // padding placed: claim the record at index 0
+                }
+                Ok(Claim { idx, len })
+            }
+            Err(found) => {
+                let found = RecordHeader::from_word(found);
+                if found.kind() == TYPE_FREE {
+                    return Err(Retry::Again); // our tail is stale
+                }
+                // Someone claimed `t`: help the tail past their record, then retry.
+                let size = claimed_size(geo, idx, found, t).map_err(Retry::Stop)?;
+                let _ = h.tail.compare_exchange(t, t + size as u64, Ordering::AcqRel, Ordering::Relaxed);
+                Err(Retry::Again)
+            }
+        }
+    }
+
+    fn claim(&mut self, len: usize) -> Result<Claim, SendError<()>> {
+        if len > self.geo.max_message {
+            return Err(SendError::TooLarge { msg: (), len, max: self.geo.max_message });
+        }
+        loop {
+            match self.try_claim(len, true) {
+                Ok(c) => return Ok(c),
+                Err(Retry::Again) => crate::sync::spin_hint(),
+                Err(Retry::Stop(e)) => return Err(e),
+            }
+        }
+    }
+
+    fn claim_wait(&mut self, len: usize, deadline: Option<Instant>) -> Result<Claim, SendError<()>> {
+        if len > self.geo.max_message {
+            return Err(SendError::TooLarge { msg: (), len, max: self.geo.max_message });
+        }
+        let att = self.att.clone();
+        let mem = &att.mem;
+        let h = mem.header();
+        let at_attach = self.consumer_at_attach;
+        let consumer_left =
+            |mem: &M| at_attach.1 || mem.header().consumer.generation.load(Ordering::Acquire) != at_attach.0;
+        wait::block_on(
+            mem,
+            &h.space_ready,
+            deadline,
+            || loop {
+                match self.try_claim(len, true) {
+                    Ok(c) => return Step::Done(Ok(c)),
+                    Err(Retry::Again) => crate::sync::spin_hint(),
+                    Err(Retry::Stop(SendError::Full(()))) => return Step::Pending,
+                    Err(Retry::Stop(e)) => return Step::Done(Err(e)),
+                }
+            },
+            |check_alive| match ring::peer(&h.consumer, check_alive) {
+                Peer::Dead(pid) => Some(SendError::PeerDead { msg: (), pid }),
+                Peer::Closed if consumer_left(mem) => Some(SendError::Disconnected(())),
+                _ => None,
+            },
+            || SendError::Timeout(()),
+        )
+    }
+
+    /// Write the payload and commit: one Release store of the message word.
+    fn commit(&self, c: Claim, bytes: Option<&[u8]>, kind: u8) {
+        let mem = self.mem();
+        if let Some(bytes) = bytes {
+            mem.track_write(c.idx, bytes.len());
+            // SAFETY: we claimed `record_size(len)` bytes at `c.idx` inside the data area; nobody
+            // else writes them, and the consumer does not read them before the commit below.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), mem.payload(c.idx), bytes.len()) };
+        }
+        let word = RecordHeader::new(kind, c.len as u32, self.att.slot as u8, self.att.generation);
+        // SYNC POINT: Release pairs with the consumer's Acquire load of the record word: the
+        // payload is visible once the word says "message".
+        mem.record(c.idx).store(word.to_word(), Ordering::Release);
+        wait::notify(mem, &mem.header().data_ready);
+    }
+
+    /// Send a copy of `msg` if there is room now; on failure the message is handed back.
+    pub fn try_send<T: AsRef<[u8]>>(&mut self, msg: T) -> Result<(), SendError<T>> {
+        match self.claim(msg.as_ref().len()) {
+            Ok(c) => {
+                self.commit(c, Some(msg.as_ref()), TYPE_MSG);
+                Ok(())
+            }
+            Err(e) => Err(SendError::with_msg(e, msg)),
+        }
+    }
+
+    fn send_deadline<T: AsRef<[u8]>>(
+        &mut self,
+        msg: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendError<T>> {
+        match self.claim_wait(msg.as_ref().len(), deadline) {
+            Ok(c) => {
+                self.commit(c, Some(msg.as_ref()), TYPE_MSG);
+                Ok(())
+            }
+            Err(e) => Err(SendError::with_msg(e, msg)),
+        }
+    }
+
+    /// Send, waiting as long as it takes for room.
+    pub fn send<T: AsRef<[u8]>>(&mut self, msg: T) -> Result<(), SendError<T>> {
+        self.send_deadline(msg, None)
+    }
+
+    /// Send, waiting at most `timeout` for room.
+    pub fn send_timeout<T: AsRef<[u8]>>(&mut self, msg: T, timeout: Duration) -> Result<(), SendError<T>> {
+        self.send_deadline(msg, deadline(timeout))
+    }
+
+    /// Send a plain-old-data value as its bytes.
+    pub fn send_pod<T: bytemuck::Pod>(&mut self, value: T) -> Result<(), SendError<T>> {
+        self.try_send(bytemuck::bytes_of(&value)).map_err(|e| e.map(|_| value))
+    }
+
+    /// Send a plain-old-data value, waiting at most `timeout` for room.
+    pub fn send_pod_timeout<T: bytemuck::Pod>(
+        &mut self,
+        value: T,
+        timeout: Duration,
+    ) -> Result<(), SendError<T>> {
+        self.send_timeout(bytemuck::bytes_of(&value), timeout).map_err(|e| e.map(|_| value))
+    }
+
+    /// Claim `len` bytes to write a message in place. [`Grant::commit`] publishes it; dropping
+    /// the grant turns the claimed space into a record the consumer skips.
+    pub fn reserve(&mut self, len: usize) -> Result<Grant<'_, M>, SendError<()>> {
+        let claim = self.claim(len)?;
+        self.mem().track_write(claim.idx, len);
+        Ok(Grant { producer: self, claim, done: false })
+    }
+
+    /// [`reserve`](Producer::reserve), waiting at most `timeout` (None: forever) for room.
+    pub fn reserve_timeout(
+        &mut self,
+        len: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Grant<'_, M>, SendError<()>> {
+        let claim = self.claim_wait(len, timeout.and_then(deadline))?;
+        self.mem().track_write(claim.idx, len);
+        Ok(Grant { producer: self, claim, done: false })
+    }
+
+    /// Test hook: claim a record by its word but leave the tail behind, as a producer killed
+    /// between the two steps would. Returns nothing; the claim is never committed.
+    #[doc(hidden)]
+    pub fn claim_without_advancing(&mut self, len: usize) -> bool {
+        loop {
+            match self.try_claim(len, false) {
+                Ok(_) => return true,
+                Err(Retry::Again) => continue,
+                Err(Retry::Stop(_)) => return false,
+            }
+        }
+    }
+
+    /// Close this clone; the slot is released when the last clone closes.
+    pub fn close(self) {}
+}
+
+/// Claimed space for one message, written in place. [`commit`](Grant::commit) publishes it;
+/// dropping it publishes a record the consumer skips.
+pub struct Grant<'a, M: Memory = DefaultMemory> {
+    producer: &'a mut Producer<M>,
+    claim: Claim,
+    done: bool,
+}
+
+impl<M: Memory> std::fmt::Debug for Grant<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("mpsc::Grant").field("len", &self.claim.len).finish()
+    }
+}
+
+impl<M: Memory> Grant<'_, M> {
+    /// Publish the message.
+    pub fn commit(mut self) {
+        self.done = true;
+        self.producer.commit(self.claim, None, TYPE_MSG);
+    }
+}
+
+impl<M: Memory> std::ops::Deref for Grant<'_, M> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the claimed payload bytes lie inside the data area and are ours until commit.
+        unsafe { std::slice::from_raw_parts(self.producer.mem().payload(self.claim.idx), self.claim.len) }
+    }
+}
+
+impl<M: Memory> std::ops::DerefMut for Grant<'_, M> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.producer.mem().payload(self.claim.idx), self.claim.len) }
+    }
+}
+
+impl<M: Memory> Drop for Grant<'_, M> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.producer.commit(self.claim, None, TYPE_SKIP);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Consumer
+// ---------------------------------------------------------------------------------------------
+
+/// The receiving end of an MPSC ring.
+pub struct Consumer<M: Memory = DefaultMemory> {
+    mem: M,
+    geo: Geometry,
+    st: ConsumerState,
+}
+
+#[derive(Debug)]
+struct ConsumerState {
+    head: u64,
+    published: u64,
+    tail_cache: u64,
+    me: u64,
+    /// Rate limit for the `/proc` checks of producers (empty ring, stuck claim).
+    liveness: LivenessClock,
+}
+
+impl<M: Memory> std::fmt::Debug for Consumer<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("mpsc::Consumer")
+            .field("capacity", &self.geo.capacity)
+            .field("producers", &self.geo.max_producers)
+            .field("head", &self.st.head)
+            .finish()
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Next {
+    idx: usize,
+    len: usize,
+}
+
+/// Whether the claimant of a record (slot, generation) can no longer commit it.
+fn abandoned<M: Memory>(
+    mem: &M,
+    geo: &Geometry,
+    w: RecordHeader,
+    position: u64,
+    check_alive: bool,
+) -> Result<bool, RecvError> {
+    let slot = w.slot() as usize;
+    if slot >= geo.max_producers as usize {
+        return Err(corrupt("producer slot", slot as u64, position, "below the ring's producer count"));
+    }
+    let s: &Slot = mem.slot(slot);
+    if s.generation.load(Ordering::Acquire) as u16 != w.generation() {
+        return Ok(true); // the slot was taken over: its holder when it claimed is gone
+    }
+    let owner = Owner::decode(s.owner.load(Ordering::Acquire));
+    Ok(match owner.state {
+        identity::CLOSED => true,
+        identity::ATTACHED => check_alive && !owner.is_alive(),
+        _ => false,
+    })
+}
+
+impl<M: Memory> Consumer<M> {
+    pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
+        let h = mem.header();
+        let (me, _) = ring::claim_slot(&h.consumer, Role::Consumer)?;
+        h.data_ready.waiters.store(0, Ordering::Relaxed);
+        let head = h.head.load(Ordering::Acquire);
+        let tail = h.tail.load(Ordering::Acquire);
+        if let Err(e) = ring::check_positions(head, tail, geo.capacity) {
+            ring::release_slot(&h.consumer, me);
+            return Err(e.into());
+        }
+        let st =
+            ConsumerState { head, published: head, tail_cache: head, me, liveness: LivenessClock::default() };
+        Ok(Consumer { mem, geo, st })
+    }
+
+    /// Data bytes of the ring.
+    pub fn capacity(&self) -> usize {
+        self.geo.capacity as usize
+    }
+
+    /// The largest payload this ring carries.
+    pub fn max_message(&self) -> usize {
+        self.geo.max_message
+    }
+
+    /// Bytes claimed by producers and not yet consumed.
+    pub fn len_bytes(&self) -> usize {
+        let tail = self.mem.header().tail.load(Ordering::Acquire);
+        tail.saturating_sub(self.st.head).min(self.geo.capacity) as usize
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len_bytes() == 0
+    }
+
+    /// The next committed message. `Ok(None)`: nothing to read now (empty, or the next record is
+    /// still being written by a live producer).
+    fn next(mem: &M, geo: &Geometry, st: &mut ConsumerState) -> Result<Option<Next>, RecvError> {
+        let h = mem.header();
+        loop {
+            let idx = (st.head & geo.mask) as usize;
+            if st.head == st.tail_cache {
+                // SYNC POINT: Acquire pairs with the producers' tail CAS.
+                let tail = h.tail.load(Ordering::Acquire);
+                if tail % 8 != 0 || tail < st.head || tail - st.head > geo.capacity {
+                    return Err(corrupt(
+                        "producer position",
+                        tail,
+                        st.head,
+                        "a multiple of 8 within capacity ahead of the consumer position",
+                    ));
+                }
+                st.tail_cache = tail;
+                if tail == st.head {
+                    // A claim whose producer has not advanced the tail yet (or died before it
+                    // could): help it along, as producers do.
+                    let w = RecordHeader::from_word(mem.record(idx).load(Ordering::Acquire));
+                    if w.kind() != TYPE_FREE {
+                        let size = claimed_size(geo, idx, w, st.head)
+                            .map_err(|_| corrupt("record word", w.to_word(), st.head, "a valid claim"))?;
+                        let _ = h.tail.compare_exchange(
+                            tail,
+                            tail + size as u64,
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        );
+                        continue;
+                    }
+                    Self::publish_head(mem, geo, st);
+                    return Ok(None);
+                }
+            }
+            let avail = st.tail_cache - st.head;
+            // SYNC POINT: Acquire pairs with the producer's Release commit store.
+            let w = RecordHeader::from_word(mem.record(idx).load(Ordering::Acquire));
+            let len = w.len as usize;
+            let rec = record_size(len.min(geo.capacity as usize));
+            let check_len = |len: usize| -> Result<(), RecvError> {
+                if len > geo.max_message || rec as u64 > avail || idx + rec > geo.capacity as usize {
+                    return Err(corrupt(
+                        "record length",
+                        len as u64,
+                        st.head,
+                        "a record inside the claimed data",
+                    ));
+                }
+                Ok(())
+            };
+            match w.kind() {
+                TYPE_MSG => {
+                    check_len(len)?;
+                    return Ok(Some(Next { idx, len }));
+                }
+                TYPE_PAD => {
+                    let size = geo.capacity as usize - idx;
+                    if len + RECORD_HEADER != size || size as u64 > avail {
+                        return Err(corrupt(
+                            "padding length",
+                            len as u64,
+                            st.head,
+                            "the rest of the data area",
+                        ));
+                    }
+                    st.head += size as u64;
+                }
+                TYPE_SKIP => {
+                    check_len(len)?;
+                    st.head += rec as u64;
+                }
+                TYPE_CLAIMED => {
+                    check_len(len)?;
+                    let check_alive = st.liveness.due();
+                    if abandoned(mem, geo, w, st.head, check_alive)? {
+                        st.head += rec as u64; // its producer is gone: skip it
+                    } else {
+                        Self::publish_head(mem, geo, st);
+                        return Ok(None); // a live producer is still writing it
+                    }
+                }
+                other => {
+                    return Err(corrupt(
+                        "record type",
+                        other.into(),
+                        st.head,
+                        "1 (message), 2 (padding), 3 (claimed) or 4 (skip)",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Rewrite consumed space as free for the next lap, then hand it back (Release store of
+    /// head) and wake producers waiting for room.
+    fn publish_head(mem: &M, geo: &Geometry, st: &mut ConsumerState) {
+        if st.head == st.published {
+            return;
+        }
+        let mut p = st.published;
+        while p < st.head {
+            let lap = p / geo.capacity;
+            let end = st.head.min((lap + 1) * geo.capacity);
+            mem.fill_words((p & geo.mask) as usize, (end - p) as usize, free_word(lap + 1));
+            p = end;
+        }
+        st.published = st.head;
+        // SYNC POINT: Release pairs with the producers' Acquire load of head: the free words
+        // written above are visible to a producer that sees the new head.
+        mem.header().head.store(st.head, Ordering::Release);
+        wait::notify(mem, &mem.header().space_ready);
+    }
+
+    /// What an empty ring means: all producers closed, one died, or just nothing sent yet.
+    fn producers_gone(mem: &M, geo: &Geometry, check_alive: bool) -> Option<RecvError> {
+        let (mut closed, mut dead) = (false, None);
+        for i in 0..geo.max_producers as usize {
+            match ring::peer(mem.slot(i), check_alive) {
+                Peer::Present => {
+                    let o = Owner::decode(mem.slot(i).owner.load(Ordering::Acquire));
+                    if o.state == identity::ATTACHED {
+                        return None; // a live producer
+                    }
+                }
+                Peer::Closed => closed = true,
+                Peer::Dead(pid) => dead = Some(pid),
+            }
+        }
+        match (dead, closed) {
+            (Some(pid), _) => Some(RecvError::PeerDead { pid }),
+            (None, true) => Some(RecvError::Disconnected),
+            (None, false) => None,
+        }
+    }
+
+    fn try_next(&mut self) -> Result<Next, RecvError> {
+        if let Some(n) = Self::next(&self.mem, &self.geo, &mut self.st)? {
+            return Ok(n);
+        }
+        let check = self.st.liveness.due();
+        match Self::producers_gone(&self.mem, &self.geo, check) {
+            None => Err(RecvError::Empty),
+            Some(gone) => Self::next(&self.mem, &self.geo, &mut self.st)?.ok_or(gone),
+        }
+    }
+
+    fn wait_next(&mut self, deadline: Option<Instant>) -> Result<Next, RecvError> {
+        let (mem, geo, st) = (&self.mem, &self.geo, &mut self.st);
+        wait::block_on(
+            mem,
+            &mem.header().data_ready,
+            deadline,
+            || match Self::next(mem, geo, st) {
+                Ok(Some(n)) => Step::Done(Ok(n)),
+                Ok(None) => Step::Pending,
+                Err(e) => Step::Done(Err(e)),
+            },
+            |check_alive| Self::producers_gone(mem, geo, check_alive),
+            || RecvError::Timeout,
+        )
+    }
+
+    fn payload(&self, n: Next) -> &[u8] {
+        self.mem.track_read(n.idx, n.len);
+        // SAFETY: `next` checked the record lies inside the data area and the claimed range; its
+        // producer committed it and does not write it again.
+        unsafe { std::slice::from_raw_parts(self.mem.payload(n.idx), n.len) }
+    }
+
+    fn consume(&mut self, n: Next) {
+        self.st.head += record_size(n.len) as u64;
+        // Hand space back per quarter ring, or at once when this was the last message known:
+        // a lagging consumer batches its releases, one that is caught up never holds space.
+        if self.st.head - self.st.published >= self.geo.capacity / 4 || self.st.head == self.st.tail_cache {
+            Self::publish_head(&self.mem, &self.geo, &mut self.st);
+        }
+    }
+
+    /// Hand consumed space back to the producers now (see [`spsc::Consumer::flush`]).
+    ///
+    /// [`spsc::Consumer::flush`]: crate::spsc::Consumer::flush
+    pub fn flush(&mut self) {
+        Self::publish_head(&self.mem, &self.geo, &mut self.st);
+    }
+
+    fn copy_out(&mut self, n: Next, buf: &mut Vec<u8>) -> usize {
+        buf.clear();
+        buf.extend_from_slice(self.payload(n));
+        self.consume(n);
+        n.len
+    }
+
+    /// Receive a copy of the next message into `buf` if one is there now.
+    pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
+        let n = self.try_next()?;
+        Ok(self.copy_out(n, buf))
+    }
+
+    /// Receive into `buf`, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize, RecvError> {
+        let n = self.wait_next(deadline(timeout))?;
+        Ok(self.copy_out(n, buf))
+    }
+
+    /// Receive into `buf`, waiting as long as it takes.
+    pub fn recv_blocking(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
+        let n = self.wait_next(None)?;
+        Ok(self.copy_out(n, buf))
+    }
+
+    /// Read the next message in place if one is there now.
+    pub fn recv(&mut self) -> Result<ReadGuard<'_, M>, RecvError> {
+        let next = self.try_next()?;
+        Ok(ReadGuard { consumer: self, next })
+    }
+
+    /// [`recv`](Consumer::recv), waiting at most `timeout` (None: forever).
+    pub fn recv_guard_timeout(&mut self, timeout: Option<Duration>) -> Result<ReadGuard<'_, M>, RecvError> {
+        let next = self.wait_next(timeout.and_then(deadline))?;
+        Ok(ReadGuard { consumer: self, next })
+    }
+
+    /// Hand up to `max` waiting messages to `f` in place, then release them with one store.
+    pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize, RecvError> {
+        let mut n = self.try_next()?;
+        let mut count = 0;
+        loop {
+            f(self.payload(n));
+            self.st.head += record_size(n.len) as u64;
+            count += 1;
+            if count >= max {
+                break;
+            }
+            match Self::next(&self.mem, &self.geo, &mut self.st) {
+                Ok(Some(next)) => n = next,
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Self::publish_head(&self.mem, &self.geo, &mut self.st);
+        Ok(count)
+    }
+
+    /// Receive a plain-old-data value; a message of another size stays in the ring.
+    pub fn recv_pod<T: bytemuck::Pod>(&mut self) -> Result<T, RecvError> {
+        let n = self.try_next()?;
+        self.take_pod(n)
+    }
+
+    /// [`recv_pod`](Consumer::recv_pod), waiting at most `timeout`.
+    pub fn recv_pod_timeout<T: bytemuck::Pod>(&mut self, timeout: Duration) -> Result<T, RecvError> {
+        let n = self.wait_next(deadline(timeout))?;
+        self.take_pod(n)
+    }
+
+    fn take_pod<T: bytemuck::Pod>(&mut self, n: Next) -> Result<T, RecvError> {
+        let expected = std::mem::size_of::<T>();
+        if n.len != expected {
+            return Err(RecvError::SizeMismatch { found: n.len, expected });
+        }
+        let v = bytemuck::pod_read_unaligned(self.payload(n));
+        self.consume(n);
+        Ok(v)
+    }
+
+    /// Close this end now (as dropping it does).
+    pub fn close(self) {}
+}
+
+impl<M: Memory> Drop for Consumer<M> {
+    fn drop(&mut self) {
+        Self::publish_head(&self.mem, &self.geo, &mut self.st);
+        let h = self.mem.header();
+        ring::release_slot(&h.consumer, self.st.me);
+        wait::wake_all(&self.mem, &h.space_ready);
+        wait::wake_all(&self.mem, &h.data_ready);
+    }
+}
+
+/// A message read in place; dropping it marks it consumed.
+pub struct ReadGuard<'a, M: Memory = DefaultMemory> {
+    consumer: &'a mut Consumer<M>,
+    next: Next,
+}
+
+impl<M: Memory> std::fmt::Debug for ReadGuard<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("mpsc::ReadGuard").field("len", &self.next.len).finish()
+    }
+}
+
+impl<M: Memory> std::ops::Deref for ReadGuard<'_, M> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.consumer.payload(self.next)
+    }
+}
+
+impl<M: Memory> Drop for ReadGuard<'_, M> {
+    fn drop(&mut self) {
+        self.consumer.consume(self.next);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Construction
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(not(loom))]
+mod on_region {
+    use std::sync::Arc;
+
+    use shm_core::Region;
+
+    use super::*;
+    use crate::error::InitError;
+    use crate::layout::Kind;
+    use crate::memory::RegionMemory;
+    use crate::ring::{AttachOptions, RingConfig};
+
+    impl Producer<RegionMemory> {
+        /// Initialise an MPSC ring in `region` and attach as a producer.
+        pub fn create(region: impl Into<Arc<Region>>, config: &RingConfig) -> Result<Self, InitError> {
+            let (mem, geo) = crate::init_region(region.into(), config, Kind::Mpsc)?;
+            Ok(Self::attach_mem(mem, geo)?)
+        }
+
+        /// Attach as a producer (taking a free slot) of the MPSC ring in `region`.
+        pub fn open(region: impl Into<Arc<Region>>) -> Result<Self, AttachError> {
+            Self::open_with(region, &AttachOptions::default())
+        }
+
+        /// [`open`](Producer::open) with options.
+        pub fn open_with(
+            region: impl Into<Arc<Region>>,
+            options: &AttachOptions,
+        ) -> Result<Self, AttachError> {
+            let (mem, geo) = crate::attach_region(region.into(), Kind::Mpsc, options)?;
+            Self::attach_mem(mem, geo)
+        }
+
+        /// The region the ring lives in.
+        pub fn region(&self) -> &Arc<Region> {
+            self.att.mem.region()
+        }
+    }
+
+    impl Consumer<RegionMemory> {
+        /// Initialise an MPSC ring in `region` and attach as its consumer.
+        pub fn create(region: impl Into<Arc<Region>>, config: &RingConfig) -> Result<Self, InitError> {
+            let (mem, geo) = crate::init_region(region.into(), config, Kind::Mpsc)?;
+            Ok(Self::attach_mem(mem, geo)?)
+        }
+
+        /// Attach as the consumer of the MPSC ring in `region`.
+        pub fn open(region: impl Into<Arc<Region>>) -> Result<Self, AttachError> {
+            Self::open_with(region, &AttachOptions::default())
+        }
+
+        /// [`open`](Consumer::open) with options.
+        pub fn open_with(
+            region: impl Into<Arc<Region>>,
+            options: &AttachOptions,
+        ) -> Result<Self, AttachError> {
+            let (mem, geo) = crate::attach_region(region.into(), Kind::Mpsc, options)?;
+            Self::attach_mem(mem, geo)
+        }
+
+        /// The region the ring lives in.
+        pub fn region(&self) -> &Arc<Region> {
+            self.mem.region()
+        }
+    }
+}
+
+/// `producers` producers and a consumer on heap memory with loom atomics, for the models.
+#[cfg(loom)]
+pub fn model(config: &crate::RingConfig, producers: usize) -> (Vec<Producer>, Consumer) {
+    let geo = config.validate().expect("valid config");
+    let mem = std::sync::Arc::new(crate::memory::HeapMemory::new(
+        geo.capacity as usize,
+        geo.max_producers as usize,
+    ));
+    ring::init_header(mem.header(), &geo, || {}).expect("init");
+    let ps = (0..producers).map(|_| Producer::attach_mem(mem.clone(), geo).expect("producer")).collect();
+    // In the model every producer is "process 1": give each its own slot by hand.
+    let c = Consumer::attach_mem(mem, geo).expect("consumer");
+    (ps, c)
+}

@@ -1,0 +1,165 @@
+//! The MPSC API in one process: several producers (clones and separately attached ends),
+//! wrap and padding, full, aborted grants, closed and abandoned claims, attach errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shm_core::Region;
+use shm_ring::mpsc::{Consumer, Producer};
+use shm_ring::{AttachError, RecvError, RingConfig, SendError};
+use shm_testkit::pattern;
+
+fn ring(capacity: u64, producers: u32) -> (Arc<Region>, Consumer) {
+    let config = RingConfig::mpsc(capacity, producers);
+    let region = Arc::new(Region::anonymous(config.region_len()).unwrap());
+    let c = Consumer::create(region.clone(), &config).unwrap();
+    (region, c)
+}
+
+#[test]
+fn messages_from_several_producers_across_many_wraps() {
+    let (region, mut c) = ring(512, 3);
+    let mut ps: Vec<Producer> = (0..3).map(|_| Producer::open(region.clone()).unwrap()).collect();
+    assert_eq!(ps.iter().map(|p| p.slot()).collect::<Vec<_>>(), vec![0, 1, 2]);
+    let mut buf = Vec::new();
+    for seq in 0..20_000u64 {
+        let who = (seq % 3) as usize;
+        let msg = pattern::message(who as u64, seq, 0, 200);
+        ps[who].try_send(&msg).unwrap();
+        c.try_recv(&mut buf).unwrap();
+        pattern::check(who as u64, seq, 0, 200, &buf).unwrap();
+    }
+    assert_eq!(c.try_recv(&mut buf), Err(RecvError::Empty));
+}
+
+#[test]
+fn full_then_room_again() {
+    let (region, mut c) = ring(256, 2);
+    let mut p = Producer::open(region).unwrap();
+    let mut n = 0;
+    while p.try_send([7u8; 24]).is_ok() {
+        n += 1;
+    }
+    assert_eq!(n, 8, "eight 32-byte records fill 256 bytes");
+    assert!(matches!(p.try_send(vec![1u8; 24]), Err(SendError::Full(v)) if v == vec![1u8; 24]));
+    let mut buf = Vec::new();
+    for _ in 0..8 {
+        c.try_recv(&mut buf).unwrap();
+    }
+    c.flush();
+    p.try_send([8u8; 24]).unwrap();
+    c.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, [8u8; 24]);
+}
+
+#[test]
+fn aborted_grant_is_skipped_and_commit_order_may_differ_from_claim_order() {
+    let (region, mut c) = ring(1024, 2);
+    let mut a = Producer::open(region.clone()).unwrap();
+    let mut b = Producer::open(region).unwrap();
+    let mut ga = a.reserve(5).unwrap();
+    let mut gb = b.reserve(5).unwrap();
+    gb.copy_from_slice(b"bbbbb");
+    gb.commit(); // claimed second, committed first
+    assert_eq!(c.recv().unwrap_err(), RecvError::Empty, "the consumer waits for the first claim");
+    ga.copy_from_slice(b"aaaaa");
+    ga.commit();
+    assert_eq!(&*c.recv().unwrap(), b"aaaaa");
+    assert_eq!(&*c.recv().unwrap(), b"bbbbb");
+    {
+        let mut g = a.reserve(3).unwrap();
+        g.copy_from_slice(b"xxx");
+    } // dropped: skipped
+    a.try_send(b"after").unwrap();
+    assert_eq!(&*c.recv().unwrap(), b"after");
+}
+
+#[test]
+fn clones_share_a_slot_and_threads_send_concurrently() {
+    let (region, mut c) = ring(4096, 2);
+    let p = Producer::open(region).unwrap();
+    let handles: Vec<_> = (0..4u64)
+        .map(|t| {
+            let mut p = p.clone();
+            std::thread::spawn(move || {
+                for seq in 0..20_000u64 {
+                    p.send_timeout(pattern::message(t, seq, 1, 64), Duration::from_secs(20)).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(p);
+    let mut next = [0u64; 4];
+    let mut buf = Vec::new();
+    while next.iter().sum::<u64>() < 80_000 {
+        c.recv_timeout(&mut buf, Duration::from_secs(20)).unwrap();
+        let t = if buf.len() >= 16 { u64::from_le_bytes(buf[8..16].try_into().unwrap()) } else { u64::MAX };
+        let t = (0..4).find(|&t| pattern::check(t, next[t as usize], 1, 64, &buf).is_ok()).unwrap_or(t);
+        pattern::check(t, next[t as usize], 1, 64, &buf).unwrap();
+        next[t as usize] += 1;
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    // Every clone dropped: the slot is closed and the consumer is disconnected.
+    assert_eq!(c.recv_timeout(&mut buf, Duration::from_secs(5)), Err(RecvError::Disconnected));
+}
+
+#[test]
+fn no_free_slot() {
+    let (region, _c) = ring(1024, 2);
+    let _a = Producer::open(region.clone()).unwrap();
+    let _b = Producer::open(region.clone()).unwrap();
+    let e = Producer::open(region.clone()).unwrap_err();
+    assert!(matches!(e, AttachError::NoFreeSlot { slots: 2 }), "{e:?}");
+    drop(_a);
+    assert_eq!(Producer::open(region).unwrap().slot(), 0, "a closed slot is reused");
+}
+
+#[test]
+fn claim_of_a_closed_producer_is_skipped_even_without_tail_advance() {
+    let (region, mut c) = ring(1024, 2);
+    let mut a = Producer::open(region.clone()).unwrap();
+    let mut b = Producer::open(region).unwrap();
+    a.try_send(b"one").unwrap();
+    // `b` claims by the record word only, as if killed before advancing the tail, then closes.
+    assert!(b.claim_without_advancing(40));
+    drop(b);
+    a.try_send(b"two").unwrap(); // `a` helps the tail past b's claim first
+    let mut buf = Vec::new();
+    c.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, b"one");
+    c.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, b"two", "b's abandoned claim was skipped");
+}
+
+#[test]
+fn consumer_helps_a_lone_abandoned_claim() {
+    let (region, mut c) = ring(1024, 1);
+    let mut b = Producer::open(region).unwrap();
+    assert!(b.claim_without_advancing(8));
+    drop(b);
+    assert_eq!(c.try_recv(&mut Vec::new()), Err(RecvError::Disconnected));
+}
+
+#[test]
+fn batch_and_pod() {
+    let (region, mut c) = ring(4096, 1);
+    let mut p = Producer::open(region).unwrap();
+    for i in 0..10u64 {
+        p.send_pod(i).unwrap();
+    }
+    assert_eq!(c.recv_pod::<u64>().unwrap(), 0);
+    let mut sum = 0;
+    assert_eq!(c.recv_batch(100, |m| sum += u64::from_le_bytes(m.try_into().unwrap())).unwrap(), 9);
+    assert_eq!(sum, 45);
+    p.try_send(b"odd").unwrap();
+    assert_eq!(c.recv_pod::<u64>(), Err(RecvError::SizeMismatch { found: 3, expected: 8 }));
+}
+
+#[test]
+fn spsc_and_mpsc_refuse_each_other() {
+    let (region, _c) = ring(1024, 2);
+    let e = shm_ring::spsc::Producer::open(region).unwrap_err();
+    assert!(matches!(e, AttachError::WrongKind { found: 2, .. }), "{e:?}");
+}
