@@ -248,8 +248,11 @@ impl<M: Memory> Producer<M> {
             }
             Err(found) => {
                 let found = RecordHeader::from_word(found);
-                if found.kind() == TYPE_FREE {
-                    return Err(Retry::Again); // our tail is stale
+                // A stale tail: the ring moved on and the word may now be anything (free space of
+                // another lap, or the payload of a later record). Only a claim at the current
+                // tail is ours to help along.
+                if found.kind() == TYPE_FREE || h.tail.load(Ordering::Acquire) != t {
+                    return Err(Retry::Again);
                 }
                 // Someone claimed `t`: help the tail past their record, then retry.
                 let size = claimed_size(geo, idx, found, t).map_err(Retry::Stop)?;
@@ -466,8 +469,36 @@ struct ConsumerState {
     published: u64,
     tail_cache: u64,
     me: u64,
-    /// Rate limit for the `/proc` checks of producers (empty ring, stuck claim).
+    /// Rate limit for the `/proc` checks of producers on an empty ring.
     liveness: LivenessClock,
+    /// The claimed record we are waiting at, and when we last checked its producer.
+    stuck: Option<(u64, Instant)>,
+}
+
+impl ConsumerState {
+    /// Whether to check (with a `/proc` read) that the producer of the claim at `head` lives:
+    /// once we have waited at the same claim for a few milliseconds, then every few ms.
+    fn check_claimant(&mut self) -> bool {
+        if cfg!(loom) {
+            return false;
+        }
+        const EVERY: Duration = Duration::from_millis(5);
+        let now = Instant::now();
+        match self.stuck {
+            Some((pos, since)) if pos == self.head => {
+                if now.duration_since(since) >= EVERY {
+                    self.stuck = Some((pos, now));
+                    true
+                } else {
+                    false
+                }
+            }
+            _ => {
+                self.stuck = Some((self.head, now));
+                false
+            }
+        }
+    }
 }
 
 impl<M: Memory> std::fmt::Debug for Consumer<M> {
@@ -521,8 +552,14 @@ impl<M: Memory> Consumer<M> {
             ring::release_slot(&h.consumer, me);
             return Err(e.into());
         }
-        let st =
-            ConsumerState { head, published: head, tail_cache: head, me, liveness: LivenessClock::default() };
+        let st = ConsumerState {
+            head,
+            published: head,
+            tail_cache: head,
+            me,
+            liveness: LivenessClock::default(),
+            stuck: None,
+        };
         Ok(Consumer { mem, geo, st })
     }
 
@@ -623,7 +660,7 @@ impl<M: Memory> Consumer<M> {
                 }
                 TYPE_CLAIMED => {
                     check_len(len)?;
-                    let check_alive = st.liveness.due();
+                    let check_alive = st.check_claimant();
                     if abandoned(mem, geo, w, st.head, check_alive)? {
                         st.head += rec as u64; // its producer is gone: skip it
                     } else {
