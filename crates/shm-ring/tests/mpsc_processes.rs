@@ -29,7 +29,7 @@ fn producer_process(region: &Arc<Region>, id: u64, n: u64) -> Forked {
     let region = region.clone();
     fork(move || {
         let mut p = Producer::open(region).unwrap();
-        let mut buf = vec![0u8; MAX];
+        let mut buf = [0u8; MAX];
         for seq in 0..n {
             let len = pattern::len(id, seq, 16, MAX);
             pattern::fill(id, seq, &mut buf[..len]);
@@ -98,7 +98,7 @@ fn killed_producers_cost_nobody_else_a_message() {
             let region = region.clone();
             fork(move || {
                 let mut p = Producer::open(region).unwrap();
-                let mut buf = vec![0u8; MAX];
+                let mut buf = [0u8; MAX];
                 for seq in 0.. {
                     let len = pattern::len(2, seq, 16, MAX);
                     if mid_claim && seq == stop_after {
