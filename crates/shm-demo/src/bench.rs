@@ -85,14 +85,17 @@ pub enum Transport {
     AtomicFloor,
     /// Bare futex ping-pong (round trip only).
     FutexFloor,
+    /// MPSC ring with 1, 2 and 4 producer processes (throughput at 64 B only).
+    ShmMpsc,
 }
 
 impl Transport {
     /// Every transport, in report order.
-    pub const ALL: [Transport; 10] = [
+    pub const ALL: [Transport; 11] = [
         Transport::ShmSpsc,
         Transport::ShmSpscBlocking,
         Transport::ShmSpscBatch,
+        Transport::ShmMpsc,
         Transport::AtomicFloor,
         Transport::FutexFloor,
         Transport::Pipe,
@@ -115,6 +118,7 @@ impl Transport {
             Transport::Tcp => "tcp",
             Transport::AtomicFloor => "atomic-floor",
             Transport::FutexFloor => "futex-floor",
+            Transport::ShmMpsc => "shm-mpsc",
         }
     }
 
@@ -129,13 +133,13 @@ impl Transport {
     }
 
     fn does_rtt(self) -> bool {
-        !matches!(self, Transport::ShmSpscBatch | Transport::PipeBatched)
+        !matches!(self, Transport::ShmSpscBatch | Transport::PipeBatched | Transport::ShmMpsc)
     }
 
     fn does_throughput(self, size: usize) -> bool {
         match self {
             Transport::AtomicFloor | Transport::FutexFloor => false,
-            Transport::PipeBatched | Transport::ShmSpscBatch => size == 64,
+            Transport::PipeBatched | Transport::ShmSpscBatch | Transport::ShmMpsc => size == 64,
             _ => true,
         }
     }
@@ -182,8 +186,10 @@ impl Plan {
     }
 
     fn messages(&self, t: Transport, size: usize) -> u64 {
-        let fast = matches!(t, Transport::ShmSpsc | Transport::ShmSpscBlocking | Transport::ShmSpscBatch)
-            || t == Transport::PipeBatched;
+        let fast = matches!(
+            t,
+            Transport::ShmSpsc | Transport::ShmSpscBlocking | Transport::ShmSpscBatch | Transport::ShmMpsc
+        ) || t == Transport::PipeBatched;
         let n = match (size, fast) {
             (0..=64, true) => 4_000_000,
             (0..=64, false) => 400_000,
@@ -468,6 +474,61 @@ fn stream_ring_batched(n: u64, size: usize) -> io::Result<f64> {
     )?
 }
 
+/// MPSC: `producers` processes on core 0 each send `n / producers` messages (tagged with the
+/// producer's id in the top byte of the sequence number) to one consumer on core 1, which
+/// checks every message and the order per producer.
+pub fn mpsc_throughput(producers: u32, size: usize, n: u64) -> io::Result<f64> {
+    use shm_ring::mpsc::{Consumer, Producer};
+    let config = shm_ring::RingConfig::mpsc(1 << 18, producers);
+    let region = shm_core::Region::anonymous(config.region_len())?;
+    region.prefault()?;
+    shm_ring::init(&region, &config).map_err(|e| io::Error::other(e.to_string()))?;
+    let region = std::sync::Arc::new(region);
+    let per = n / producers as u64;
+    let mut children = Vec::new();
+    for id in 0..producers as u64 {
+        let region = region.clone();
+        let child = crate::pair::spawn_child(0, move || {
+            let Ok(mut p) = Producer::open(region) else { return 2 };
+            for seq in 0..per {
+                let Ok(mut g) = p.reserve_timeout(size, None) else { return 3 };
+                fill(&mut g, id << 56 | seq);
+                g.commit();
+            }
+            0
+        })?;
+        children.push(child);
+    }
+    crate::pair::pin_to(1);
+    let mut c = Consumer::open(region).map_err(|e| io::Error::other(e.to_string()))?;
+    let mut next = vec![0u64; producers as usize];
+    let total = per * producers as u64;
+    let mut start = Instant::now();
+    for i in 0..total {
+        let g = c
+            .recv_guard_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let mut head = [0u8; 8];
+        let k = g.len().min(8);
+        head[..k].copy_from_slice(&g[..k]);
+        let head = u64::from_le_bytes(head);
+        let id = (head >> 56) as usize;
+        let seq = next.get(id).copied().ok_or_else(|| bad(head))?;
+        if !check(&g, (id as u64) << 56 | seq, size) {
+            return Err(bad(seq));
+        }
+        next[id] += 1;
+        if i == 0 {
+            start = Instant::now();
+        }
+    }
+    let rate = (total - 1) as f64 / start.elapsed().as_secs_f64();
+    for child in children {
+        child.join()?;
+    }
+    Ok(rate)
+}
+
 /// Messages per second for one transport and size.
 pub fn throughput(t: Transport, size: usize, n: u64) -> io::Result<f64> {
     // The 64-byte batch transports carry 64-byte arrays.
@@ -550,12 +611,20 @@ pub fn run(plan: &Plan, mut report: impl FnMut(&Measurement)) -> io::Result<Vec<
                 continue;
             }
             let n = plan.messages(t, size);
-            let runs = (0..plan.reps()).map(|_| throughput(t, size, n)).collect::<io::Result<Vec<f64>>>()?;
-            let rate = median(runs);
-            let mut m = Measurement::new(t.name(), "throughput", size, 1);
-            m.msgs_per_s = Some(rate);
-            m.mb_per_s = Some(rate * size as f64 / 1e6);
-            emit(m, &mut all);
+            let producer_counts: &[u32] = if t == Transport::ShmMpsc { &[1, 2, 4] } else { &[1] };
+            for &producers in producer_counts {
+                let runs = (0..plan.reps())
+                    .map(|_| match t {
+                        Transport::ShmMpsc => mpsc_throughput(producers, size, n),
+                        _ => throughput(t, size, n),
+                    })
+                    .collect::<io::Result<Vec<f64>>>()?;
+                let rate = median(runs);
+                let mut m = Measurement::new(t.name(), "throughput", size, producers);
+                m.msgs_per_s = Some(rate);
+                m.mb_per_s = Some(rate * size as f64 / 1e6);
+                emit(m, &mut all);
+            }
         }
     }
     if plan.transports.contains(&Transport::ShmSpscBlocking) {
@@ -613,13 +682,20 @@ pub fn table(all: &[Measurement]) -> String {
         "  {:<20} {:>8} {:>12} {:>12} {:>12}\n",
         "transport", "size", "msgs/s", "MB/s", "vs pipe"
     ));
+    let label = |m: &Measurement| {
+        if m.producers > 1 || m.transport == "shm-mpsc" {
+            format!("{} x{}", m.transport, m.producers)
+        } else {
+            m.transport.clone()
+        }
+    };
     for m in all.iter().filter(|m| m.test == "throughput") {
         let pipe = find(all, "pipe", "throughput", m.msg_size).and_then(|p| p.msgs_per_s);
         let r = m.msgs_per_s.unwrap_or(0.0);
         let ratio = pipe.map(|p| format!("{:.1}x", r / p)).unwrap_or_default();
         out.push_str(&format!(
             "  {:<20} {:>8} {:>12} {:>12.1} {:>12}\n",
-            m.transport,
+            label(m),
             m.msg_size,
             fmt_rate(r),
             m.mb_per_s.unwrap_or(0.0),
@@ -688,6 +764,16 @@ pub fn targets(all: &[Measurement]) -> Vec<Target> {
         add(
             format!("64 B batch API {:.1}x pipe written in 64 KiB batches (target >= 1x)", ring / pipe),
             ring >= pipe,
+        );
+    }
+    let mpsc1 = all
+        .iter()
+        .find(|m| m.transport == "shm-mpsc" && m.producers == 1 && m.msg_size == 64)
+        .and_then(|m| m.msgs_per_s);
+    if let (Some(mpsc), Some(spsc)) = (mpsc1, thr("shm-spsc", 64)) {
+        add(
+            format!("MPSC with one producer {:.2}x SPSC at 64 B (target >= 0.7x)", mpsc / spsc),
+            mpsc >= 0.7 * spsc,
         );
     }
     let best_socket = ["unix-stream", "unix-seqpacket", "tcp"]

@@ -50,21 +50,27 @@ pub fn write_svg(all: &[Measurement], path: &Path) -> std::io::Result<()> {
         .x_label_formatter(&|v| format!("{v:.0}"))
         .draw()
         .map_err(draw_err)?;
-    let mut names: Vec<&str> = thr.iter().map(|m| m.transport.as_str()).collect();
-    names.dedup();
+    let key = |m: &Measurement| {
+        if m.transport == "shm-mpsc" {
+            format!("{} x{}", m.transport, m.producers)
+        } else {
+            m.transport.clone()
+        }
+    };
+    let mut names: Vec<String> = thr.iter().map(|m| key(m)).collect();
     names.sort();
     names.dedup();
     for (i, name) in names.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         let pts: Vec<(f64, f64)> = thr
             .iter()
-            .filter(|m| m.transport == *name)
+            .filter(|m| key(m) == *name)
             .filter_map(|m| m.mb_per_s.map(|v| (m.msg_size as f64, v)))
             .collect();
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
             .map_err(draw_err)?
-            .label(*name)
+            .label(name.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2)));
         chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled()))).map_err(draw_err)?;
     }

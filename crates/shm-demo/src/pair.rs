@@ -28,33 +28,50 @@ pub fn pin_to(cpu: usize) {
     }
 }
 
-/// Fork: the child runs `child` pinned to core 0 and exits with its code; the parent runs
-/// `parent` pinned to core 1, then reaps the child. An error if the child failed.
-pub fn run_pair<R>(child: impl FnOnce() -> i32, parent: impl FnOnce() -> R) -> io::Result<R> {
-    // SAFETY: the child runs `child` (memory, atomics, system calls) and leaves with _exit; it
-    // never returns into the caller.
+/// A child process started by [`spawn_child`].
+#[derive(Debug)]
+pub struct Child {
+    pid: Pid,
+}
+
+impl Child {
+    /// Wait for it; an error unless it exited with 0.
+    pub fn join(self) -> io::Result<()> {
+        let status = loop {
+            match waitpid(self.pid, None) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => break other.map_err(io::Error::from)?,
+            }
+        };
+        match status {
+            WaitStatus::Exited(_, 0) => Ok(()),
+            other => Err(io::Error::other(format!("child process failed: {other:?}"))),
+        }
+    }
+}
+
+/// Fork a child pinned to `cpu` that runs `f` and exits with its code.
+pub fn spawn_child(cpu: usize, f: impl FnOnce() -> i32) -> io::Result<Child> {
+    // SAFETY: the child runs `f` and leaves with _exit; it never returns into the caller.
     match unsafe { fork() }.map_err(io::Error::from)? {
         ForkResult::Child => {
             // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag of this process.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-            pin_to(0);
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
+            pin_to(cpu);
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
             // SAFETY: leave without running the parent's destructors or atexit handlers.
             unsafe { libc::_exit(code) }
         }
-        ForkResult::Parent { child } => {
-            pin_to(1);
-            let r = parent();
-            let status = loop {
-                match waitpid(child, None) {
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    other => break other.map_err(io::Error::from)?,
-                }
-            };
-            match status {
-                WaitStatus::Exited(_, 0) => Ok(r),
-                other => Err(io::Error::other(format!("child process failed: {other:?}"))),
-            }
-        }
+        ForkResult::Parent { child } => Ok(Child { pid: child }),
     }
+}
+
+/// Fork: the child runs `child` pinned to core 0 and exits with its code; the parent runs
+/// `parent` pinned to core 1, then reaps the child. An error if the child failed.
+pub fn run_pair<R>(child: impl FnOnce() -> i32, parent: impl FnOnce() -> R) -> io::Result<R> {
+    let c = spawn_child(0, child)?;
+    pin_to(1);
+    let r = parent();
+    c.join()?;
+    Ok(r)
 }

@@ -662,6 +662,12 @@ impl<M: Memory> Consumer<M> {
                     check_len(len)?;
                     let check_alive = st.check_claimant();
                     if abandoned(mem, geo, w, st.head, check_alive)? {
+                        // The slot check synchronised with the producer's close or the slot's
+                        // takeover, both after any commit it made: look at the word once more,
+                        // so a commit we read too early is not taken for an abandoned claim.
+                        if mem.record(idx).load(Ordering::Acquire) != w.to_word() {
+                            continue;
+                        }
                         st.head += rec as u64; // its producer is gone: skip it
                     } else {
                         Self::publish_head(mem, geo, st);

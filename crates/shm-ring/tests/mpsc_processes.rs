@@ -53,7 +53,7 @@ fn four_producer_processes_every_message_once_in_order_per_producer() {
     let children: Vec<Forked> = (0..4).map(|id| producer_process(&region, id, n)).collect();
     let mut next = [0u64; 4];
     let mut buf = Vec::new();
-    loop {
+    while next.iter().sum::<u64>() < 4 * n {
         match c.recv_blocking(&mut buf) {
             Ok(_) => {
                 let id = stream_of(&buf);
@@ -63,7 +63,8 @@ fn four_producer_processes_every_message_once_in_order_per_producer() {
                 }
                 next[id as usize] += 1;
             }
-            Err(RecvError::Disconnected) => break,
+            // Every producer attached so far closed; one may still be starting.
+            Err(RecvError::Disconnected) => std::thread::yield_now(),
             Err(e) => panic!("recv: {e}"),
         }
     }
@@ -71,6 +72,11 @@ fn four_producer_processes_every_message_once_in_order_per_producer() {
         child.join();
     }
     assert_eq!(next, [n; 4], "every message of every producer, exactly once");
+    assert_eq!(
+        c.recv_timeout(&mut buf, Duration::from_secs(5)),
+        Err(RecvError::Disconnected),
+        "no extra message"
+    );
 }
 
 /// Several producers send; one is SIGKILLed at a random moment, sometimes while holding a claim
