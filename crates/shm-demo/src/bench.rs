@@ -491,7 +491,15 @@ pub fn mpsc_throughput(producers: u32, size: usize, n: u64) -> io::Result<f64> {
         let child = crate::pair::spawn_child(0, move || {
             let Ok(mut p) = Producer::open(region) else { return 2 };
             for seq in 0..per {
-                let Ok(mut g) = p.reserve_timeout(size, None) else { return 3 };
+                // Spinning, as the shm-spsc transport does; yield when full, since several
+                // producers may share core 0.
+                let mut g = loop {
+                    match p.reserve(size) {
+                        Ok(g) => break g,
+                        Err(shm_ring::SendError::Full(())) => std::thread::yield_now(),
+                        Err(_) => return 3,
+                    }
+                };
                 fill(&mut g, id << 56 | seq);
                 g.commit();
             }
@@ -504,10 +512,15 @@ pub fn mpsc_throughput(producers: u32, size: usize, n: u64) -> io::Result<f64> {
     let mut next = vec![0u64; producers as usize];
     let total = per * producers as u64;
     let mut start = Instant::now();
+    let give_up = Instant::now() + Duration::from_secs(120);
     for i in 0..total {
-        let g = c
-            .recv_guard_timeout(Some(Duration::from_secs(30)))
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        let g = loop {
+            match c.recv() {
+                Ok(g) => break g,
+                Err(shm_ring::RecvError::Empty) if Instant::now() < give_up => std::hint::spin_loop(),
+                Err(e) => return Err(io::Error::other(e.to_string())),
+            }
+        };
         let mut head = [0u8; 8];
         let k = g.len().min(8);
         head[..k].copy_from_slice(&g[..k]);

@@ -56,7 +56,15 @@ impl<M: Memory> Drop for Attachment<M> {
 pub struct Producer<M: Memory = DefaultMemory> {
     att: Arc<Attachment<M>>,
     geo: Geometry,
+    st: ProducerState,
+}
+
+/// What each producer handle keeps to itself.
+#[derive(Debug)]
+struct ProducerState {
+    /// Last consumer position read.
     head_cache: u64,
+    /// The consumer slot's generation when we attached, and whether a consumer was attached.
     consumer_at_attach: (u32, bool),
     liveness: LivenessClock,
 }
@@ -66,9 +74,11 @@ impl<M: Memory> Clone for Producer<M> {
         Producer {
             att: self.att.clone(),
             geo: self.geo,
-            head_cache: self.head_cache,
-            consumer_at_attach: self.consumer_at_attach,
-            liveness: LivenessClock::default(),
+            st: ProducerState {
+                head_cache: self.st.head_cache,
+                consumer_at_attach: self.st.consumer_at_attach,
+                liveness: LivenessClock::default(),
+            },
         }
     }
 }
@@ -101,6 +111,14 @@ enum Retry {
 
 fn corrupt_send(what: &'static str, found: u64, position: u64, expected: &'static str) -> SendError<()> {
     SendError::Corrupt { msg: (), error: CorruptError { what, found, position, expected } }
+}
+
+/// Whether a closed consumer slot means "disconnected" for a producer that saw
+/// `consumer_at_attach` when it attached: a consumer that closed before the producer came (a
+/// file-backed ring between consumers) does not disconnect it; one that closes later does.
+fn consumer_left<M: Memory>(mem: &M, consumer_at_attach: (u32, bool)) -> bool {
+    let (generation, was_attached) = consumer_at_attach;
+    was_attached || mem.header().consumer.generation.load(Ordering::Acquire) != generation
 }
 
 /// The size of the record whose word `w` sits at index `idx`, for helping the tail past it.
@@ -149,7 +167,8 @@ impl<M: Memory> Producer<M> {
         let head = h.head.load(Ordering::Acquire);
         let tail = h.tail.load(Ordering::Acquire);
         ring::check_positions(head, tail, geo.capacity)?;
-        Ok(Producer { att, geo, head_cache: head, consumer_at_attach, liveness: LivenessClock::default() })
+        let st = ProducerState { head_cache: head, consumer_at_attach, liveness: LivenessClock::default() };
+        Ok(Producer { att, geo, st })
     }
 
     fn mem(&self) -> &M {
@@ -183,17 +202,17 @@ impl<M: Memory> Producer<M> {
         self.len_bytes() == 0
     }
 
-    fn consumer_left(&self) -> bool {
-        let (generation, was_attached) = self.consumer_at_attach;
-        was_attached || self.mem().header().consumer.generation.load(Ordering::Acquire) != generation
-    }
-
     /// One attempt to claim a record of `len` payload bytes.
-    fn try_claim(&mut self, len: usize, advance: bool) -> Result<Claim, Retry> {
-        let mem = &self.att.mem;
-        let geo = &self.geo;
+    fn try_claim(
+        att: &Attachment<M>,
+        geo: &Geometry,
+        st: &mut ProducerState,
+        len: usize,
+        advance: bool,
+    ) -> Result<Claim, Retry> {
+        let mem = &att.mem;
         let h = mem.header();
-        if ring::peer(&h.consumer, false) == Peer::Closed && self.consumer_left() {
+        if ring::peer(&h.consumer, false) == Peer::Closed && consumer_left(mem, st.consumer_at_attach) {
             return Err(Retry::Stop(SendError::Disconnected(())));
         }
         let rec = record_size(len);
@@ -202,7 +221,7 @@ impl<M: Memory> Producer<M> {
         let contiguous = geo.capacity as usize - idx;
         let pad = if rec <= contiguous { 0 } else { contiguous };
         let need = (pad + rec) as u64;
-        if t + need > self.head_cache + geo.capacity {
+        if t + need > st.head_cache + geo.capacity {
             // SYNC POINT: Acquire pairs with the consumer's Release store of head: the space it
             // hands back has been rewritten as free for the next lap.
             let head = h.head.load(Ordering::Acquire);
@@ -217,9 +236,9 @@ impl<M: Memory> Producer<M> {
                     "within capacity ahead of the consumer position",
                 )));
             }
-            self.head_cache = self.head_cache.max(head);
+            st.head_cache = st.head_cache.max(head);
             if t + need > head + geo.capacity {
-                if self.liveness.due() {
+                if st.liveness.due() {
                     if let Peer::Dead(pid) = ring::peer(&h.consumer, true) {
                         return Err(Retry::Stop(SendError::PeerDead { msg: (), pid }));
                     }
@@ -231,8 +250,7 @@ impl<M: Memory> Producer<M> {
         let (word, size) = if pad > 0 {
             (RecordHeader::new(TYPE_PAD, (pad - RECORD_HEADER) as u32, 0, 0), pad)
         } else {
-            let slot = self.att.slot as u8;
-            (RecordHeader::new(TYPE_CLAIMED, len as u32, slot, self.att.generation), rec)
+            (RecordHeader::new(TYPE_CLAIMED, len as u32, att.slot as u8, att.generation), rec)
         };
         // SYNC POINT: the claim. AcqRel: Acquire pairs with the consumer's Release of head (the
         // free word we replace), Release publishes the claim to helpers and the consumer.
@@ -267,7 +285,7 @@ impl<M: Memory> Producer<M> {
             return Err(SendError::TooLarge { msg: (), len, max: self.geo.max_message });
         }
         loop {
-            match self.try_claim(len, true) {
+            match Self::try_claim(&self.att, &self.geo, &mut self.st, len, true) {
                 Ok(c) => return Ok(c),
                 Err(Retry::Again) => crate::sync::spin_hint(),
                 Err(Retry::Stop(e)) => return Err(e),
@@ -279,18 +297,16 @@ impl<M: Memory> Producer<M> {
         if len > self.geo.max_message {
             return Err(SendError::TooLarge { msg: (), len, max: self.geo.max_message });
         }
-        let att = self.att.clone();
+        let (att, geo, st) = (&*self.att, &self.geo, &mut self.st);
         let mem = &att.mem;
         let h = mem.header();
-        let at_attach = self.consumer_at_attach;
-        let consumer_left =
-            |mem: &M| at_attach.1 || mem.header().consumer.generation.load(Ordering::Acquire) != at_attach.0;
+        let at_attach = st.consumer_at_attach;
         wait::block_on(
             mem,
             &h.space_ready,
             deadline,
             || loop {
-                match self.try_claim(len, true) {
+                match Self::try_claim(att, geo, st, len, true) {
                     Ok(c) => return Step::Done(Ok(c)),
                     Err(Retry::Again) => crate::sync::spin_hint(),
                     Err(Retry::Stop(SendError::Full(()))) => return Step::Pending,
@@ -299,7 +315,7 @@ impl<M: Memory> Producer<M> {
             },
             |check_alive| match ring::peer(&h.consumer, check_alive) {
                 Peer::Dead(pid) => Some(SendError::PeerDead { msg: (), pid }),
-                Peer::Closed if consumer_left(mem) => Some(SendError::Disconnected(())),
+                Peer::Closed if consumer_left(mem, at_attach) => Some(SendError::Disconnected(())),
                 _ => None,
             },
             || SendError::Timeout(()),
@@ -395,7 +411,7 @@ impl<M: Memory> Producer<M> {
     #[doc(hidden)]
     pub fn claim_without_advancing(&mut self, len: usize) -> bool {
         loop {
-            match self.try_claim(len, false) {
+            match Self::try_claim(&self.att, &self.geo, &mut self.st, len, false) {
                 Ok(_) => return true,
                 Err(Retry::Again) => continue,
                 Err(Retry::Stop(_)) => return false,
@@ -467,7 +483,6 @@ pub struct Consumer<M: Memory = DefaultMemory> {
 struct ConsumerState {
     head: u64,
     published: u64,
-    tail_cache: u64,
     me: u64,
     /// Rate limit for the `/proc` checks of producers on an empty ring.
     liveness: LivenessClock,
@@ -552,14 +567,7 @@ impl<M: Memory> Consumer<M> {
             ring::release_slot(&h.consumer, me);
             return Err(e.into());
         }
-        let st = ConsumerState {
-            head,
-            published: head,
-            tail_cache: head,
-            me,
-            liveness: LivenessClock::default(),
-            stuck: None,
-        };
+        let st = ConsumerState { head, published: head, me, liveness: LivenessClock::default(), stuck: None };
         Ok(Consumer { mem, geo, st })
     }
 
@@ -587,43 +595,20 @@ impl<M: Memory> Consumer<M> {
     /// The next committed message. `Ok(None)`: nothing to read now (empty, or the next record is
     /// still being written by a live producer).
     fn next(mem: &M, geo: &Geometry, st: &mut ConsumerState) -> Result<Option<Next>, RecvError> {
-        let h = mem.header();
         loop {
             let idx = (st.head & geo.mask) as usize;
-            if st.head == st.tail_cache {
-                // SYNC POINT: Acquire pairs with the producers' tail CAS.
-                let tail = h.tail.load(Ordering::Acquire);
-                if tail % 8 != 0 || tail < st.head || tail - st.head > geo.capacity {
-                    return Err(corrupt(
-                        "producer position",
-                        tail,
-                        st.head,
-                        "a multiple of 8 within capacity ahead of the consumer position",
-                    ));
-                }
-                st.tail_cache = tail;
-                if tail == st.head {
-                    // A claim whose producer has not advanced the tail yet (or died before it
-                    // could): help it along, as producers do.
-                    let w = RecordHeader::from_word(mem.record(idx).load(Ordering::Acquire));
-                    if w.kind() != TYPE_FREE {
-                        let size = claimed_size(geo, idx, w, st.head)
-                            .map_err(|_| corrupt("record word", w.to_word(), st.head, "a valid claim"))?;
-                        let _ = h.tail.compare_exchange(
-                            tail,
-                            tail + size as u64,
-                            Ordering::AcqRel,
-                            Ordering::Relaxed,
-                        );
-                        continue;
-                    }
-                    Self::publish_head(mem, geo, st);
-                    return Ok(None);
-                }
-            }
-            let avail = st.tail_cache - st.head;
-            // SYNC POINT: Acquire pairs with the producer's Release commit store.
+            // The record word at our position says everything: free space of this lap (nothing
+            // yet), or a claim, message, padding or skip made in this lap. Words of earlier laps
+            // were rewritten as free before the space was handed back, so nothing stale can look
+            // like a record, and the tail need not be read at all.
+            // SYNC POINT: Acquire pairs with the producer's Release commit store (and with the
+            // AcqRel claim CAS).
             let w = RecordHeader::from_word(mem.record(idx).load(Ordering::Acquire));
+            if w.kind() == TYPE_FREE {
+                Self::publish_head(mem, geo, st);
+                return Ok(None);
+            }
+            let avail = geo.capacity; // a record never crosses the end of the data area
             let len = w.len as usize;
             let rec = record_size(len.min(geo.capacity as usize));
             let check_len = |len: usize| -> Result<(), RecvError> {
@@ -691,6 +676,17 @@ impl<M: Memory> Consumer<M> {
     fn publish_head(mem: &M, geo: &Geometry, st: &mut ConsumerState) {
         if st.head == st.published {
             return;
+        }
+        // Records we consumed whose producers have not advanced the tail past them yet (slow,
+        // or dead between claim and advance): move the tail up to our position first, so
+        // producers never claim behind us.
+        let h = mem.header();
+        let mut tail = h.tail.load(Ordering::Acquire);
+        while tail < st.head {
+            match h.tail.compare_exchange(tail, st.head, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => tail = now,
+            }
         }
         let mut p = st.published;
         while p < st.head {
@@ -766,7 +762,11 @@ impl<M: Memory> Consumer<M> {
         self.st.head += record_size(n.len) as u64;
         // Hand space back per quarter ring, or at once when this was the last message known:
         // a lagging consumer batches its releases, one that is caught up never holds space.
-        if self.st.head - self.st.published >= self.geo.capacity / 4 || self.st.head == self.st.tail_cache {
+        let lagging = self.st.head - self.st.published < self.geo.capacity / 4;
+        let idx = (self.st.head & self.geo.mask) as usize;
+        let caught_up =
+            RecordHeader::from_word(self.mem.record(idx).load(Ordering::Relaxed)).kind() == TYPE_FREE;
+        if !lagging || caught_up {
             Self::publish_head(&self.mem, &self.geo, &mut self.st);
         }
     }
