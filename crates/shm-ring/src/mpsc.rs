@@ -113,14 +113,6 @@ fn corrupt_send(what: &'static str, found: u64, position: u64, expected: &'stati
     SendError::Corrupt { msg: (), error: CorruptError { what, found, position, expected } }
 }
 
-/// Whether a closed consumer slot means "disconnected" for a producer that saw
-/// `consumer_at_attach` when it attached: a consumer that closed before the producer came (a
-/// file-backed ring between consumers) does not disconnect it; one that closes later does.
-fn consumer_left<M: Memory>(mem: &M, consumer_at_attach: (u32, bool)) -> bool {
-    let (generation, was_attached) = consumer_at_attach;
-    was_attached || mem.header().consumer.generation.load(Ordering::Acquire) != generation
-}
-
 /// The size of the record whose word `w` sits at index `idx`, for helping the tail past it.
 fn claimed_size(geo: &Geometry, idx: usize, w: RecordHeader, position: u64) -> Result<usize, SendError<()>> {
     let contiguous = geo.capacity as usize - idx;
@@ -212,7 +204,7 @@ impl<M: Memory> Producer<M> {
     ) -> Result<Claim, Retry> {
         let mem = &att.mem;
         let h = mem.header();
-        if ring::peer(&h.consumer, false) == Peer::Closed && consumer_left(mem, st.consumer_at_attach) {
+        if ring::peer(&h.consumer, false) == Peer::Closed && ring::consumer_left(h, st.consumer_at_attach) {
             return Err(Retry::Stop(SendError::Disconnected(())));
         }
         let rec = record_size(len);
@@ -315,7 +307,7 @@ impl<M: Memory> Producer<M> {
             },
             |check_alive| match ring::peer(&h.consumer, check_alive) {
                 Peer::Dead(pid) => Some(SendError::PeerDead { msg: (), pid }),
-                Peer::Closed if consumer_left(mem, at_attach) => Some(SendError::Disconnected(())),
+                Peer::Closed if ring::consumer_left(h, at_attach) => Some(SendError::Disconnected(())),
                 _ => None,
             },
             || SendError::Timeout(()),

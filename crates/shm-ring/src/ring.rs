@@ -277,6 +277,22 @@ pub(crate) fn release_slot(slot: &Slot, mine: u64) {
     let _ = slot.owner.compare_exchange(mine, closed, Ordering::AcqRel, Ordering::Relaxed);
 }
 
+/// What a producer notes about the consumer when it attaches: the consumer slot's generation,
+/// and whether a consumer was attached then.
+pub(crate) fn consumer_snapshot(h: &Header) -> (u32, bool) {
+    let owner = Owner::decode(h.consumer.owner.load(Ordering::Acquire));
+    (h.consumer.generation.load(Ordering::Acquire), owner.state == identity::ATTACHED)
+}
+
+/// Whether a closed consumer slot means "disconnected" for a producer that took
+/// `snapshot` ([`consumer_snapshot`]) when it attached: a consumer that closed before the
+/// producer came (a file-backed ring between consumers) does not disconnect it; one that was
+/// attached then, or attached and closed since, does.
+pub(crate) fn consumer_left(h: &Header, snapshot: (u32, bool)) -> bool {
+    let (generation, was_attached) = snapshot;
+    was_attached || h.consumer.generation.load(Ordering::Acquire) != generation
+}
+
 /// How an end's peer stands, read from its slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Peer {

@@ -53,13 +53,6 @@ struct ProducerState {
     liveness: LivenessClock,
 }
 
-/// Whether a closed consumer slot means "disconnected" for a producer that saw
-/// `consumer_at_attach` when it attached.
-fn consumer_left<M: Memory>(mem: &M, consumer_at_attach: (u32, bool)) -> bool {
-    let (generation, was_attached) = consumer_at_attach;
-    was_attached || mem.header().consumer.generation.load(Ordering::Acquire) != generation
-}
-
 #[derive(Debug)]
 struct ConsumerState {
     /// Our position: authoritative, published to `header.head` on release.
@@ -112,11 +105,7 @@ impl<M: Memory> Producer<M> {
     pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
         let h = mem.header();
         let (me, _gen) = ring::claim_slot(mem.slot(0), Role::Producer)?;
-        let consumer_owner = crate::identity::Owner::decode(h.consumer.owner.load(Ordering::Acquire));
-        let consumer_at_attach = (
-            h.consumer.generation.load(Ordering::Acquire),
-            consumer_owner.state == crate::identity::ATTACHED,
-        );
+        let consumer_at_attach = ring::consumer_snapshot(h);
         // A producer that died asleep may have left its announcement; only we wait here.
         h.space_ready.waiters.store(0, Ordering::Relaxed);
         let head = h.head.load(Ordering::Acquire);
@@ -162,7 +151,7 @@ impl<M: Memory> Producer<M> {
     /// Find room for a record of `rec` bytes, reloading the consumer position if needed.
     fn room(mem: &M, geo: &Geometry, st: &mut ProducerState, rec: usize) -> Result<Spot, SendError<()>> {
         let h = mem.header();
-        if ring::peer(&h.consumer, false) == Peer::Closed && consumer_left(mem, st.consumer_at_attach) {
+        if ring::peer(&h.consumer, false) == Peer::Closed && ring::consumer_left(h, st.consumer_at_attach) {
             return Err(SendError::Disconnected(()));
         }
         let idx = (st.tail & geo.mask) as usize;
@@ -269,7 +258,7 @@ impl<M: Memory> Producer<M> {
             },
             |check_alive| match ring::peer(&h.consumer, check_alive) {
                 Peer::Dead(pid) => Some(SendError::PeerDead { msg: (), pid }),
-                Peer::Closed if consumer_left(mem, at_attach) => Some(SendError::Disconnected(())),
+                Peer::Closed if ring::consumer_left(h, at_attach) => Some(SendError::Disconnected(())),
                 Peer::Closed => None,
                 Peer::Present => None,
             },
