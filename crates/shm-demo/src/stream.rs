@@ -28,6 +28,39 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// Command-line arguments naming a ring, shared by `shm-producer` and `shm-consumer`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RingArgs {
+    /// The ring is this file.
+    #[arg(long, conflicts_with = "name", required_unless_present = "name")]
+    pub path: Option<PathBuf>,
+    /// The ring is this POSIX shm object (e.g. "demo" or "/demo").
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Create the ring; fail if it exists (default: create it only if it does not exist).
+    #[arg(long)]
+    pub create: bool,
+    /// Ring data capacity in bytes (power of two), when creating.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub capacity: u64,
+}
+
+impl RingArgs {
+    /// Where the ring lives (clap guarantees one of `--path` / `--name`).
+    pub fn target(&self) -> Target {
+        match (&self.path, &self.name) {
+            (Some(p), _) => Target::Path(p.clone()),
+            (None, Some(n)) => Target::Name(n.clone()),
+            (None, None) => Target::Name(String::new()), // refused by clap before we get here
+        }
+    }
+
+    /// Map (creating if needed) the SPSC ring these arguments name.
+    pub fn open(&self) -> io::Result<(Arc<Region>, bool)> {
+        open_or_create(&self.target(), &RingConfig::spsc(self.capacity), self.create)
+    }
+}
+
 /// Map the ring at `target`: create it (and initialise the ring) when `create` is set or when
 /// nothing exists yet, otherwise open it. Returns the region and whether this call created it.
 pub fn open_or_create(target: &Target, config: &RingConfig, create: bool) -> io::Result<(Arc<Region>, bool)> {

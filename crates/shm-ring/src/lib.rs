@@ -44,6 +44,45 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
+/// `create`, `open`, `open_with` and `region` of a ring end on a [`Region`], the same for
+/// every end type: `$ty` is the end, `$kind` the ring kind, `$role` how the docs name the end,
+/// and `|$this| $mem` reaches the end's `RegionMemory`.
+#[cfg(not(loom))]
+macro_rules! region_constructors {
+    ($ty:ident, $kind:expr, $ring:literal, $role:literal, |$this:ident| $mem:expr) => {
+        impl $ty<$crate::memory::RegionMemory> {
+            #[doc = concat!("Initialise an ", $ring, " ring in `region` (zero-filled, or holding no ring) and attach as ", $role, ".")]
+            pub fn create(
+                region: impl Into<std::sync::Arc<shm_core::Region>>,
+                config: &$crate::RingConfig,
+            ) -> Result<Self, $crate::InitError> {
+                let (mem, geo) = $crate::init_region(region.into(), config, $kind)?;
+                Ok(Self::attach_mem(mem, geo)?)
+            }
+
+            #[doc = concat!("Attach as ", $role, " of the ", $ring, " ring in `region`, waiting up to 1 s for a creator that is still initialising it.")]
+            pub fn open(region: impl Into<std::sync::Arc<shm_core::Region>>) -> Result<Self, $crate::AttachError> {
+                Self::open_with(region, &$crate::AttachOptions::default())
+            }
+
+            /// `open` with options.
+            pub fn open_with(
+                region: impl Into<std::sync::Arc<shm_core::Region>>,
+                options: &$crate::AttachOptions,
+            ) -> Result<Self, $crate::AttachError> {
+                let (mem, geo) = $crate::attach_region(region.into(), $kind, options)?;
+                Self::attach_mem(mem, geo)
+            }
+
+            /// The region the ring lives in (to `flush` a file-backed ring, for example).
+            pub fn region(&self) -> &std::sync::Arc<shm_core::Region> {
+                let $this = self;
+                $mem.region()
+            }
+        }
+    };
+}
+
 mod error;
 mod identity;
 pub mod layout;

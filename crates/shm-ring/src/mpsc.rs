@@ -893,71 +893,15 @@ impl<M: Memory> Drop for ReadGuard<'_, M> {
 // ---------------------------------------------------------------------------------------------
 
 #[cfg(not(loom))]
-mod on_region {
-    use std::sync::Arc;
-
-    use shm_core::Region;
-
-    use super::*;
-    use crate::error::InitError;
-    use crate::layout::Kind;
-    use crate::memory::RegionMemory;
-    use crate::ring::{AttachOptions, RingConfig};
-
-    impl Producer<RegionMemory> {
-        /// Initialise an MPSC ring in `region` and attach as a producer.
-        pub fn create(region: impl Into<Arc<Region>>, config: &RingConfig) -> Result<Self, InitError> {
-            let (mem, geo) = crate::init_region(region.into(), config, Kind::Mpsc)?;
-            Ok(Self::attach_mem(mem, geo)?)
-        }
-
-        /// Attach as a producer (taking a free slot) of the MPSC ring in `region`.
-        pub fn open(region: impl Into<Arc<Region>>) -> Result<Self, AttachError> {
-            Self::open_with(region, &AttachOptions::default())
-        }
-
-        /// [`open`](Producer::open) with options.
-        pub fn open_with(
-            region: impl Into<Arc<Region>>,
-            options: &AttachOptions,
-        ) -> Result<Self, AttachError> {
-            let (mem, geo) = crate::attach_region(region.into(), Kind::Mpsc, options)?;
-            Self::attach_mem(mem, geo)
-        }
-
-        /// The region the ring lives in.
-        pub fn region(&self) -> &Arc<Region> {
-            self.att.mem.region()
-        }
-    }
-
-    impl Consumer<RegionMemory> {
-        /// Initialise an MPSC ring in `region` and attach as its consumer.
-        pub fn create(region: impl Into<Arc<Region>>, config: &RingConfig) -> Result<Self, InitError> {
-            let (mem, geo) = crate::init_region(region.into(), config, Kind::Mpsc)?;
-            Ok(Self::attach_mem(mem, geo)?)
-        }
-
-        /// Attach as the consumer of the MPSC ring in `region`.
-        pub fn open(region: impl Into<Arc<Region>>) -> Result<Self, AttachError> {
-            Self::open_with(region, &AttachOptions::default())
-        }
-
-        /// [`open`](Consumer::open) with options.
-        pub fn open_with(
-            region: impl Into<Arc<Region>>,
-            options: &AttachOptions,
-        ) -> Result<Self, AttachError> {
-            let (mem, geo) = crate::attach_region(region.into(), Kind::Mpsc, options)?;
-            Self::attach_mem(mem, geo)
-        }
-
-        /// The region the ring lives in.
-        pub fn region(&self) -> &Arc<Region> {
-            self.mem.region()
-        }
-    }
-}
+region_constructors!(
+    Producer,
+    crate::layout::Kind::Mpsc,
+    "MPSC",
+    "a producer (taking a free slot)",
+    |this| this.att.mem
+);
+#[cfg(not(loom))]
+region_constructors!(Consumer, crate::layout::Kind::Mpsc, "MPSC", "its consumer", |this| this.mem);
 
 /// `producers` producers and a consumer on heap memory with loom atomics, for the models.
 #[cfg(loom)]

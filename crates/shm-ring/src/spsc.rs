@@ -844,71 +844,9 @@ impl<M: Memory> Drop for ReadGuard<'_, M> {
 // ---------------------------------------------------------------------------------------------
 
 #[cfg(not(loom))]
-mod on_region {
-    use std::sync::Arc;
-
-    use shm_core::Region;
-
-    use super::*;
-    use crate::error::InitError;
-    use crate::layout::Kind;
-    use crate::ring::{AttachOptions, RingConfig};
-
-    impl Producer<RegionMemory> {
-        /// Initialise an SPSC ring in `region` (which must be zeroed or hold no ring) and attach
-        /// as its producer.
-        pub fn create(region: impl Into<Arc<Region>>, config: &RingConfig) -> Result<Self, InitError> {
-            let (mem, geo) = crate::init_region(region.into(), config, Kind::Spsc)?;
-            Ok(Self::attach_mem(mem, geo)?)
-        }
-
-        /// Attach as the producer of the SPSC ring in `region`.
-        pub fn open(region: impl Into<Arc<Region>>) -> Result<Self, AttachError> {
-            Self::open_with(region, &AttachOptions::default())
-        }
-
-        /// [`open`](Producer::open) with options.
-        pub fn open_with(
-            region: impl Into<Arc<Region>>,
-            options: &AttachOptions,
-        ) -> Result<Self, AttachError> {
-            let (mem, geo) = crate::attach_region(region.into(), Kind::Spsc, options)?;
-            Self::attach_mem(mem, geo)
-        }
-
-        /// The region the ring lives in (to `flush` a file-backed ring, for example).
-        pub fn region(&self) -> &Arc<Region> {
-            self.mem.region()
-        }
-    }
-
-    impl Consumer<RegionMemory> {
-        /// Initialise an SPSC ring in `region` and attach as its consumer.
-        pub fn create(region: impl Into<Arc<Region>>, config: &RingConfig) -> Result<Self, InitError> {
-            let (mem, geo) = crate::init_region(region.into(), config, Kind::Spsc)?;
-            Ok(Self::attach_mem(mem, geo)?)
-        }
-
-        /// Attach as the consumer of the SPSC ring in `region`.
-        pub fn open(region: impl Into<Arc<Region>>) -> Result<Self, AttachError> {
-            Self::open_with(region, &AttachOptions::default())
-        }
-
-        /// [`open`](Consumer::open) with options.
-        pub fn open_with(
-            region: impl Into<Arc<Region>>,
-            options: &AttachOptions,
-        ) -> Result<Self, AttachError> {
-            let (mem, geo) = crate::attach_region(region.into(), Kind::Spsc, options)?;
-            Self::attach_mem(mem, geo)
-        }
-
-        /// The region the ring lives in.
-        pub fn region(&self) -> &Arc<Region> {
-            self.mem.region()
-        }
-    }
-}
+region_constructors!(Producer, crate::layout::Kind::Spsc, "SPSC", "its producer", |this| this.mem);
+#[cfg(not(loom))]
+region_constructors!(Consumer, crate::layout::Kind::Spsc, "SPSC", "its consumer", |this| this.mem);
 
 /// A producer and consumer on heap memory with loom atomics, for the model checks.
 #[cfg(loom)]

@@ -1,29 +1,17 @@
 //! `shm-consumer`: receive and verify the messages of `shm-producer`, printing a live line
 //! (rate, bytes, lost, latency percentiles) and a summary.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use shm_demo::stream::{self, ConsumerOptions, Target};
+use shm_demo::stream::{self, ConsumerOptions, RingArgs, Target};
 use shm_ring::spsc::Consumer;
-use shm_ring::RingConfig;
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Receive and verify messages from a shared-memory ring")]
 struct Args {
-    /// The ring is this file.
-    #[arg(long, conflicts_with = "name", required_unless_present = "name")]
-    path: Option<PathBuf>,
-    /// The ring is this POSIX shm object.
-    #[arg(long)]
-    name: Option<String>,
-    /// Create the ring; fail if it exists (default: create it only if it does not exist).
-    #[arg(long)]
-    create: bool,
-    /// Ring data capacity in bytes (power of two), when creating.
-    #[arg(long, default_value_t = 1 << 20)]
-    capacity: u64,
+    #[command(flatten)]
+    ring: RingArgs,
     /// Stop after this many messages (0: when the producer closes).
     #[arg(long, default_value_t = 0)]
     count: u64,
@@ -37,14 +25,9 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let target = match (args.path, args.name) {
-        (Some(p), _) => Target::Path(p),
-        (None, Some(n)) => Target::Name(n),
-        (None, None) => unreachable!("clap requires --path or --name"),
-    };
+    let target = args.ring.target();
     let run = || -> std::io::Result<stream::Stats> {
-        let config = RingConfig::spsc(args.capacity);
-        let (region, created) = stream::open_or_create(&target, &config, args.create)?;
+        let (region, created) = args.ring.open()?;
         let mut c = Consumer::open(region).map_err(|e| std::io::Error::other(e.to_string()))?;
         eprintln!(
             "shm-consumer: {} {target}; waiting for messages",

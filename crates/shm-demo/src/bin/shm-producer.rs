@@ -2,28 +2,15 @@
 //! path or a POSIX shm name. Start `shm-consumer` on the same name in another terminal; whichever
 //! starts first creates the ring.
 
-use std::path::PathBuf;
-
 use clap::Parser;
-use shm_demo::stream::{self, ProducerOptions, Target};
+use shm_demo::stream::{self, ProducerOptions, RingArgs};
 use shm_ring::spsc::Producer;
-use shm_ring::RingConfig;
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Send verified messages into a shared-memory ring")]
 struct Args {
-    /// The ring is this file.
-    #[arg(long, conflicts_with = "name", required_unless_present = "name")]
-    path: Option<PathBuf>,
-    /// The ring is this POSIX shm object (e.g. "demo" or "/demo").
-    #[arg(long)]
-    name: Option<String>,
-    /// Create the ring; fail if it exists (default: create it only if it does not exist).
-    #[arg(long)]
-    create: bool,
-    /// Ring data capacity in bytes (power of two), when creating.
-    #[arg(long, default_value_t = 1 << 20)]
-    capacity: u64,
+    #[command(flatten)]
+    ring: RingArgs,
     /// Messages to send (0: until interrupted).
     #[arg(long, default_value_t = 1_000_000)]
     count: u64,
@@ -37,14 +24,9 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let target = match (args.path, args.name) {
-        (Some(p), _) => Target::Path(p),
-        (None, Some(n)) => Target::Name(n),
-        (None, None) => unreachable!("clap requires --path or --name"),
-    };
+    let target = args.ring.target();
     let run = || -> std::io::Result<u64> {
-        let config = RingConfig::spsc(args.capacity);
-        let (region, created) = stream::open_or_create(&target, &config, args.create)?;
+        let (region, created) = args.ring.open()?;
         let mut p = Producer::open(region).map_err(|e| std::io::Error::other(e.to_string()))?;
         eprintln!(
             "shm-producer: {} {target} (capacity {} B); sending {} messages of {} B",
