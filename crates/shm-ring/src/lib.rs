@@ -83,6 +83,127 @@ macro_rules! region_constructors {
     };
 }
 
+/// The receive calls every consumer offers, written once over its private `try_next`,
+/// `wait_next`, `payload` and `consume` (used inside `impl<M: Memory> Consumer<M>`).
+macro_rules! consumer_methods {
+    () => {
+        fn copy_out(&mut self, n: Next, buf: &mut Vec<u8>) -> usize {
+            buf.clear();
+            buf.extend_from_slice(self.payload(n));
+            self.consume(n);
+            n.len
+        }
+
+        /// Receive a copy of the next message into `buf` (cleared first) if one is there now.
+        /// Returns its length.
+        pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, $crate::RecvError> {
+            let n = self.try_next()?;
+            Ok(self.copy_out(n, buf))
+        }
+
+        /// Receive the next message into `buf`, which must be large enough (otherwise
+        /// [`$crate::RecvError::BufferTooSmall`] and the message stays in the ring).
+        pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize, $crate::RecvError> {
+            let n = self.try_next()?;
+            if n.len > buf.len() {
+                return Err($crate::RecvError::BufferTooSmall { need: n.len, have: buf.len() });
+            }
+            buf[..n.len].copy_from_slice(self.payload(n));
+            self.consume(n);
+            Ok(n.len)
+        }
+
+        /// Receive into `buf`, waiting at most `timeout`.
+        pub fn recv_timeout(
+            &mut self,
+            buf: &mut Vec<u8>,
+            timeout: std::time::Duration,
+        ) -> Result<usize, $crate::RecvError> {
+            let n = self.wait_next($crate::ring::deadline(timeout))?;
+            Ok(self.copy_out(n, buf))
+        }
+
+        /// Receive into `buf`, waiting as long as it takes. Fails when the producers are closed or
+        /// dead and everything they sent has been received, or on corrupt memory.
+        pub fn recv_blocking(&mut self, buf: &mut Vec<u8>) -> Result<usize, $crate::RecvError> {
+            let n = self.wait_next(None)?;
+            Ok(self.copy_out(n, buf))
+        }
+
+        /// Read the next message in place (zero-copy) if one is there now. The guard derefs to the
+        /// payload; dropping it marks the message consumed (see `flush`).
+        pub fn recv(&mut self) -> Result<ReadGuard<'_, M>, $crate::RecvError> {
+            let next = self.try_next()?;
+            Ok(ReadGuard { consumer: self, next })
+        }
+
+        /// `recv`, waiting at most `timeout` (None: forever).
+        pub fn recv_guard_timeout(
+            &mut self,
+            timeout: Option<std::time::Duration>,
+        ) -> Result<ReadGuard<'_, M>, $crate::RecvError> {
+            let next = self.wait_next(timeout.and_then(deadline))?;
+            Ok(ReadGuard { consumer: self, next })
+        }
+
+        /// Receive a plain-old-data value. A message of another size stays in the ring
+        /// ([`$crate::RecvError::SizeMismatch`]).
+        pub fn recv_pod<T: bytemuck::Pod>(&mut self) -> Result<T, $crate::RecvError> {
+            let n = self.try_next()?;
+            self.take_pod(n)
+        }
+
+        /// `recv_pod`, waiting at most `timeout`.
+        pub fn recv_pod_timeout<T: bytemuck::Pod>(
+            &mut self,
+            timeout: std::time::Duration,
+        ) -> Result<T, $crate::RecvError> {
+            let n = self.wait_next($crate::ring::deadline(timeout))?;
+            self.take_pod(n)
+        }
+
+        fn take_pod<T: bytemuck::Pod>(&mut self, n: Next) -> Result<T, $crate::RecvError> {
+            let expected = std::mem::size_of::<T>();
+            if n.len != expected {
+                return Err($crate::RecvError::SizeMismatch { found: n.len, expected });
+            }
+            let v = bytemuck::pod_read_unaligned(self.payload(n));
+            self.consume(n);
+            Ok(v)
+        }
+    };
+}
+
+/// The zero-copy read guard of a consumer (`ReadGuard`), the same for every consumer type.
+macro_rules! read_guard {
+    () => {
+        /// A message read in place. Derefs to its payload; dropping it marks the message consumed.
+        pub struct ReadGuard<'a, M: $crate::Memory = $crate::spsc::DefaultMemory> {
+            consumer: &'a mut Consumer<M>,
+            next: Next,
+        }
+
+        impl<M: $crate::Memory> std::fmt::Debug for ReadGuard<'_, M> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct("ReadGuard").field("len", &self.next.len).finish()
+            }
+        }
+
+        impl<M: $crate::Memory> std::ops::Deref for ReadGuard<'_, M> {
+            type Target = [u8];
+            fn deref(&self) -> &[u8] {
+                self.consumer.payload(self.next)
+            }
+        }
+
+        impl<M: $crate::Memory> Drop for ReadGuard<'_, M> {
+            fn drop(&mut self) {
+                self.consumer.consume(self.next);
+            }
+        }
+    };
+}
+
 mod error;
 mod identity;
 pub mod layout;

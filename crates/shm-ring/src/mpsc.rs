@@ -770,42 +770,7 @@ impl<M: Memory> Consumer<M> {
         Self::publish_head(&self.mem, &self.geo, &mut self.st);
     }
 
-    fn copy_out(&mut self, n: Next, buf: &mut Vec<u8>) -> usize {
-        buf.clear();
-        buf.extend_from_slice(self.payload(n));
-        self.consume(n);
-        n.len
-    }
-
-    /// Receive a copy of the next message into `buf` if one is there now.
-    pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
-        let n = self.try_next()?;
-        Ok(self.copy_out(n, buf))
-    }
-
-    /// Receive into `buf`, waiting at most `timeout`.
-    pub fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize, RecvError> {
-        let n = self.wait_next(deadline(timeout))?;
-        Ok(self.copy_out(n, buf))
-    }
-
-    /// Receive into `buf`, waiting as long as it takes.
-    pub fn recv_blocking(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
-        let n = self.wait_next(None)?;
-        Ok(self.copy_out(n, buf))
-    }
-
-    /// Read the next message in place if one is there now.
-    pub fn recv(&mut self) -> Result<ReadGuard<'_, M>, RecvError> {
-        let next = self.try_next()?;
-        Ok(ReadGuard { consumer: self, next })
-    }
-
-    /// [`recv`](Consumer::recv), waiting at most `timeout` (None: forever).
-    pub fn recv_guard_timeout(&mut self, timeout: Option<Duration>) -> Result<ReadGuard<'_, M>, RecvError> {
-        let next = self.wait_next(timeout.and_then(deadline))?;
-        Ok(ReadGuard { consumer: self, next })
-    }
+    consumer_methods!();
 
     /// Hand up to `max` waiting messages to `f` in place, then release them with one store.
     pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize, RecvError> {
@@ -827,28 +792,6 @@ impl<M: Memory> Consumer<M> {
         Ok(count)
     }
 
-    /// Receive a plain-old-data value; a message of another size stays in the ring.
-    pub fn recv_pod<T: bytemuck::Pod>(&mut self) -> Result<T, RecvError> {
-        let n = self.try_next()?;
-        self.take_pod(n)
-    }
-
-    /// [`recv_pod`](Consumer::recv_pod), waiting at most `timeout`.
-    pub fn recv_pod_timeout<T: bytemuck::Pod>(&mut self, timeout: Duration) -> Result<T, RecvError> {
-        let n = self.wait_next(deadline(timeout))?;
-        self.take_pod(n)
-    }
-
-    fn take_pod<T: bytemuck::Pod>(&mut self, n: Next) -> Result<T, RecvError> {
-        let expected = std::mem::size_of::<T>();
-        if n.len != expected {
-            return Err(RecvError::SizeMismatch { found: n.len, expected });
-        }
-        let v = bytemuck::pod_read_unaligned(self.payload(n));
-        self.consume(n);
-        Ok(v)
-    }
-
     /// Close this end now (as dropping it does).
     pub fn close(self) {}
 }
@@ -863,30 +806,7 @@ impl<M: Memory> Drop for Consumer<M> {
     }
 }
 
-/// A message read in place; dropping it marks it consumed.
-pub struct ReadGuard<'a, M: Memory = DefaultMemory> {
-    consumer: &'a mut Consumer<M>,
-    next: Next,
-}
-
-impl<M: Memory> std::fmt::Debug for ReadGuard<'_, M> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("mpsc::ReadGuard").field("len", &self.next.len).finish()
-    }
-}
-
-impl<M: Memory> std::ops::Deref for ReadGuard<'_, M> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.consumer.payload(self.next)
-    }
-}
-
-impl<M: Memory> Drop for ReadGuard<'_, M> {
-    fn drop(&mut self) {
-        self.consumer.consume(self.next);
-    }
-}
+read_guard!();
 
 // ---------------------------------------------------------------------------------------------
 // Construction

@@ -697,57 +697,7 @@ impl<M: Memory> Consumer<M> {
         Self::publish_head(&self.mem, &mut self.st);
     }
 
-    fn copy_out(&mut self, n: Next, buf: &mut Vec<u8>) -> usize {
-        buf.clear();
-        buf.extend_from_slice(self.payload(n));
-        self.consume(n);
-        n.len
-    }
-
-    /// Receive a copy of the next message into `buf` (cleared first) if one is there now.
-    /// Returns its length.
-    pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
-        let n = self.try_next()?;
-        Ok(self.copy_out(n, buf))
-    }
-
-    /// Receive the next message into `buf`, which must be large enough (otherwise
-    /// [`RecvError::BufferTooSmall`] and the message stays in the ring).
-    pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
-        let n = self.try_next()?;
-        if n.len > buf.len() {
-            return Err(RecvError::BufferTooSmall { need: n.len, have: buf.len() });
-        }
-        buf[..n.len].copy_from_slice(self.payload(n));
-        self.consume(n);
-        Ok(n.len)
-    }
-
-    /// Receive into `buf`, waiting at most `timeout`.
-    pub fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize, RecvError> {
-        let n = self.wait_next(deadline(timeout))?;
-        Ok(self.copy_out(n, buf))
-    }
-
-    /// Receive into `buf`, waiting as long as it takes. Fails when the producer is closed or
-    /// dead and everything it sent has been received, or on corrupt memory.
-    pub fn recv_blocking(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
-        let n = self.wait_next(None)?;
-        Ok(self.copy_out(n, buf))
-    }
-
-    /// Read the next message in place (zero-copy) if one is there now. The guard derefs to the
-    /// payload; dropping it marks the message consumed (see [`flush`](Consumer::flush)).
-    pub fn recv(&mut self) -> Result<ReadGuard<'_, M>, RecvError> {
-        let next = self.try_next()?;
-        Ok(ReadGuard { consumer: self, next })
-    }
-
-    /// [`recv`](Consumer::recv), waiting at most `timeout` (None: forever).
-    pub fn recv_guard_timeout(&mut self, timeout: Option<Duration>) -> Result<ReadGuard<'_, M>, RecvError> {
-        let next = self.wait_next(timeout.and_then(deadline))?;
-        Ok(ReadGuard { consumer: self, next })
-    }
+    consumer_methods!();
 
     /// Hand up to `max` waiting messages to `f` in order, in place, then release all of them
     /// with one store of the consumer position. Returns how many were handled (at least 1);
@@ -776,29 +726,6 @@ impl<M: Memory> Consumer<M> {
         Ok(count)
     }
 
-    /// Receive a plain-old-data value. A message of another size stays in the ring
-    /// ([`RecvError::SizeMismatch`]).
-    pub fn recv_pod<T: bytemuck::Pod>(&mut self) -> Result<T, RecvError> {
-        let n = self.try_next()?;
-        self.take_pod(n)
-    }
-
-    /// [`recv_pod`](Consumer::recv_pod), waiting at most `timeout`.
-    pub fn recv_pod_timeout<T: bytemuck::Pod>(&mut self, timeout: Duration) -> Result<T, RecvError> {
-        let n = self.wait_next(deadline(timeout))?;
-        self.take_pod(n)
-    }
-
-    fn take_pod<T: bytemuck::Pod>(&mut self, n: Next) -> Result<T, RecvError> {
-        let expected = std::mem::size_of::<T>();
-        if n.len != expected {
-            return Err(RecvError::SizeMismatch { found: n.len, expected });
-        }
-        let v = bytemuck::pod_read_unaligned(self.payload(n));
-        self.consume(n);
-        Ok(v)
-    }
-
     /// Close this end now (as dropping it does): the producer gets
     /// [`SendError::Disconnected`].
     pub fn close(self) {}
@@ -814,30 +741,7 @@ impl<M: Memory> Drop for Consumer<M> {
     }
 }
 
-/// A message read in place. Derefs to its payload; dropping it marks the message consumed.
-pub struct ReadGuard<'a, M: Memory = DefaultMemory> {
-    consumer: &'a mut Consumer<M>,
-    next: Next,
-}
-
-impl<M: Memory> std::fmt::Debug for ReadGuard<'_, M> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReadGuard").field("len", &self.next.len).finish()
-    }
-}
-
-impl<M: Memory> std::ops::Deref for ReadGuard<'_, M> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.consumer.payload(self.next)
-    }
-}
-
-impl<M: Memory> Drop for ReadGuard<'_, M> {
-    fn drop(&mut self) {
-        self.consumer.consume(self.next);
-    }
-}
+read_guard!();
 
 // ---------------------------------------------------------------------------------------------
 // Construction on a Region (production) and on heap memory (loom)
