@@ -303,3 +303,30 @@ fn memfd_is_sealed_and_unsealed_fds_are_refused() {
     again.read_at(10, &mut buf).unwrap();
     assert_eq!(&buf, b"same pages");
 }
+
+/// A file that cannot get its space is an error at creation (not a SIGBUS on first touch), and
+/// nothing is left behind. The limit comes from RLIMIT_FSIZE in a forked child.
+#[test]
+fn no_space_is_an_error_at_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("too-big");
+    let child = shm_testkit::fork(|| {
+        use nix::sys::resource::{setrlimit, Resource};
+        use nix::sys::signal::{signal, SigHandler, Signal};
+        // SAFETY: ignoring SIGXFSZ installs no handler code; the call only sets a disposition.
+        if unsafe { signal(Signal::SIGXFSZ, SigHandler::SigIgn) }.is_err()
+            || setrlimit(Resource::RLIMIT_FSIZE, 1 << 20, 1 << 20).is_err()
+        {
+            return 2;
+        }
+        match Region::create_file(&path, 4 << 20) {
+            Err(CreateError::NoSpace { len, .. }) if len == 4 << 20 && !path.exists() => 0,
+            Err(e) => {
+                eprintln!("unexpected error: {e}");
+                3
+            }
+            Ok(_) => 4,
+        }
+    });
+    child.join();
+}

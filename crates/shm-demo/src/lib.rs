@@ -2,6 +2,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod admin;
 pub mod bench;
 pub mod chart;
 pub mod forkdemo;

@@ -144,6 +144,16 @@ pub enum AttachError {
     /// The region is mapped read-only or private.
     #[error("region must be mapped shared and writable to attach a ring end")]
     NotWritable,
+    /// The file or shm object belongs to another user, or group/others may write it.
+    #[error("ring object is owned by uid {owner} with mode {mode:#o}: expected owner uid {expected_owner} and no group/other write permission (set AttachOptions::allow_foreign to accept it)")]
+    UnsafePermissions {
+        /// Owner found.
+        owner: u32,
+        /// Permission bits found.
+        mode: u32,
+        /// This process's effective uid.
+        expected_owner: u32,
+    },
     /// That end is attached to a live process.
     #[error("{role} end is already attached by live process {pid}")]
     AlreadyAttached {

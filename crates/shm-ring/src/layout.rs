@@ -68,6 +68,7 @@ pub const MIN_CAPACITY: u64 = 64;
 
 /// What a ring is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[repr(u32)]
 pub enum Kind {
     /// One producer, one consumer.

@@ -206,6 +206,8 @@ macro_rules! read_guard {
 
 mod error;
 mod identity;
+#[cfg(not(loom))]
+pub mod inspect;
 pub mod layout;
 mod memory;
 pub mod mpsc;
@@ -215,6 +217,8 @@ mod sync;
 mod wait;
 
 pub use error::{AttachError, CorruptError, InitError, RecvError, Role, SendError};
+#[cfg(not(loom))]
+pub use inspect::{cleanup, find_rings, status, EndInfo, EndState, FoundRing, InitState, RingStatus};
 pub use layout::Kind;
 #[cfg(loom)]
 pub use memory::HeapMemory;
@@ -281,6 +285,17 @@ pub(crate) fn attach_region(
     }
     if !region.is_writable() || !region.is_shared() {
         return Err(AttachError::NotWritable);
+    }
+    if !options.allow_foreign
+        && matches!(region.backing(), shm_core::Backing::File(_) | shm_core::Backing::Shm(_))
+    {
+        if let (Some(owner), Some(mode)) = (region.owner_uid(), region.mode()) {
+            // SAFETY: geteuid cannot fail and touches no memory.
+            let me = unsafe { libc::geteuid() };
+            if owner != me || mode & 0o022 != 0 {
+                return Err(AttachError::UnsafePermissions { owner, mode, expected_owner: me });
+            }
+        }
     }
     // SAFETY: the region holds at least the fixed header (checked above) and is page-aligned;
     // Header is all atomics and padding.

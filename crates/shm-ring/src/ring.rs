@@ -102,11 +102,16 @@ impl RingConfig {
 pub struct AttachOptions {
     /// How long to wait for a creator that is still initialising (default 1 s).
     pub init_timeout: Duration,
+    /// Attach even when the file or shm object belongs to another user or is writable by group
+    /// or others (default false: such a ring is refused, since whoever can write it can feed
+    /// this process any message). Rings in anonymous memory and received descriptors (memfd)
+    /// are not checked: who can reach them was decided when the memory was shared.
+    pub allow_foreign: bool,
 }
 
 impl Default for AttachOptions {
     fn default() -> Self {
-        AttachOptions { init_timeout: Duration::from_secs(1) }
+        AttachOptions { init_timeout: Duration::from_secs(1), allow_foreign: false }
     }
 }
 
@@ -124,12 +129,25 @@ pub(crate) struct Geometry {
 /// Initialise a zero-or-garbage header (the caller checked the memory is large enough).
 /// `zero_data` clears the data area before the ring is published.
 pub(crate) fn init_header(h: &Header, geo: &Geometry, zero_data: impl FnOnce()) -> Result<(), InitError> {
-    if let Err(state) =
-        h.state.compare_exchange(STATE_EMPTY, STATE_INITIALIZING, Ordering::Acquire, Ordering::Acquire)
-    {
-        return Err(InitError::AlreadyInitialized { state, magic: h.magic.load(Ordering::Relaxed) });
+    // Claim the creator word first: it names who is initialising, so an opener (or `status`)
+    // can tell a creator at work from one that crashed half-way, whose ring is taken over here.
+    let mine = Owner::word(identity::ATTACHED, identity::me());
+    let refused = || InitError::AlreadyInitialized {
+        state: h.state.load(Ordering::Acquire),
+        magic: h.magic.load(Ordering::Relaxed),
+    };
+    if let Err(creator) = h.creator.compare_exchange(0, mine, Ordering::AcqRel, Ordering::Acquire) {
+        let crashed = h.state.load(Ordering::Acquire) != STATE_READY && !Owner::decode(creator).is_alive();
+        if !crashed || h.creator.compare_exchange(creator, mine, Ordering::AcqRel, Ordering::Acquire).is_err()
+        {
+            return Err(refused());
+        }
+    } else if h.state.load(Ordering::Acquire) != STATE_EMPTY {
+        // A ring made before (its creator word was cleared) or garbage: never overwrite it.
+        h.creator.store(0, Ordering::Release);
+        return Err(refused());
     }
-    h.creator.store(Owner::word(identity::ATTACHED, identity::me()), Ordering::Relaxed);
+    h.state.store(STATE_INITIALIZING, Ordering::Release);
     h.magic.store(MAGIC, Ordering::Relaxed);
     h.version.store(LAYOUT_VERSION, Ordering::Relaxed);
     h.header_size.store(geo.header_size as u32, Ordering::Relaxed);

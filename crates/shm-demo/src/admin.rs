@@ -1,0 +1,85 @@
+//! `shm-demo inspect | list | cleanup`: look at rings from outside and remove abandoned ones.
+
+use std::io;
+use std::path::Path;
+
+use shm_core::{OpenOptions, Region};
+use shm_ring::{EndInfo, RingStatus};
+
+fn open_read_only(ring: &str) -> io::Result<Region> {
+    // A path (a '/' past the first byte) or an existing file is a file; anything else is taken
+    // as a POSIX shm name.
+    if ring[1.min(ring.len())..].contains('/') || Path::new(ring).is_file() {
+        return Ok(OpenOptions::new().read_only().open_file(ring)?);
+    }
+    Ok(OpenOptions::new().read_only().open_shm(ring)?)
+}
+
+fn ends(e: &EndInfo) -> String {
+    format!("slot {} {:?} (pid {}, attached {} times)", e.slot, e.state, e.pid, e.generation)
+}
+
+/// The status as text lines.
+pub fn describe(s: &RingStatus) -> String {
+    let mut out = format!(
+        "init {:?}, kind {}, layout version {}, capacity {} B, max message {} B\n\
+         head {}, tail {}: {} B and {} records in flight\nconsumer: {}\n",
+        s.init,
+        s.kind.map(|k| k.to_string()).unwrap_or_else(|| "-".into()),
+        s.version,
+        s.capacity,
+        s.max_message,
+        s.head,
+        s.tail,
+        s.bytes_in_flight,
+        s.records_in_flight,
+        ends(&s.consumer)
+    );
+    for p in &s.producers {
+        out.push_str(&format!("producer: {}\n", ends(p)));
+    }
+    out
+}
+
+/// Print a ring's status.
+pub fn inspect(ring: &str, json: bool) -> io::Result<()> {
+    let region = open_read_only(ring)?;
+    let s = shm_ring::status(&region).map_err(|e| io::Error::other(format!("{ring}: {e}")))?;
+    if json {
+        println!("{}", serde_json::to_string(&s).map_err(io::Error::other)?);
+    } else {
+        print!("{ring}: {}", describe(&s));
+    }
+    Ok(())
+}
+
+/// List the rings in `dir`.
+pub fn list(dir: &Path, json: bool) -> io::Result<()> {
+    for r in shm_ring::find_rings(dir)? {
+        match (&r.status, json) {
+            (Ok(s), true) => {
+                println!("{}", serde_json::json!({"path": r.path, "in_use": s.in_use(), "status": s}))
+            }
+            (Err(e), true) => println!("{}", serde_json::json!({"path": r.path, "error": e})),
+            (Ok(s), false) => println!(
+                "{}  {:?} {} {} B, {} records in flight, {}",
+                r.path.display(),
+                s.init,
+                s.kind.map(|k| k.to_string()).unwrap_or_else(|| "-".into()),
+                s.capacity,
+                s.records_in_flight,
+                if s.in_use() { "in use" } else { "nobody attached" }
+            ),
+            (Err(e), false) => println!("{}  unreadable: {e}", r.path.display()),
+        }
+    }
+    Ok(())
+}
+
+/// Remove (or with `dry_run` list) abandoned rings in `dir`.
+pub fn cleanup(dir: &Path, dry_run: bool) -> io::Result<()> {
+    for path in shm_ring::cleanup(dir, dry_run)? {
+        println!("{} {}", if dry_run { "would remove" } else { "removed" }, path.display());
+    }
+    Ok(())
+}

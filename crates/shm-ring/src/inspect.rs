@@ -1,0 +1,267 @@
+//! Looking at a ring from outside: its state and who is attached ([`status`]), finding this
+//! library's rings in a directory ([`find_rings`]) and removing the abandoned ones ([`cleanup`]).
+
+use std::path::{Path, PathBuf};
+
+use shm_core::{OpenOptions, Region};
+
+use crate::error::AttachError;
+use crate::identity::{self, Owner};
+use crate::layout::{self, Header, Kind, RecordHeader, FIXED_HEADER, MAGIC, STATE_INITIALIZING, STATE_READY};
+use crate::ring;
+use crate::sync::Ordering;
+
+/// How an attach slot stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub enum EndState {
+    /// Never attached.
+    Free,
+    /// Attached by a process that is running.
+    Attached,
+    /// Attached by a process that died without closing.
+    Dead,
+    /// Closed cleanly.
+    Closed,
+}
+
+/// One end of a ring as its slot describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct EndInfo {
+    /// Slot index (0 for the consumer and for an SPSC producer).
+    pub slot: usize,
+    /// State, with liveness checked now.
+    pub state: EndState,
+    /// The process that holds or last held it (0 if never).
+    pub pid: u32,
+    /// How many times the slot was attached.
+    pub generation: u32,
+}
+
+/// How far initialisation got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub enum InitState {
+    /// Nobody started: all zero.
+    Empty,
+    /// A creator is initialising it now.
+    Initializing,
+    /// The creator died half-way: the ring can never become ready; remove and recreate it.
+    CrashedDuringInit,
+    /// Ready for use.
+    Ready,
+}
+
+/// A snapshot of a ring: read without attaching, so it never disturbs the ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct RingStatus {
+    /// Initialisation state.
+    pub init: InitState,
+    /// SPSC or MPSC (None while not ready).
+    pub kind: Option<Kind>,
+    /// Layout version found.
+    pub version: u32,
+    /// Data bytes.
+    pub capacity: u64,
+    /// Largest message.
+    pub max_message: u32,
+    /// Consumer position.
+    pub head: u64,
+    /// Producer position.
+    pub tail: u64,
+    /// Bytes between them (records, headers and padding in flight).
+    pub bytes_in_flight: u64,
+    /// Records in flight (messages, claims in progress, padding not counted).
+    pub records_in_flight: u64,
+    /// The consumer end.
+    pub consumer: EndInfo,
+    /// The producer ends (one for SPSC).
+    pub producers: Vec<EndInfo>,
+}
+
+impl RingStatus {
+    /// Whether some end is attached by a live process.
+    pub fn in_use(&self) -> bool {
+        std::iter::once(&self.consumer).chain(&self.producers).any(|e| e.state == EndState::Attached)
+    }
+}
+
+fn end(slot: usize, s: &layout::Slot) -> EndInfo {
+    let o = Owner::decode(s.owner.load(Ordering::Acquire));
+    let state = match o.state {
+        identity::ATTACHED if o.is_alive() => EndState::Attached,
+        identity::ATTACHED => EndState::Dead,
+        identity::CLOSED => EndState::Closed,
+        _ => EndState::Free,
+    };
+    EndInfo { slot, state, pid: o.pid, generation: s.generation.load(Ordering::Acquire) }
+}
+
+/// Describe the ring in `region` without attaching to it.
+pub fn status(region: &Region) -> Result<RingStatus, AttachError> {
+    if region.len() < FIXED_HEADER {
+        return Err(AttachError::RegionTooSmall { need: FIXED_HEADER as u64, have: region.len() as u64 });
+    }
+    // SAFETY: the region holds at least the fixed header (checked above) and is page-aligned;
+    // Header is all atomics and padding, valid for any bytes; we only load from it.
+    let h = unsafe { &*(region.as_ptr() as *const Header) };
+    let state = h.state.load(Ordering::Acquire);
+    let consumer_slot = || end(0, &h.consumer);
+    if state != STATE_READY {
+        let creator_word = h.creator.load(Ordering::Acquire);
+        let init = match state {
+            _ if state == STATE_INITIALIZING || (state == 0 && creator_word != 0) => {
+                let creator = Owner::decode(creator_word);
+                if creator.is_alive() {
+                    InitState::Initializing
+                } else {
+                    InitState::CrashedDuringInit
+                }
+            }
+            0 if h.magic.load(Ordering::Relaxed) == 0 => InitState::Empty,
+            other => {
+                return Err(AttachError::BadHeader {
+                    field: "state",
+                    found: other.into(),
+                    expected: "0, 1 or 2".to_owned(),
+                })
+            }
+        };
+        return Ok(RingStatus {
+            init,
+            kind: None,
+            version: h.version.load(Ordering::Relaxed),
+            capacity: 0,
+            max_message: 0,
+            head: 0,
+            tail: 0,
+            bytes_in_flight: 0,
+            records_in_flight: 0,
+            consumer: consumer_slot(),
+            producers: Vec::new(),
+        });
+    }
+    let desc = ring::wait_ready(h, std::time::Duration::ZERO)?;
+    let kind =
+        Kind::from_u32(desc.kind).ok_or(AttachError::WrongKind { found: desc.kind, expected: Kind::Spsc })?;
+    let geo = ring::validate(&desc, kind, region.len())?;
+    let head = h.head.load(Ordering::Acquire);
+    let tail = h.tail.load(Ordering::Acquire).max(head);
+    let in_flight = (tail - head).min(geo.capacity);
+    let producers = (0..geo.max_producers as usize)
+        .map(|i| {
+            // SAFETY: i < max_producers, and validate() checked the region holds header_size
+            // (which covers every slot) plus the data area; slots are 16-aligned.
+            let s = unsafe {
+                &*(region.as_ptr().add(FIXED_HEADER + i * layout::SLOT_SIZE) as *const layout::Slot)
+            };
+            end(i, s)
+        })
+        .collect();
+    // Count records by walking from head, bounded by the bytes in flight.
+    let mut records = 0;
+    let mut pos = head;
+    while pos < head + in_flight {
+        let idx = (pos & geo.mask) as usize;
+        let mut word = [0u8; 8];
+        if region.read_at(geo.header_size + idx, &mut word).is_err() {
+            break;
+        }
+        let r = RecordHeader::from_word(u64::from_le_bytes(word));
+        let size = match r.kind() {
+            layout::TYPE_PAD => geo.capacity as usize - idx,
+            layout::TYPE_MSG | layout::TYPE_CLAIMED | layout::TYPE_SKIP
+                if (r.len as usize) <= geo.max_message =>
+            {
+                if r.kind() != layout::TYPE_SKIP {
+                    records += 1;
+                }
+                layout::record_size(r.len as usize)
+            }
+            _ => break, // not yet written, or corrupt: stop counting
+        };
+        pos += size as u64;
+    }
+    Ok(RingStatus {
+        init: InitState::Ready,
+        kind: Some(kind),
+        version: desc.version,
+        capacity: geo.capacity,
+        max_message: desc.max_message,
+        head,
+        tail,
+        bytes_in_flight: in_flight,
+        records_in_flight: records,
+        consumer: consumer_slot(),
+        producers,
+    })
+}
+
+/// A ring found by [`find_rings`].
+#[derive(Clone, Debug)]
+pub struct FoundRing {
+    /// Its file.
+    pub path: PathBuf,
+    /// Its state, or why it could not be read.
+    pub status: Result<RingStatus, String>,
+}
+
+/// Whether a file starts like one of this library's rings: the magic, or a creator that began
+/// initialising (state 1) and may have crashed before writing the magic.
+fn looks_like_ring(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 48];
+    let Ok(mut f) = std::fs::File::open(path) else { return false };
+    if f.read_exact(&mut head).is_err() {
+        return false;
+    }
+    let magic = u64::from_le_bytes(head[0..8].try_into().expect("8 bytes"));
+    let state = u32::from_le_bytes(head[20..24].try_into().expect("4 bytes"));
+    let creator = u64::from_le_bytes(head[40..48].try_into().expect("8 bytes"));
+    magic == MAGIC || (magic == 0 && (state == STATE_INITIALIZING || creator != 0))
+}
+
+/// This library's rings among the regular files directly in `dir` (`/dev/shm` for POSIX shm).
+/// Files that are not rings are left out; rings that cannot be read are listed with the reason.
+pub fn find_rings(dir: &Path) -> std::io::Result<Vec<FoundRing>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if !entry.file_type().map(|t| t.is_file()).unwrap_or(false) || !looks_like_ring(&path) {
+            continue;
+        }
+        let status = OpenOptions::new()
+            .read_only()
+            .open_file(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|r| status(&r).map_err(|e| e.to_string()));
+        found.push(FoundRing { path, status });
+    }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(found)
+}
+
+/// Remove (unless `dry_run`) the rings in `dir` that nobody uses: no end is attached by a live
+/// process, or the creator crashed during initialisation. Returns the paths removed (or that
+/// would be). Rings that could not be read are left alone.
+pub fn cleanup(dir: &Path, dry_run: bool) -> std::io::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    for ring in find_rings(dir)? {
+        let Ok(status) = &ring.status else { continue };
+        let abandoned = match status.init {
+            InitState::CrashedDuringInit => true,
+            InitState::Ready => !status.in_use(),
+            InitState::Empty | InitState::Initializing => false,
+        };
+        if abandoned {
+            if !dry_run {
+                std::fs::remove_file(&ring.path)?;
+            }
+            removed.push(ring.path);
+        }
+    }
+    Ok(removed)
+}

@@ -1,0 +1,164 @@
+//! Operating rings from outside: status of each end, rings whose creator crashed during
+//! initialisation, finding and cleaning up abandoned rings, and refusing rings another user
+//! could write.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use shm_core::{CreateOptions, Region};
+use shm_ring::spsc::{Consumer, Producer};
+use shm_ring::{AttachError, AttachOptions, EndState, InitState, Kind, RingConfig};
+use shm_testkit::fork;
+
+/// The owner word of a process that has exited (and been reaped): pid plus its start time.
+fn dead_owner_word() -> u64 {
+    let child = fork(|| 0);
+    let pid = child.pid() as u32;
+    let start = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().nth(19))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(1);
+    child.join();
+    1u64 << 62 | (pid as u64 & 0xff_ffff) << 38 | (start & ((1 << 38) - 1))
+}
+
+#[test]
+fn status_shows_positions_records_and_each_end() {
+    let config = RingConfig::spsc(4096);
+    let region = Arc::new(Region::anonymous(config.region_len()).unwrap());
+    shm_ring::init(&region, &config).unwrap();
+    let mut p = Producer::open(region.clone()).unwrap();
+    for i in 0..5u8 {
+        p.try_send([i; 10]).unwrap();
+    }
+    // A consumer in a child process that is then killed without closing.
+    let child = fork({
+        let region = region.clone();
+        move || {
+            let _c = Consumer::open(region).unwrap();
+            loop {
+                nix::unistd::pause();
+            }
+        }
+    });
+    assert!(shm_testkit::wait_until(Duration::from_secs(20), || shm_ring::status(&region)
+        .unwrap()
+        .consumer
+        .state
+        == EndState::Attached));
+    child.kill(Signal::SIGKILL);
+    let _ = child.wait();
+    let s = shm_ring::status(&region).unwrap();
+    assert_eq!(s.init, InitState::Ready);
+    assert_eq!(s.kind, Some(Kind::Spsc));
+    assert_eq!((s.capacity, s.head, s.tail), (4096, 0, 5 * 24));
+    assert_eq!((s.bytes_in_flight, s.records_in_flight), (120, 5));
+    assert_eq!(s.producers.len(), 1);
+    assert_eq!(s.producers[0].state, EndState::Attached);
+    assert_eq!(s.producers[0].pid, std::process::id());
+    assert_eq!(s.consumer.state, EndState::Dead);
+    assert!(s.in_use());
+    drop(p);
+    let s = shm_ring::status(&region).unwrap();
+    assert_eq!(s.producers[0].state, EndState::Closed);
+    assert!(!s.in_use());
+}
+
+#[test]
+fn a_ring_whose_creator_crashed_during_init_is_recognised_and_recreated() {
+    let config = RingConfig::spsc(4096);
+    let region = Arc::new(Region::anonymous(config.region_len()).unwrap());
+    // As left by a creator killed half-way: state "initialising", creator a dead process.
+    region.write_at(20, &1u32.to_le_bytes()).unwrap();
+    region.write_at(40, &dead_owner_word().to_le_bytes()).unwrap();
+    assert_eq!(shm_ring::status(&region).unwrap().init, InitState::CrashedDuringInit);
+    let opts = AttachOptions { init_timeout: Duration::from_millis(20), ..Default::default() };
+    assert!(matches!(
+        Consumer::open_with(region.clone(), &opts),
+        Err(AttachError::NotInitialized { state: 1, .. })
+    ));
+    // Initialising again takes it over.
+    shm_ring::init(&region, &config).unwrap();
+    assert_eq!(shm_ring::status(&region).unwrap().init, InitState::Ready);
+    let mut p = Producer::open(region.clone()).unwrap();
+    let mut c = Consumer::open(region).unwrap();
+    p.try_send(b"works").unwrap();
+    assert_eq!(&*c.recv().unwrap(), b"works");
+}
+
+#[test]
+fn a_live_creator_is_not_taken_over() {
+    let config = RingConfig::spsc(4096);
+    let region = Region::anonymous(config.region_len()).unwrap();
+    let me = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let start: u64 = me.rsplit(')').next().unwrap().split_whitespace().nth(19).unwrap().parse().unwrap();
+    let word = 1u64 << 62 | (std::process::id() as u64) << 38 | (start & ((1 << 38) - 1));
+    region.write_at(20, &1u32.to_le_bytes()).unwrap();
+    region.write_at(40, &word.to_le_bytes()).unwrap();
+    assert_eq!(shm_ring::status(&region).unwrap().init, InitState::Initializing);
+    assert!(shm_ring::init(&region, &config).is_err());
+}
+
+#[test]
+fn find_and_clean_up_abandoned_rings() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = RingConfig::spsc(4096);
+    let make = |name: &str| Region::create_file(dir.path().join(name), config.region_len()).unwrap();
+    // In use: a producer attached by this (live) process.
+    let in_use = Producer::create(make("in-use"), &config).unwrap();
+    // Abandoned: both ends came and closed.
+    drop(Producer::create(make("abandoned"), &config).unwrap());
+    // Creator crashed during initialisation.
+    let crashed = make("crashed");
+    crashed.write_at(20, &1u32.to_le_bytes()).unwrap();
+    crashed.write_at(40, &dead_owner_word().to_le_bytes()).unwrap();
+    drop(crashed);
+    // Not a ring at all.
+    std::fs::write(dir.path().join("notes.txt"), b"not a ring, keep me").unwrap();
+
+    let found = shm_ring::find_rings(dir.path()).unwrap();
+    let names: Vec<String> =
+        found.iter().map(|r| r.path.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["abandoned", "crashed", "in-use"]);
+
+    let would = shm_ring::cleanup(dir.path(), true).unwrap();
+    assert_eq!(would.len(), 2);
+    assert!(dir.path().join("abandoned").exists(), "dry run removes nothing");
+    let removed = shm_ring::cleanup(dir.path(), false).unwrap();
+    assert_eq!(removed, would);
+    assert!(!dir.path().join("abandoned").exists() && !dir.path().join("crashed").exists());
+    assert!(dir.path().join("in-use").exists() && dir.path().join("notes.txt").exists());
+    drop(in_use);
+}
+
+#[test]
+fn rings_others_can_write_are_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = RingConfig::spsc(4096);
+    let path = dir.path().join("world-writable");
+    let region = CreateOptions::new().mode(0o666).create_file(&path, config.region_len()).unwrap();
+    shm_ring::init(&region, &config).unwrap();
+    let e = Consumer::open(Region::open_file(&path).unwrap()).unwrap_err();
+    assert!(matches!(e, AttachError::UnsafePermissions { mode: 0o666, .. }), "{e:?}");
+    assert!(e.to_string().contains("allow_foreign"), "{e}");
+    let opts = AttachOptions { allow_foreign: true, ..Default::default() };
+    Consumer::open_with(Region::open_file(&path).unwrap(), &opts).unwrap();
+
+    if nix::unistd::geteuid().is_root() {
+        // Owned by another user (mode 0600 otherwise fine): refused too.
+        let path = dir.path().join("foreign");
+        let region = Region::create_file(&path, config.region_len()).unwrap();
+        shm_ring::init(&region, &config).unwrap();
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = Producer::open(Region::open_file(&path).unwrap()).unwrap_err();
+        assert!(matches!(e, AttachError::UnsafePermissions { owner: 65534, mode: 0o600, .. }), "{e:?}");
+    }
+}
