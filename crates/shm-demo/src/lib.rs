@@ -7,5 +7,6 @@ pub mod bench;
 pub mod chart;
 pub mod forkdemo;
 pub mod pair;
+pub mod soak;
 pub mod stream;
 pub mod transport;

@@ -5,12 +5,14 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use shm_demo::bench::{self, Plan, Transport};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Compare the shm-ipc ring with pipes and sockets between two pinned processes")]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// One JSON object per measurement, one per line, and nothing else.
     #[arg(long)]
     json: bool,
@@ -28,8 +30,80 @@ struct Args {
     sizes: Vec<usize>,
 }
 
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run producer and consumer processes for a long time with random sizes and pauses,
+    /// verifying every message; report messages moved, lost (must be 0) and peak RSS.
+    Soak {
+        /// How long, e.g. "20s", "10m".
+        #[arg(long, default_value = "20s", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// "spsc" or "mpsc".
+        #[arg(long, default_value = "spsc")]
+        kind: String,
+        /// Producer processes (MPSC).
+        #[arg(long, default_value_t = 3)]
+        producers: u32,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("duration {s:?}: expected a number then s, m or h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        other => return Err(format!("duration {s:?}: unknown unit {other:?}, expected s, m or h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+fn soak(duration: std::time::Duration, kind: &str, producers: u32, json: bool) -> std::process::ExitCode {
+    let kind = match kind {
+        "spsc" => shm_ring::Kind::Spsc,
+        "mpsc" => shm_ring::Kind::Mpsc,
+        other => {
+            eprintln!("shm-bench soak: unknown kind {other:?}; expected spsc or mpsc");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match shm_demo::soak::soak(kind, producers, duration) {
+        Ok(r) => {
+            if json {
+                println!("{}", serde_json::to_string(&r).expect("plain data"));
+            } else {
+                println!(
+                    "soak {} x{}: {:.0} s, {} messages ({:.1} MB), lost {}, corrupt {}, peak RSS consumer {} KiB, producer {} KiB",
+                    r.kind,
+                    r.producers,
+                    r.seconds,
+                    r.messages,
+                    r.bytes as f64 / 1e6,
+                    r.lost,
+                    r.corrupt,
+                    r.consumer_peak_rss_kib,
+                    r.producer_peak_rss_kib
+                );
+            }
+            if r.lost == 0 && r.corrupt == 0 && r.messages > 0 {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("shm-bench soak: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(Command::Soak { duration, kind, producers }) = &args.command {
+        return soak(*duration, kind, *producers, args.json);
+    }
     let mut plan = Plan::new(args.quick);
     if !args.transports.is_empty() {
         let mut chosen = Vec::new();
