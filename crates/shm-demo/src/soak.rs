@@ -37,6 +37,9 @@ pub struct SoakReport {
 
 const MAX: usize = 4096;
 
+/// Receive one message into the buffer, waiting a little: either ring kind's consumer.
+type ReceiveFn = dyn FnMut(&mut Vec<u8>) -> Result<usize, RecvError>;
+
 /// A small generator for sizes and pauses.
 struct Rng(u64);
 impl Rng {
@@ -132,7 +135,7 @@ pub fn soak(kind: Kind, producers: u32, duration: Duration) -> io::Result<SoakRe
     };
     let grace = end + Duration::from_secs(30);
     let mut buf = Vec::new();
-    let mut recv: Box<dyn FnMut(&mut Vec<u8>) -> Result<usize, RecvError>> = match kind {
+    let mut recv: Box<ReceiveFn> = match kind {
         Kind::Spsc => {
             let mut c = shm_ring::spsc::Consumer::open(region.clone()).map_err(err)?;
             Box::new(move |b| c.recv_timeout(b, Duration::from_millis(100)))

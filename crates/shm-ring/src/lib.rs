@@ -205,6 +205,9 @@ macro_rules! read_guard {
 }
 
 mod error;
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod identity;
 #[cfg(not(loom))]
 pub mod inspect;

@@ -1,0 +1,71 @@
+//! Replays the fuzz corpus (`fuzz/corpus/consumer`, inputs kept from `cargo +nightly fuzz run
+//! consumer`) through the same harness as the fuzzer: no input may panic, hang or read out of
+//! bounds. `write_seeds` (ignored) made the seed inputs: real rings holding messages.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use shm_core::Region;
+use shm_ring::fuzzing::{consume_bytes, REGION};
+use shm_ring::RingConfig;
+
+fn corpus() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/consumer")
+}
+
+#[test]
+fn replay_the_fuzz_corpus() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(corpus()).expect("fuzz corpus directory") {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        consume_bytes(&bytes);
+        n += 1;
+    }
+    assert!(n >= 4, "the corpus holds only {n} inputs");
+}
+
+#[test]
+fn seeds_are_read_as_rings() {
+    // The seeds are valid rings: the harness reads their messages.
+    let spsc = std::fs::read(corpus().join("seed-spsc")).unwrap();
+    assert!(consume_bytes(&spsc) >= 3);
+    let mpsc = std::fs::read(corpus().join("seed-mpsc")).unwrap();
+    assert!(consume_bytes(&mpsc) >= 1, "the message before the claim in progress");
+}
+
+fn image(region: &Region, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    region.read_at(0, &mut v).unwrap();
+    v
+}
+
+#[test]
+#[ignore = "writes the seed inputs of the fuzz corpus"]
+fn write_seeds() {
+    let dir = corpus();
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = RingConfig::spsc(1024);
+    let region = Arc::new(Region::anonymous(REGION).unwrap());
+    let mut p = shm_ring::spsc::Producer::create(region.clone(), &config).unwrap();
+    let mut c = shm_ring::spsc::Consumer::open(region.clone()).unwrap();
+    for i in 0..12u8 {
+        p.try_send(vec![i; 60 + i as usize]).unwrap();
+        if i < 8 {
+            c.try_recv(&mut Vec::new()).unwrap(); // move around the ring so records wrap
+        }
+    }
+    drop(c);
+    std::fs::write(dir.join("seed-spsc"), image(&region, config.region_len())).unwrap();
+
+    let config = RingConfig::mpsc(1024, 4);
+    let region = Arc::new(Region::anonymous(REGION).unwrap());
+    let c = shm_ring::mpsc::Consumer::create(region.clone(), &config).unwrap();
+    let mut a = shm_ring::mpsc::Producer::open(region.clone()).unwrap();
+    let mut b = shm_ring::mpsc::Producer::open(region.clone()).unwrap();
+    a.try_send(b"first").unwrap();
+    let g = b.reserve(20).unwrap(); // a claim in progress
+    a.try_send(b"after the claim").unwrap();
+    std::mem::forget(g);
+    drop(c);
+    std::fs::write(dir.join("seed-mpsc"), image(&region, config.region_len())).unwrap();
+}
