@@ -10,11 +10,11 @@
 //! | 8 | 4 | `version` = [`LAYOUT_VERSION`] | creator | plain, before `state` |
 //! | 12 | 4 | `header_size` (multiple of 128) | creator | plain, before `state` |
 //! | 16 | 4 | `kind`: 1 SPSC, 2 MPSC | creator | plain, before `state` |
-//! | 20 | 4 | `state`: 0 empty, 1 initialising, 2 ready | creator | CAS 0→1, then **Release** store 2 last; openers **Acquire** |
+//! | 20 | 4 | `state`: 0 empty, 1 initialising, 2 ready | creator | store 1, then **Release** store 2 last; openers **Acquire** |
 //! | 24 | 8 | `capacity`: data bytes, power of two | creator | plain, before `state` |
 //! | 32 | 4 | `max_message`: largest payload | creator | plain, before `state` |
 //! | 36 | 4 | `max_producers`: producer slots | creator | plain, before `state` |
-//! | 40 | 8 | `creator`: owner word of the creating process | creator | Relaxed, before `state` |
+//! | 40 | 8 | `creator`: owner word of the creating process | creator | CAS 0→owner **first** (a dead creator's word is CASed over to take a crashed initialisation over) |
 //! | 128 | 8 | `tail`: producer position (bytes, never wraps) | producer(s) | **Release** store (SPSC) / CAS (MPSC); consumer **Acquire** |
 //! | 256 | 8 | `head`: consumer position | consumer | **Release** store; producers **Acquire** |
 //! | 384 | 8 | `data_ready`: futex `seq` u32 + `waiters` u32 | consumer announces, producers wake | SeqCst handshake (see `wait.rs`) |
