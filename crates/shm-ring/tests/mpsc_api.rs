@@ -83,7 +83,8 @@ fn clones_share_a_slot_and_threads_send_concurrently() {
             let mut p = p.clone();
             std::thread::spawn(move || {
                 for seq in 0..20_000u64 {
-                    p.send_timeout(pattern::message(t, seq, 1, 64), Duration::from_secs(20)).unwrap();
+                    // 16 bytes at least, so each message carries its stream id (bytes 8..16).
+                    p.send_timeout(pattern::message(t, seq, 16, 64), Duration::from_secs(20)).unwrap();
                 }
             })
         })
@@ -93,9 +94,9 @@ fn clones_share_a_slot_and_threads_send_concurrently() {
     let mut buf = Vec::new();
     while next.iter().sum::<u64>() < 80_000 {
         c.recv_timeout(&mut buf, Duration::from_secs(20)).unwrap();
-        let t = if buf.len() >= 16 { u64::from_le_bytes(buf[8..16].try_into().unwrap()) } else { u64::MAX };
-        let t = (0..4).find(|&t| pattern::check(t, next[t as usize], 1, 64, &buf).is_ok()).unwrap_or(t);
-        pattern::check(t, next[t as usize], 1, 64, &buf).unwrap();
+        let t = u64::from_le_bytes(buf[8..16].try_into().unwrap());
+        assert!(t < 4, "unknown stream {t}");
+        pattern::check(t, next[t as usize], 16, 64, &buf).unwrap();
         next[t as usize] += 1;
     }
     for h in handles {
