@@ -87,6 +87,28 @@ macro_rules! region_constructors {
 /// `wait_next`, `payload` and `consume` (used inside `impl<M: Memory> Consumer<M>`).
 macro_rules! consumer_methods {
     () => {
+        /// Data bytes of the ring.
+        pub fn capacity(&self) -> usize {
+            self.geo.capacity as usize
+        }
+
+        /// The largest payload this ring carries.
+        pub fn max_message(&self) -> usize {
+            self.geo.max_message
+        }
+
+        /// Bytes waiting to be consumed or still being written (records, their headers and
+        /// padding).
+        pub fn len_bytes(&self) -> usize {
+            let tail = self.mem.header().tail.load($crate::sync::Ordering::Acquire);
+            tail.saturating_sub(self.st.head).min(self.geo.capacity) as usize
+        }
+
+        /// Whether nothing waits to be consumed.
+        pub fn is_empty(&self) -> bool {
+            self.len_bytes() == 0
+        }
+
         fn copy_out(&mut self, n: Next, buf: &mut Vec<u8>) -> usize {
             buf.clear();
             buf.extend_from_slice(self.payload(n));

@@ -550,38 +550,9 @@ fn abandoned<M: Memory>(
 
 impl<M: Memory> Consumer<M> {
     pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
-        let h = mem.header();
-        let (me, _) = ring::claim_slot(&h.consumer, Role::Consumer)?;
-        h.data_ready.waiters.store(0, Ordering::Relaxed);
-        let head = h.head.load(Ordering::Acquire);
-        let tail = h.tail.load(Ordering::Acquire);
-        if let Err(e) = ring::check_positions(head, tail, geo.capacity) {
-            ring::release_slot(&h.consumer, me);
-            return Err(e.into());
-        }
+        let (me, head) = ring::attach_consumer(mem.header(), &geo)?;
         let st = ConsumerState { head, published: head, me, liveness: LivenessClock::default(), stuck: None };
         Ok(Consumer { mem, geo, st })
-    }
-
-    /// Data bytes of the ring.
-    pub fn capacity(&self) -> usize {
-        self.geo.capacity as usize
-    }
-
-    /// The largest payload this ring carries.
-    pub fn max_message(&self) -> usize {
-        self.geo.max_message
-    }
-
-    /// Bytes claimed by producers and not yet consumed.
-    pub fn len_bytes(&self) -> usize {
-        let tail = self.mem.header().tail.load(Ordering::Acquire);
-        tail.saturating_sub(self.st.head).min(self.geo.capacity) as usize
-    }
-
-    /// Whether nothing waits.
-    pub fn is_empty(&self) -> bool {
-        self.len_bytes() == 0
     }
 
     /// The next committed message. `Ok(None)`: nothing to read now (empty, or the next record is

@@ -288,6 +288,21 @@ pub(crate) fn claim_slot(slot: &Slot, role: Role) -> Result<(u64, u32), AttachEr
     }
 }
 
+/// Take the consumer slot and read the positions to start from: our owner word and the
+/// consumer position. A stale sleeper announcement of a dead consumer is cleared (only the
+/// consumer waits for data), and inconsistent positions give the slot back and fail.
+pub(crate) fn attach_consumer(h: &Header, geo: &Geometry) -> Result<(u64, u64), AttachError> {
+    let (me, _generation) = claim_slot(&h.consumer, Role::Consumer)?;
+    h.data_ready.waiters.store(0, Ordering::Relaxed);
+    let head = h.head.load(Ordering::Acquire);
+    let tail = h.tail.load(Ordering::Acquire);
+    if let Err(e) = check_positions(head, tail, geo.capacity) {
+        release_slot(&h.consumer, me);
+        return Err(e.into());
+    }
+    Ok((me, head))
+}
+
 /// Give a slot back: mark it closed (keeping the pid for diagnostics) unless someone took it
 /// over meanwhile (only possible if we were wrongly thought dead).
 pub(crate) fn release_slot(slot: &Slot, mine: u64) {

@@ -510,39 +510,10 @@ struct Next {
 impl<M: Memory> Consumer<M> {
     /// Attach as the consumer to initialised memory whose geometry was validated.
     pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
-        let h = mem.header();
-        let (me, _gen) = ring::claim_slot(&h.consumer, Role::Consumer)?;
-        h.data_ready.waiters.store(0, Ordering::Relaxed);
-        let head = h.head.load(Ordering::Acquire);
-        let tail = h.tail.load(Ordering::Acquire);
-        if let Err(e) = ring::check_positions(head, tail, geo.capacity) {
-            ring::release_slot(&h.consumer, me);
-            return Err(e.into());
-        }
+        let (me, head) = ring::attach_consumer(mem.header(), &geo)?;
         let st =
             ConsumerState { head, published: head, tail_cache: head, me, liveness: LivenessClock::default() };
         Ok(Consumer { mem, geo, st })
-    }
-
-    /// Data bytes of the ring.
-    pub fn capacity(&self) -> usize {
-        self.geo.capacity as usize
-    }
-
-    /// The largest payload this ring carries.
-    pub fn max_message(&self) -> usize {
-        self.geo.max_message
-    }
-
-    /// Bytes waiting to be consumed (including record headers and padding).
-    pub fn len_bytes(&self) -> usize {
-        let tail = self.mem.header().tail.load(Ordering::Acquire);
-        tail.saturating_sub(self.st.head).min(self.geo.capacity) as usize
-    }
-
-    /// Whether nothing waits to be consumed.
-    pub fn is_empty(&self) -> bool {
-        self.len_bytes() == 0
     }
 
     /// Find the next message without consuming it. `Ok(None)`: the ring is empty.
