@@ -83,9 +83,8 @@ macro_rules! region_constructors {
     };
 }
 
-/// The receive calls every consumer offers, written once over its private `try_next`,
-/// `wait_next`, `payload` and `consume` (used inside `impl<M: Memory> Consumer<M>`).
-macro_rules! consumer_methods {
+/// `capacity` and `max_message`, from the geometry every ring end copies at attach.
+macro_rules! geometry_methods {
     () => {
         /// Data bytes of the ring.
         pub fn capacity(&self) -> usize {
@@ -96,6 +95,52 @@ macro_rules! consumer_methods {
         pub fn max_message(&self) -> usize {
             self.geo.max_message
         }
+    };
+}
+
+/// The blocking and typed send calls every producer offers, written once over its private
+/// `send_deadline` and its `try_send` (used inside `impl<M: Memory> Producer<M>`).
+macro_rules! producer_methods {
+    () => {
+        geometry_methods!();
+
+        /// Send, waiting as long as it takes for room (spinning briefly, then sleeping on a
+        /// futex). Fails only when the consumer is closed or dead, the message is too large, or
+        /// memory is corrupt; the message is handed back in the error.
+        pub fn send<T: AsRef<[u8]>>(&mut self, msg: T) -> Result<(), $crate::SendError<T>> {
+            self.send_deadline(msg, None)
+        }
+
+        /// Send, waiting at most `timeout` for room.
+        pub fn send_timeout<T: AsRef<[u8]>>(
+            &mut self,
+            msg: T,
+            timeout: std::time::Duration,
+        ) -> Result<(), $crate::SendError<T>> {
+            self.send_deadline(msg, $crate::ring::deadline(timeout))
+        }
+
+        /// Send a plain-old-data value as its bytes.
+        pub fn send_pod<T: bytemuck::Pod>(&mut self, value: T) -> Result<(), $crate::SendError<T>> {
+            self.try_send(bytemuck::bytes_of(&value)).map_err(|e| e.map(|_| value))
+        }
+
+        /// Send a plain-old-data value, waiting at most `timeout` for room.
+        pub fn send_pod_timeout<T: bytemuck::Pod>(
+            &mut self,
+            value: T,
+            timeout: std::time::Duration,
+        ) -> Result<(), $crate::SendError<T>> {
+            self.send_timeout(bytemuck::bytes_of(&value), timeout).map_err(|e| e.map(|_| value))
+        }
+    };
+}
+
+/// The receive calls every consumer offers, written once over its private `try_next`,
+/// `wait_next`, `payload` and `consume` (used inside `impl<M: Memory> Consumer<M>`).
+macro_rules! consumer_methods {
+    () => {
+        geometry_methods!();
 
         /// Bytes waiting to be consumed or still being written (records, their headers and
         /// padding).

@@ -167,16 +167,6 @@ impl<M: Memory> Producer<M> {
         &self.att.mem
     }
 
-    /// Data bytes of the ring.
-    pub fn capacity(&self) -> usize {
-        self.geo.capacity as usize
-    }
-
-    /// The largest payload this ring carries.
-    pub fn max_message(&self) -> usize {
-        self.geo.max_message
-    }
-
     /// This producer's slot in the producer table.
     pub fn slot(&self) -> usize {
         self.att.slot
@@ -355,29 +345,7 @@ impl<M: Memory> Producer<M> {
         }
     }
 
-    /// Send, waiting as long as it takes for room.
-    pub fn send<T: AsRef<[u8]>>(&mut self, msg: T) -> Result<(), SendError<T>> {
-        self.send_deadline(msg, None)
-    }
-
-    /// Send, waiting at most `timeout` for room.
-    pub fn send_timeout<T: AsRef<[u8]>>(&mut self, msg: T, timeout: Duration) -> Result<(), SendError<T>> {
-        self.send_deadline(msg, deadline(timeout))
-    }
-
-    /// Send a plain-old-data value as its bytes.
-    pub fn send_pod<T: bytemuck::Pod>(&mut self, value: T) -> Result<(), SendError<T>> {
-        self.try_send(bytemuck::bytes_of(&value)).map_err(|e| e.map(|_| value))
-    }
-
-    /// Send a plain-old-data value, waiting at most `timeout` for room.
-    pub fn send_pod_timeout<T: bytemuck::Pod>(
-        &mut self,
-        value: T,
-        timeout: Duration,
-    ) -> Result<(), SendError<T>> {
-        self.send_timeout(bytemuck::bytes_of(&value), timeout).map_err(|e| e.map(|_| value))
-    }
+    producer_methods!();
 
     /// Claim `len` bytes to write a message in place. [`Grant::commit`] publishes it; dropping
     /// the grant turns the claimed space into a record the consumer skips.

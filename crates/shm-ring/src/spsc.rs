@@ -127,16 +127,6 @@ impl<M: Memory> Producer<M> {
         })
     }
 
-    /// Data bytes of the ring.
-    pub fn capacity(&self) -> usize {
-        self.geo.capacity as usize
-    }
-
-    /// The largest payload this ring carries.
-    pub fn max_message(&self) -> usize {
-        self.geo.max_message
-    }
-
     /// Bytes currently in flight (sent, not yet consumed), as far as this end knows.
     pub fn len_bytes(&self) -> usize {
         let head = self.mem.header().head.load(Ordering::Acquire);
@@ -328,31 +318,7 @@ impl<M: Memory> Producer<M> {
         BatchWriter { producer: self, start, count: 0 }
     }
 
-    /// Send, waiting as long as it takes for room (spinning briefly, then sleeping on a futex).
-    /// Fails only when the consumer is closed or dead, the message is too large, or memory is
-    /// corrupt.
-    pub fn send<T: AsRef<[u8]>>(&mut self, msg: T) -> Result<(), SendError<T>> {
-        self.send_deadline(msg, None)
-    }
-
-    /// Send, waiting at most `timeout` for room.
-    pub fn send_timeout<T: AsRef<[u8]>>(&mut self, msg: T, timeout: Duration) -> Result<(), SendError<T>> {
-        self.send_deadline(msg, deadline(timeout))
-    }
-
-    /// Send a plain-old-data value as its bytes.
-    pub fn send_pod<T: bytemuck::Pod>(&mut self, value: T) -> Result<(), SendError<T>> {
-        self.try_send(bytemuck::bytes_of(&value)).map_err(|e| e.map(|_| value))
-    }
-
-    /// Send a plain-old-data value, waiting at most `timeout` for room.
-    pub fn send_pod_timeout<T: bytemuck::Pod>(
-        &mut self,
-        value: T,
-        timeout: Duration,
-    ) -> Result<(), SendError<T>> {
-        self.send_timeout(bytemuck::bytes_of(&value), timeout).map_err(|e| e.map(|_| value))
-    }
+    producer_methods!();
 
     /// Reserve `len` bytes in the ring to write a message in place (zero-copy). The grant
     /// derefs to `&mut [u8]`; [`Grant::commit`] publishes it, dropping it sends nothing.
