@@ -15,8 +15,10 @@
 //! | 32 | 4 | `max_message`: largest payload | creator | plain, before `state` |
 //! | 36 | 4 | `max_producers`: producer slots | creator | plain, before `state` |
 //! | 40 | 8 | `creator`: owner word of the creating process | creator | CAS 0→owner **first** (a dead creator's word is CASed over to take a crashed initialisation over) |
+//! | 48 | 8 | `free_key`: random key of the MPSC free words | creator | plain, before `state` |
 //! | 128 | 8 | `tail`: producer position (bytes, never wraps) | producer(s) | **Release** store (SPSC) / CAS (MPSC); consumer **Acquire** |
 //! | 256 | 8 | `head`: consumer position | consumer | **Release** store; producers **Acquire** |
+//! | 264 | 8 | `hand_back`: MPSC consumer position being handed back (intent) | consumer | **Release** store before the free words and `head`; a successor consumer **Acquire**s it at attach |
 //! | 384 | 8 | `data_ready`: futex `seq` u32 + `waiters` u32 | consumer announces, producers wake | SeqCst handshake (see `wait.rs`) |
 //! | 512 | 8 | `space_ready`: futex `seq` u32 + `waiters` u32 | producers announce, consumer wakes | SeqCst handshake |
 //! | 640 | 16 | consumer slot: owner word u64, generation u32, reserved u32 | consumer | CAS |
@@ -37,13 +39,28 @@
 //! message never wraps: when it does not fit before the end of the data area, a padding record
 //! fills the rest and the message starts at index 0.
 //!
-//! In an MPSC ring every 8-byte word of free space holds a *free word*: type 0 and, in the length
-//! field, the lap (`position / capacity`, low 32 bits) for which the space is free. Zeroed memory
-//! is free for lap 0; the consumer rewrites what it consumed as free for the next lap before it
-//! hands the space back. A producer claims position `p` by a compare-and-swap of the word at
-//! `p`'s index from "free for lap(p)" to "claimed by me", so a producer holding a stale position
-//! can never claim space of another lap, and the claimant's identity is written in the same
-//! atomic step as the claim.
+//! In an MPSC ring every 8-byte word of free space holds a *free word* ([`free_word`]): type 0
+//! and, in the low 56 bits, a keyed bijection of the lap (`position / capacity`) for which the
+//! space is free. The key is random, chosen by the creator and copied into every handle at
+//! attach. The creator fills the data area with lap 0's free word; the consumer rewrites what it
+//! consumed as free for the next lap before it hands the space back. A producer claims position
+//! `p` by a compare-and-swap of the word at `p`'s index from "free for lap(p)" to "claimed by
+//! me", so:
+//! - the claimant's identity is written in the same atomic step as the claim;
+//! - a producer holding a stale position can never claim space of another lap (distinct laps
+//!   have distinct free words);
+//! - it cannot claim inside a live record's payload either: that would need the payload to hold
+//!   the exact 64-bit free word of a lap, which depends on the ring's random key. Payloads that do
+//!   not know the key (zeros, counters, text, copies of another ring) match it with probability
+//!   2^-56 per stale attempt. (With the lap itself as the free word, eight zero bytes in lap 0
+//!   were enough.)
+//!
+//! # Hand-back
+//! The MPSC consumer hands consumed space back in three stores: `hand_back = h` (intent), the
+//! free words of `[head, h)` for their next lap, then `head = h`. A consumer killed at any
+//! instant leaves either `hand_back == head` (nothing half done) or `hand_back > head`, which the
+//! next consumer completes at attach (rewriting the same words is idempotent: no producer can
+//! claim them before `head` moves).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -52,7 +69,7 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// `b"SHMRING1"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMRING1");
 /// The layout version; bumped by any change to this file's layout.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Separation of hot words.
 pub const LINE: usize = 128;
 /// Size of a record header, and the alignment of every record.
@@ -136,11 +153,13 @@ pub struct Header {
     pub max_message: AtomicU32,
     pub max_producers: AtomicU32,
     pub creator: AtomicU64,
-    _pad0: [u64; 10],
+    pub free_key: AtomicU64,
+    _pad0: [u64; 9],
     pub tail: AtomicU64,
     _pad1: [u64; 15],
     pub head: AtomicU64,
-    _pad2: [u64; 15],
+    pub hand_back: AtomicU64,
+    _pad2: [u64; 14],
     pub data_ready: WaitPoint,
     _pad3: [u64; 15],
     pub space_ready: WaitPoint,
@@ -161,15 +180,17 @@ const _: () = {
     assert!(offset_of!(Header, max_message) == 32);
     assert!(offset_of!(Header, max_producers) == 36);
     assert!(offset_of!(Header, creator) == 40);
+    assert!(offset_of!(Header, free_key) == 48);
     assert!(offset_of!(Header, tail) == LINE);
     assert!(offset_of!(Header, head) == 2 * LINE);
+    assert!(offset_of!(Header, hand_back) == 2 * LINE + 8);
     assert!(offset_of!(Header, data_ready) == 3 * LINE);
     assert!(offset_of!(Header, space_ready) == 4 * LINE);
     assert!(offset_of!(Header, consumer) == 5 * LINE);
     assert!(size_of::<Header>() == FIXED_HEADER);
     assert!(size_of::<Slot>() == SLOT_SIZE);
     assert!(size_of::<WaitPoint>() == 8);
-    assert!(size_of::<Descriptor>() == 48);
+    assert!(size_of::<Descriptor>() == 56);
     assert!(size_of::<RecordHeader>() == RECORD_HEADER);
 };
 
@@ -190,11 +211,13 @@ impl Header {
             max_message: AtomicU32::new(0),
             max_producers: AtomicU32::new(0),
             creator: AtomicU64::new(0),
-            _pad0: [0; 10],
+            free_key: AtomicU64::new(0),
+            _pad0: [0; 9],
             tail: AtomicU64::new(0),
             _pad1: [0; 15],
             head: AtomicU64::new(0),
-            _pad2: [0; 15],
+            hand_back: AtomicU64::new(0),
+            _pad2: [0; 14],
             data_ready: wp(),
             _pad3: [0; 15],
             space_ready: wp(),
@@ -228,6 +251,8 @@ pub struct Descriptor {
     pub max_producers: u32,
     /// Owner word of the creator.
     pub creator: u64,
+    /// Key of the MPSC free words.
+    pub free_key: u64,
 }
 
 /// Header size for `max_producers` slots, rounded up to a line.
@@ -256,11 +281,23 @@ pub(crate) const TYPE_CLAIMED: u8 = 3;
 /// A record to skip: an aborted MPSC grant.
 pub(crate) const TYPE_SKIP: u8 = 4;
 
-/// The free-space word for positions of lap `lap` (`position / capacity`): type 0 and the low
-/// 32 bits of the lap. Zeroed memory is free for lap 0.
+const LOW56: u64 = (1 << 56) - 1;
+
+/// The free-space word of lap `lap` (`position / capacity`) in a ring whose free words are keyed
+/// with `key`: type 0 (the top byte) and a bijection of the lap's low 56 bits mixed with the
+/// key, so distinct laps never share a free word and a payload that does not know the key
+/// matches one only by a 2^-56 chance (see the module docs).
+///
+/// The mix is xor with the key, then three invertible steps on 56-bit values (xor-shift right,
+/// multiplication by an odd constant modulo 2^56): constants from SplitMix64.
 #[inline]
-pub(crate) fn free_word(lap: u64) -> u64 {
-    lap as u32 as u64
+pub fn free_word(key: u64, lap: u64) -> u64 {
+    let mut x = (lap ^ key) & LOW56;
+    x ^= x >> 29;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9) & LOW56;
+    x ^= x >> 32;
+    x = x.wrapping_mul(0x94D0_49BB_1331_11EB) & LOW56;
+    x ^ (x >> 29)
 }
 
 /// A record header as plain data (see the bit diagram above).
@@ -309,8 +346,23 @@ mod tests {
         assert_eq!(back, h);
         assert_eq!((back.kind(), back.len, back.slot(), back.generation()), (TYPE_CLAIMED, 1234, 7, 65000));
         assert_eq!(RecordHeader::from_word(0).kind(), TYPE_FREE);
-        assert_eq!(free_word(0), 0);
-        assert_eq!(RecordHeader::from_word(free_word(7)), RecordHeader { len: 7, meta: 0 });
+    }
+
+    #[test]
+    fn free_words_are_typed_free_distinct_per_lap_and_keyed() {
+        for key in [0u64, 1, 0xdead_beef, u64::MAX] {
+            let words: std::collections::HashSet<u64> = (0..10_000).map(|lap| free_word(key, lap)).collect();
+            assert_eq!(words.len(), 10_000, "distinct laps, distinct free words (key {key:#x})");
+            assert!(words.iter().all(|&w| RecordHeader::from_word(w).kind() == TYPE_FREE));
+        }
+        // Ordinary payload words are no free word of an early lap for a typical key.
+        let key = 0x0123_4567_89ab_cdef;
+        for lap in 0..1000 {
+            for payload in [0u64, 1, lap, u64::MAX, u64::from_le_bytes(*b"abcdefgh")] {
+                assert_ne!(free_word(key, lap), payload);
+            }
+        }
+        assert_ne!(free_word(1, 5), free_word(2, 5), "the key changes the word");
     }
 
     #[test]

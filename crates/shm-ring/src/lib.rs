@@ -305,17 +305,23 @@ use shm_core::Region;
 
 /// Initialise a ring in `region` without attaching an end: for a parent that will `fork`, or a
 /// process that only sets the ring up. The region must be shared, writable, at least
-/// [`RingConfig::region_len`] long, and hold no ring yet (fresh regions are zero-filled).
+/// [`RingConfig::region_len`] long, and hold no ring yet (fresh regions are zero-filled). The data area is filled with free words.
 #[cfg(not(loom))]
 pub fn init(region: &Region, config: &RingConfig) -> Result<(), InitError> {
     let geo = check_init(region, config)?;
     // SAFETY: check_init verified the region holds header_size + capacity bytes; Header is all
     // atomics and padding, valid for any bytes, and regions are page-aligned.
     let header = unsafe { &*(region.as_ptr() as *const layout::Header) };
-    ring::init_header(header, &geo, || {
-        // SAFETY: the data area lies inside the region (checked above) and nobody attached yet.
-        unsafe { std::ptr::write_bytes(region.as_mut_ptr().add(geo.header_size), 0, geo.capacity as usize) }
+    ring::init_header(header, &geo, |word| {
+        let data = region.as_mut_ptr().wrapping_add(geo.header_size) as *const crate::sync::AtomicU64;
+        for i in 0..geo.capacity as usize / 8 {
+            // SAFETY: the data area (capacity bytes at header_size, a multiple of 128 in a
+            // page-aligned mapping) lies inside the region, checked above; an AtomicU64 is valid
+            // for any bytes, and atomic stores stay sound whatever another process does.
+            unsafe { (*data.add(i)).store(word, crate::sync::Ordering::Relaxed) };
+        }
     })
+    .map(|_key| ())
 }
 
 #[cfg(not(loom))]

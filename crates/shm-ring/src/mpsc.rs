@@ -101,6 +101,9 @@ struct Claim {
     len: usize,
 }
 
+/// How many claim attempts one call makes before it reports the ring full (or, blocking, waits).
+const CLAIM_ATTEMPTS: usize = 1 << 16;
+
 /// The outcome of one claim attempt that did not claim.
 enum Retry {
     /// Someone else moved the tail: try again at once.
@@ -184,13 +187,15 @@ impl<M: Memory> Producer<M> {
         self.len_bytes() == 0
     }
 
-    /// One attempt to claim a record of `len` payload bytes.
+    /// One attempt to claim a record of `len` payload bytes. `stall` runs between reading the
+    /// tail and the claim (a no-op but in tests, which deschedule a producer there on purpose).
     fn try_claim(
         att: &Attachment<M>,
         geo: &Geometry,
         st: &mut ProducerState,
         len: usize,
         advance: bool,
+        stall: &mut impl FnMut(),
     ) -> Result<Claim, Retry> {
         let mem = &att.mem;
         let h = mem.header();
@@ -199,27 +204,33 @@ impl<M: Memory> Producer<M> {
         }
         let rec = record_size(len);
         let t = h.tail.load(Ordering::Acquire);
+        if t % 8 != 0 {
+            return Err(Retry::Stop(corrupt_send("producer position", t, t, "a multiple of 8")));
+        }
         let idx = (t & geo.mask) as usize;
         let contiguous = geo.capacity as usize - idx;
         let pad = if rec <= contiguous { 0 } else { contiguous };
         let need = (pad + rec) as u64;
-        if t + need > st.head_cache + geo.capacity {
+        let end = t.saturating_add(need);
+        if end > st.head_cache.saturating_add(geo.capacity) {
             // SYNC POINT: Acquire pairs with the consumer's Release store of head: the space it
             // hands back has been rewritten as free for the next lap.
             let head = h.head.load(Ordering::Acquire);
-            if head > t {
-                return Err(Retry::Again); // our tail is stale: others moved on
+            // The tail never falls behind the consumer position (the consumer moves it up before
+            // handing space back), and a tail read after `head` is at least that head.
+            if h.tail.load(Ordering::Acquire) != t {
+                return Err(Retry::Again); // others moved on
             }
-            if t - head > geo.capacity {
+            if head > t || t - head > geo.capacity {
                 return Err(Retry::Stop(corrupt_send(
-                    "producer position",
-                    t,
+                    "consumer position",
                     head,
-                    "within capacity ahead of the consumer position",
+                    t,
+                    "at most capacity behind the producer position, never ahead",
                 )));
             }
             st.head_cache = st.head_cache.max(head);
-            if t + need > head + geo.capacity {
+            if end > head + geo.capacity {
                 if st.liveness.due() {
                     if let Peer::Dead(pid) = ring::peer(&h.consumer, true) {
                         return Err(Retry::Stop(SendError::PeerDead { msg: (), pid }));
@@ -228,14 +239,18 @@ impl<M: Memory> Producer<M> {
                 return Err(Retry::Stop(SendError::Full(())));
             }
         }
-        let free = free_word(t / geo.capacity);
+        stall();
+        let free = free_word(geo.free_key, t / geo.capacity);
         let (word, size) = if pad > 0 {
             (RecordHeader::new(TYPE_PAD, (pad - RECORD_HEADER) as u32, 0, 0), pad)
         } else {
             (RecordHeader::new(TYPE_CLAIMED, len as u32, att.slot as u8, att.generation), rec)
         };
         // SYNC POINT: the claim. AcqRel: Acquire pairs with the consumer's Release of head (the
-        // free word we replace), Release publishes the claim to helpers and the consumer.
+        // free word we replace), Release publishes the claim to helpers and the consumer. The
+        // expected value is lap(t)'s keyed free word: if `t` went stale and the ring lapped, the
+        // word at its index is another lap's free word, a record header or payload, none of
+        // which equals it (see `layout::free_word`), and the claim fails.
         match mem.record(idx).compare_exchange(free, word.to_word(), Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => {
                 if advance || pad > 0 {
@@ -247,12 +262,21 @@ impl<M: Memory> Producer<M> {
                 Ok(Claim { idx, len })
             }
             Err(found) => {
-                let found = RecordHeader::from_word(found);
-                // A stale tail: the ring moved on and the word may now be anything (free space of
-                // another lap, or the payload of a later record). Only a claim at the current
-                // tail is ours to help along.
-                if found.kind() == TYPE_FREE || h.tail.load(Ordering::Acquire) != t {
+                // A stale tail: the ring moved on and the word may now be anything. Only a claim
+                // at the current tail is ours to help along.
+                if h.tail.load(Ordering::Acquire) != t {
                     return Err(Retry::Again);
+                }
+                let found = RecordHeader::from_word(found);
+                if found.kind() == TYPE_FREE {
+                    // At the current tail the word is this lap's free word or a claim: the
+                    // consumer moves the tail past space before rewriting it.
+                    return Err(Retry::Stop(corrupt_send(
+                        "record word at the producer position",
+                        found.to_word(),
+                        t,
+                        "this lap's free word or a claimed record",
+                    )));
                 }
                 // Someone claimed `t`: help the tail past their record, then retry.
                 let size = claimed_size(geo, idx, found, t).map_err(Retry::Stop)?;
@@ -262,17 +286,31 @@ impl<M: Memory> Producer<M> {
         }
     }
 
-    fn claim(&mut self, len: usize) -> Result<Claim, SendError<()>> {
+    /// Claim with retries, at most [`CLAIM_ATTEMPTS`] of them: each retry means another end
+    /// moved the tail, so only a flood of claims (or a hostile peer) reaches the limit, and a
+    /// `try_*` call stays bounded whatever shared memory holds. Past the limit the ring counts as
+    /// full for this call.
+    fn claim_bounded(
+        &mut self,
+        len: usize,
+        advance: bool,
+        mut stall: impl FnMut(),
+    ) -> Result<Claim, SendError<()>> {
         if len > self.geo.max_message {
             return Err(SendError::TooLarge { msg: (), len, max: self.geo.max_message });
         }
-        loop {
-            match Self::try_claim(&self.att, &self.geo, &mut self.st, len, true) {
+        for _ in 0..CLAIM_ATTEMPTS {
+            match Self::try_claim(&self.att, &self.geo, &mut self.st, len, advance, &mut stall) {
                 Ok(c) => return Ok(c),
                 Err(Retry::Again) => crate::sync::spin_hint(),
                 Err(Retry::Stop(e)) => return Err(e),
             }
         }
+        Err(SendError::Full(()))
+    }
+
+    fn claim(&mut self, len: usize) -> Result<Claim, SendError<()>> {
+        self.claim_bounded(len, true, || {})
     }
 
     fn claim_wait(&mut self, len: usize, deadline: Option<Instant>) -> Result<Claim, SendError<()>> {
@@ -287,13 +325,16 @@ impl<M: Memory> Producer<M> {
             mem,
             &h.space_ready,
             deadline,
-            || loop {
-                match Self::try_claim(att, geo, st, len, true) {
-                    Ok(c) => return Step::Done(Ok(c)),
-                    Err(Retry::Again) => crate::sync::spin_hint(),
-                    Err(Retry::Stop(SendError::Full(()))) => return Step::Pending,
-                    Err(Retry::Stop(e)) => return Step::Done(Err(e)),
+            || {
+                for _ in 0..CLAIM_ATTEMPTS {
+                    match Self::try_claim(att, geo, st, len, true, &mut || {}) {
+                        Ok(c) => return Step::Done(Ok(c)),
+                        Err(Retry::Again) => crate::sync::spin_hint(),
+                        Err(Retry::Stop(SendError::Full(()))) => return Step::Pending,
+                        Err(Retry::Stop(e)) => return Step::Done(Err(e)),
+                    }
                 }
+                Step::Pending
             },
             |check_alive| match ring::peer(&h.consumer, check_alive) {
                 Peer::Dead(pid) => Some(SendError::PeerDead { msg: (), pid }),
@@ -370,12 +411,28 @@ impl<M: Memory> Producer<M> {
     /// between the two steps would. Returns nothing; the claim is never committed.
     #[doc(hidden)]
     pub fn claim_without_advancing(&mut self, len: usize) -> bool {
-        loop {
-            match Self::try_claim(&self.att, &self.geo, &mut self.st, len, false) {
-                Ok(_) => return true,
-                Err(Retry::Again) => continue,
-                Err(Retry::Stop(_)) => return false,
+        self.claim_bounded(len, false, || {}).is_ok()
+    }
+
+    /// Test hook: `try_send`, with `stall` run once between reading the tail and the claim of
+    /// the first attempt, as if this producer were descheduled there.
+    #[doc(hidden)]
+    pub fn try_send_stalled<T: AsRef<[u8]>>(
+        &mut self,
+        msg: T,
+        stall: impl FnOnce(),
+    ) -> Result<(), SendError<T>> {
+        let mut stall = Some(stall);
+        match self.claim_bounded(msg.as_ref().len(), true, || {
+            if let Some(f) = stall.take() {
+                f()
             }
+        }) {
+            Ok(c) => {
+                self.commit(c, Some(msg.as_ref()), TYPE_MSG);
+                Ok(())
+            }
+            Err(e) => Err(SendError::with_msg(e, msg)),
         }
     }
 
@@ -439,15 +496,45 @@ pub struct Consumer<M: Memory = DefaultMemory> {
     st: ConsumerState,
 }
 
-#[derive(Debug)]
 struct ConsumerState {
     head: u64,
     published: u64,
     me: u64,
+    /// Test hook called at each step of the hand-back (see [`HandBackStep`]).
+    hook: Option<fn(HandBackStep)>,
     /// Rate limit for the `/proc` checks of producers on an empty ring.
     liveness: LivenessClock,
     /// The claimed record we are waiting at, and when we last checked its producer.
     stuck: Option<(u64, Instant)>,
+}
+
+impl std::fmt::Debug for ConsumerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerState")
+            .field("head", &self.head)
+            .field("published", &self.published)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The steps of the MPSC consumer's hand-back of consumed space, where the test hook
+/// ([`Consumer::set_hand_back_hook`]) is called: a consumer killed at any of them leaves a ring
+/// the next consumer reads without loss.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandBackStep {
+    /// About to move the tail up to the consumer position.
+    Start,
+    /// Tail moved; the intent (`hand_back`) is not stored yet.
+    TailMoved,
+    /// Intent stored; no free word rewritten yet.
+    IntentStored,
+    /// Half of the consumed space rewritten as free.
+    HalfFreed,
+    /// All of it rewritten; `head` not stored yet.
+    Freed,
+    /// `head` stored; producers not woken yet.
+    HeadStored,
 }
 
 impl ConsumerState {
@@ -519,36 +606,84 @@ fn abandoned<M: Memory>(
 impl<M: Memory> Consumer<M> {
     pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
         let (me, head) = ring::attach_consumer(mem.header(), &geo)?;
-        let st = ConsumerState { head, published: head, me, liveness: LivenessClock::default(), stuck: None };
+        let mut st = ConsumerState {
+            head,
+            published: head,
+            me,
+            hook: None,
+            liveness: LivenessClock::default(),
+            stuck: None,
+        };
+        if let Err(e) = Self::finish_hand_back(&mem, &geo, &mut st) {
+            ring::release_slot(&mem.header().consumer, me);
+            return Err(e.into());
+        }
         Ok(Consumer { mem, geo, st })
+    }
+
+    /// Complete a hand-back that a previous consumer started and did not finish (it was killed
+    /// between storing the intent and storing `head`).
+    fn finish_hand_back(mem: &M, geo: &Geometry, st: &mut ConsumerState) -> Result<(), CorruptError> {
+        let h = mem.header();
+        // SYNC POINT: Acquire pairs with the Release store of the intent in `publish_head`.
+        let intent = h.hand_back.load(Ordering::Acquire);
+        if intent == st.head {
+            return Ok(());
+        }
+        let tail = h.tail.load(Ordering::Acquire);
+        if intent < st.head || intent - st.head > geo.capacity || intent % 8 != 0 || intent > tail {
+            return Err(CorruptError {
+                what: "hand-back position",
+                found: intent,
+                position: st.head,
+                expected: "a multiple of 8 between the consumer and the producer position",
+            });
+        }
+        st.head = intent;
+        Self::publish_head(mem, geo, st);
+        Ok(())
+    }
+
+    /// Test hook: call `hook` at each step of every hand-back of consumed space.
+    #[doc(hidden)]
+    pub fn set_hand_back_hook(&mut self, hook: fn(HandBackStep)) {
+        self.st.hook = Some(hook);
     }
 
     /// The next committed message. `Ok(None)`: nothing to read now (empty, or the next record is
     /// still being written by a live producer).
+    ///
+    /// Bounded: it looks at no more records than one lap holds, and never reads a word of space
+    /// it consumed but has not handed back (that would be last lap's record, read again).
     fn next(mem: &M, geo: &Geometry, st: &mut ConsumerState) -> Result<Option<Next>, RecvError> {
-        loop {
+        for _ in 0..=geo.capacity / 8 {
+            if st.head - st.published >= geo.capacity {
+                // A whole lap consumed (skipped records, padding): the word at our position is
+                // one we consumed a lap ago. Hand the lap back first, which makes it free.
+                Self::publish_head(mem, geo, st);
+            }
             let idx = (st.head & geo.mask) as usize;
-            // The record word at our position says everything: free space of this lap (nothing
+            // The record word at our position says everything: this lap's free word (nothing
             // yet), or a claim, message, padding or skip made in this lap. Words of earlier laps
             // were rewritten as free before the space was handed back, so nothing stale can look
             // like a record, and the tail need not be read at all.
             // SYNC POINT: Acquire pairs with the producer's Release commit store (and with the
             // AcqRel claim CAS).
-            let w = RecordHeader::from_word(mem.record(idx).load(Ordering::Acquire));
-            if w.kind() == TYPE_FREE {
+            let raw = mem.record(idx).load(Ordering::Acquire);
+            if raw == free_word(geo.free_key, st.head / geo.capacity) {
                 Self::publish_head(mem, geo, st);
                 return Ok(None);
             }
-            let avail = geo.capacity; // a record never crosses the end of the data area
+            let w = RecordHeader::from_word(raw);
             let len = w.len as usize;
             let rec = record_size(len.min(geo.capacity as usize));
             let check_len = |len: usize| -> Result<(), RecvError> {
-                if len > geo.max_message || rec as u64 > avail || idx + rec > geo.capacity as usize {
+                if len > geo.max_message || idx + rec > geo.capacity as usize {
                     return Err(corrupt(
                         "record length",
                         len as u64,
                         st.head,
-                        "a record inside the claimed data",
+                        "at most the ring's max message, inside the data area",
                     ));
                 }
                 Ok(())
@@ -559,13 +694,15 @@ impl<M: Memory> Consumer<M> {
                     return Ok(Some(Next { idx, len }));
                 }
                 TYPE_PAD => {
+                    // Padding fills the end of the data area when the next record does not fit:
+                    // never at index 0, never as long as a largest record.
                     let size = geo.capacity as usize - idx;
-                    if len + RECORD_HEADER != size || size as u64 > avail {
+                    if idx == 0 || len + RECORD_HEADER != size || size >= record_size(geo.max_message) {
                         return Err(corrupt(
                             "padding length",
                             len as u64,
                             st.head,
-                            "the rest of the data area",
+                            "the rest of the data area, shorter than a largest record",
                         ));
                     }
                     st.head += size as u64;
@@ -581,7 +718,7 @@ impl<M: Memory> Consumer<M> {
                         // The slot check synchronised with the producer's close or the slot's
                         // takeover, both after any commit it made: look at the word once more,
                         // so a commit we read too early is not taken for an abandoned claim.
-                        if mem.record(idx).load(Ordering::Acquire) != w.to_word() {
+                        if mem.record(idx).load(Ordering::Acquire) != raw {
                             continue;
                         }
                         st.head += rec as u64; // its producer is gone: skip it
@@ -589,6 +726,14 @@ impl<M: Memory> Consumer<M> {
                         Self::publish_head(mem, geo, st);
                         return Ok(None); // a live producer is still writing it
                     }
+                }
+                TYPE_FREE => {
+                    return Err(corrupt(
+                        "record word",
+                        raw,
+                        st.head,
+                        "this lap's free word or a record header",
+                    ))
                 }
                 other => {
                     return Err(corrupt(
@@ -600,14 +745,25 @@ impl<M: Memory> Consumer<M> {
                 }
             }
         }
+        Self::publish_head(mem, geo, st);
+        Ok(None)
     }
 
-    /// Rewrite consumed space as free for the next lap, then hand it back (Release store of
-    /// head) and wake producers waiting for room.
+    /// Hand consumed space back, crash-consistently: move the tail up to our position, store the
+    /// intent (`hand_back`), rewrite the space as free for the next lap, store `head` (Release)
+    /// and wake producers waiting for room. A consumer killed anywhere in between leaves
+    /// `hand_back > head`, and the next consumer completes the same steps at attach.
     fn publish_head(mem: &M, geo: &Geometry, st: &mut ConsumerState) {
         if st.head == st.published {
             return;
         }
+        let hook_fn = st.hook;
+        let hook = move |step| {
+            if let Some(f) = hook_fn {
+                f(step)
+            }
+        };
+        hook(HandBackStep::Start);
         // Records we consumed whose producers have not advanced the tail past them yet (slow,
         // or dead between claim and advance): move the tail up to our position first, so
         // producers never claim behind us.
@@ -619,18 +775,30 @@ impl<M: Memory> Consumer<M> {
                 Err(now) => tail = now,
             }
         }
-        let mut p = st.published;
-        while p < st.head {
-            let lap = p / geo.capacity;
-            let end = st.head.min((lap + 1) * geo.capacity);
-            mem.fill_words((p & geo.mask) as usize, (end - p) as usize, free_word(lap + 1));
-            p = end;
+        hook(HandBackStep::TailMoved);
+        // SYNC POINT: Release pairs with the Acquire in `finish_hand_back` of a successor.
+        h.hand_back.store(st.head, Ordering::Release);
+        hook(HandBackStep::IntentStored);
+        let half = st.published + (st.head - st.published) / 16 * 8;
+        for (from, to) in [(st.published, half), (half, st.head)] {
+            let mut p = from;
+            while p < to {
+                let lap = p / geo.capacity;
+                let end = to.min((lap + 1) * geo.capacity);
+                mem.fill_words((p & geo.mask) as usize, (end - p) as usize, free_word(geo.free_key, lap + 1));
+                p = end;
+            }
+            if to == half {
+                hook(HandBackStep::HalfFreed);
+            }
         }
+        hook(HandBackStep::Freed);
         st.published = st.head;
         // SYNC POINT: Release pairs with the producers' Acquire load of head: the free words
         // written above are visible to a producer that sees the new head.
-        mem.header().head.store(st.head, Ordering::Release);
-        wait::notify(mem, &mem.header().space_ready);
+        h.head.store(st.head, Ordering::Release);
+        hook(HandBackStep::HeadStored);
+        wait::notify(mem, &h.space_ready);
     }
 
     /// What an empty ring means: all producers closed, one died, or just nothing sent yet.
@@ -693,11 +861,12 @@ impl<M: Memory> Consumer<M> {
         self.st.head += record_size(n.len) as u64;
         // Hand space back per quarter ring, or at once when this was the last message known:
         // a lagging consumer batches its releases, one that is caught up never holds space.
-        let lagging = self.st.head - self.st.published < self.geo.capacity / 4;
+        let quarter = self.st.head - self.st.published >= self.geo.capacity / 4;
         let idx = (self.st.head & self.geo.mask) as usize;
-        let caught_up =
-            RecordHeader::from_word(self.mem.record(idx).load(Ordering::Relaxed)).kind() == TYPE_FREE;
-        if !lagging || caught_up {
+        let caught_up = !quarter
+            && self.mem.record(idx).load(Ordering::Relaxed)
+                == free_word(self.geo.free_key, self.st.head / self.geo.capacity);
+        if quarter || caught_up {
             Self::publish_head(&self.mem, &self.geo, &mut self.st);
         }
     }
@@ -765,12 +934,13 @@ region_constructors!(Consumer, crate::layout::Kind::Mpsc, "MPSC", "its consumer"
 /// `producers` producers and a consumer on heap memory with loom atomics, for the models.
 #[cfg(loom)]
 pub fn model(config: &crate::RingConfig, producers: usize) -> (Vec<Producer>, Consumer) {
-    let geo = config.validate().expect("valid config");
+    let mut geo = config.validate().expect("valid config");
     let mem = std::sync::Arc::new(crate::memory::HeapMemory::new(
         geo.capacity as usize,
         geo.max_producers as usize,
     ));
-    ring::init_header(mem.header(), &geo, || {}).expect("init");
+    geo.free_key =
+        ring::init_header(mem.header(), &geo, |w| mem.fill_words(0, geo.capacity as usize, w)).expect("init");
     let ps = (0..producers).map(|_| Producer::attach_mem(mem.clone(), geo).expect("producer")).collect();
     // In the model every producer is "process 1": give each its own slot by hand.
     let c = Consumer::attach_mem(mem, geo).expect("consumer");

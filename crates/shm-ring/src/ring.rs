@@ -93,6 +93,7 @@ impl RingConfig {
             max_message: max as usize,
             header_size: self.header_len(),
             max_producers: self.max_producers,
+            free_key: 0,
         })
     }
 }
@@ -124,11 +125,31 @@ pub(crate) struct Geometry {
     pub max_message: usize,
     pub header_size: usize,
     pub max_producers: u32,
+    /// Key of the MPSC free words ([`layout::free_word`]), chosen at creation.
+    pub free_key: u64,
+}
+
+/// A fresh key for a ring's free words: random, so that no payload written without knowing it
+/// looks like free space (deterministic under loom).
+fn new_free_key() -> u64 {
+    if cfg!(loom) {
+        return 0x5eed_f00d_cafe_b0ba;
+    }
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the operating system's randomness; the time and pid make two
+    // keys drawn in one thread differ as well.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 /// Initialise a zero-or-garbage header (the caller checked the memory is large enough).
-/// `zero_data` clears the data area before the ring is published.
-pub(crate) fn init_header(h: &Header, geo: &Geometry, zero_data: impl FnOnce()) -> Result<(), InitError> {
+/// `fill_data(word)` stores `word` into every 8-byte word of the data area before the ring is
+/// published (lap 0's free word). Returns the free-word key chosen.
+pub(crate) fn init_header(h: &Header, geo: &Geometry, fill_data: impl FnOnce(u64)) -> Result<u64, InitError> {
     // Claim the creator word first: it names who is initialising, so an opener (or `status`)
     // can tell a creator at work from one that crashed half-way, whose ring is taken over here.
     let mine = Owner::word(identity::ATTACHED, identity::me());
@@ -155,17 +176,20 @@ pub(crate) fn init_header(h: &Header, geo: &Geometry, zero_data: impl FnOnce()) 
     h.capacity.store(geo.capacity, Ordering::Relaxed);
     h.max_message.store(geo.max_message as u32, Ordering::Relaxed);
     h.max_producers.store(geo.max_producers, Ordering::Relaxed);
+    let key = new_free_key();
+    h.free_key.store(key, Ordering::Relaxed);
     h.tail.store(0, Ordering::Relaxed);
     h.head.store(0, Ordering::Relaxed);
+    h.hand_back.store(0, Ordering::Relaxed);
     for wp in [&h.data_ready, &h.space_ready] {
         wp.seq.store(0, Ordering::Relaxed);
         wp.waiters.store(0, Ordering::Relaxed);
     }
-    zero_data();
+    fill_data(layout::free_word(key, 0));
     // SYNC POINT: Release pairs with the Acquire in `wait_ready`: every field above (and the
-    // zeroed slots and data) is visible to an opener that sees READY.
+    // zeroed slots and free data words) is visible to an opener that sees READY.
     h.state.store(STATE_READY, Ordering::Release);
-    Ok(())
+    Ok(key)
 }
 
 /// Wait (bounded) for the creator to publish the header, then copy the descriptor.
@@ -195,6 +219,7 @@ pub(crate) fn wait_ready(h: &Header, timeout: Duration) -> Result<Descriptor, At
         max_message: h.max_message.load(Ordering::Relaxed),
         max_producers: h.max_producers.load(Ordering::Relaxed),
         creator: h.creator.load(Ordering::Relaxed),
+        free_key: h.free_key.load(Ordering::Relaxed),
     })
 }
 
@@ -244,6 +269,7 @@ pub(crate) fn validate(d: &Descriptor, expect: Kind, total_len: usize) -> Result
         max_message: d.max_message as usize,
         header_size: hs,
         max_producers: d.max_producers,
+        free_key: d.free_key,
     })
 }
 

@@ -692,9 +692,10 @@ region_constructors!(Consumer, crate::layout::Kind::Spsc, "SPSC", "its consumer"
 /// A producer and consumer on heap memory with loom atomics, for the model checks.
 #[cfg(loom)]
 pub fn model_pair(config: &crate::RingConfig) -> (Producer, Consumer) {
-    let geo = config.validate().expect("valid config");
+    let mut geo = config.validate().expect("valid config");
     let mem = std::sync::Arc::new(crate::memory::HeapMemory::new(geo.capacity as usize, 1));
-    ring::init_header(mem.header(), &geo, || {}).expect("init");
+    geo.free_key =
+        ring::init_header(mem.header(), &geo, |w| mem.fill_words(0, geo.capacity as usize, w)).expect("init");
     let p = Producer::attach_mem(mem.clone(), geo).expect("producer");
     let c = Consumer::attach_mem(mem, geo).expect("consumer");
     (p, c)

@@ -236,3 +236,71 @@ pub fn wait_until(limit: std::time::Duration, mut cond: impl FnMut() -> bool) ->
     }
     true
 }
+
+/// A one-way handshake between processes over a pipe: a forked child [`open`](Gate::open)s it
+/// (once or several times), the parent [`wait`](Gate::wait)s for that many openings. Create it
+/// before `fork`; both ends are inherited.
+#[derive(Debug)]
+pub struct Gate {
+    read: std::os::fd::OwnedFd,
+    write: std::os::fd::OwnedFd,
+}
+
+impl Gate {
+    /// A new gate (a pipe).
+    pub fn new() -> Gate {
+        let (read, write) = nix::unistd::pipe().expect("pipe");
+        Gate { read, write }
+    }
+
+    /// Signal the other side (async-signal-safe: one `write`).
+    pub fn open(&self) {
+        let _ = nix::unistd::write(&self.write, &[1u8]);
+    }
+
+    /// The raw write end, for a signal handler or a test hook that cannot hold `&Gate`.
+    pub fn write_fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.write.as_raw_fd()
+    }
+
+    /// Signal through a raw write end obtained from [`write_fd`](Gate::write_fd).
+    pub fn open_fd(fd: i32) {
+        // SAFETY: write(2) of one byte from a live stack buffer; a bad fd only returns EBADF.
+        unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
+    }
+
+    /// Wait until the gate was opened `n` times in all, at most `limit`; false on timeout.
+    pub fn wait(&self, n: usize, limit: std::time::Duration) -> bool {
+        use std::os::fd::AsFd;
+        let end = std::time::Instant::now() + limit;
+        let mut got = 0;
+        while got < n {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let mut fds = [nix::poll::PollFd::new(self.read.as_fd(), nix::poll::PollFlags::POLLIN)];
+            let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+                Ok(_) => {
+                    let mut buf = [0u8; 64];
+                    match nix::unistd::read(&self.read, &mut buf[..(n - got).min(64)]) {
+                        Ok(k) => got += k,
+                        Err(nix::errno::Errno::EINTR) => {}
+                        Err(e) => panic!("gate read: {e}"),
+                    }
+                }
+                Err(e) => panic!("gate poll: {e}"),
+            }
+        }
+        true
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate::new()
+    }
+}
