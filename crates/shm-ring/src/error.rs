@@ -274,8 +274,14 @@ pub enum RecvError {
     /// The ring stayed empty until the timeout.
     #[error("timed out waiting for a message")]
     Timeout,
-    /// Empty, and every producer closed its end.
-    #[error("ring is empty and the producer closed its end")]
+    /// Empty, no producer is attached, and at least one producer attached and closed since.
+    ///
+    /// A state at the time of the call, not the end of the stream: a ring outlives its ends,
+    /// and a new producer may open it later (on an MPSC ring, any number of them), after which
+    /// receiving goes on. An application that needs "every producer is done" counts its
+    /// producers: for example each one attaches before the consumer starts reading (a
+    /// handshake), so that `Disconnected` afterwards means all of them closed.
+    #[error("ring is empty and no producer is attached (the last one closed its end)")]
     Disconnected,
     /// Empty, and the producer's process died without closing.
     #[error("ring is empty and producer process {pid} died")]

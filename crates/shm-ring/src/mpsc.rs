@@ -16,6 +16,14 @@
 //! producer took the slot of a dead one), its slot is closed, or its process died (pid + start
 //! time). A live but slow producer is waited for, never skipped. Consumed space is rewritten as
 //! free for the next lap before it is handed back, so stale data can never look committed.
+//!
+//! # Disconnect
+//! A consumer cannot know about producers that have not attached yet. So
+//! [`RecvError::Disconnected`] means: the ring is empty *now*, no producer is attached, and at
+//! least one has attached and closed; it is not final, since another producer may open the
+//! ring later and receiving then goes on. Make sure every producer that is expected has
+//! attached (a handshake of your own) before treating it as the end of the stream. A producer
+//! that died without closing gives [`RecvError::PeerDead`] instead, once its messages are read.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 use shm_core::Region;
 use shm_ring::mpsc::{Consumer, Producer};
 use shm_ring::{RecvError, RingConfig};
-use shm_testkit::{fork, pattern, Forked};
+use shm_testkit::{fork, pattern, Forked, Gate};
 
 static HEAVY: Mutex<()> = Mutex::new(());
 const MAX: usize = 200;
@@ -24,11 +24,15 @@ fn mpsc_ring(capacity: u64, producers: u32) -> Arc<Region> {
     Arc::new(region)
 }
 
-/// Producer `id` sends its messages `0..n` (stream id = producer id), blocking when full.
-fn producer_process(region: &Arc<Region>, id: u64, n: u64) -> Forked {
+/// Producer `id` sends its messages `0..n` (stream id = producer id), blocking when full. It
+/// opens `attached` once it holds its slot: a consumer that waits for every producer's gate
+/// before it reads knows that `Disconnected` means they have all finished.
+fn producer_process(region: &Arc<Region>, attached: &Gate, id: u64, n: u64) -> Forked {
     let region = region.clone();
+    let attached_fd = attached.write_fd();
     fork(move || {
         let mut p = Producer::open(region).unwrap();
+        Gate::open_fd(attached_fd);
         let mut buf = [0u8; MAX];
         for seq in 0..n {
             let len = pattern::len(id, seq, 16, MAX);
@@ -50,7 +54,9 @@ fn four_producer_processes_every_message_once_in_order_per_producer() {
     let n = env_u64("SHM_TEST_MPSC_MESSAGES", 2_000_000);
     let region = mpsc_ring(1 << 16, 4);
     let mut c = Consumer::open(region.clone()).unwrap();
-    let children: Vec<Forked> = (0..4).map(|id| producer_process(&region, id, n)).collect();
+    let attached = Gate::new();
+    let children: Vec<Forked> = (0..4).map(|id| producer_process(&region, &attached, id, n)).collect();
+    assert!(attached.wait(4, Duration::from_secs(30)), "all four producers attached");
     let mut next = [0u64; 4];
     let mut buf = Vec::new();
     while next.iter().sum::<u64>() < 4 * n {
@@ -63,9 +69,7 @@ fn four_producer_processes_every_message_once_in_order_per_producer() {
                 }
                 next[id as usize] += 1;
             }
-            // Every producer attached so far closed; one may still be starting.
-            Err(RecvError::Disconnected) => std::thread::yield_now(),
-            Err(e) => panic!("recv: {e}"),
+            Err(e) => panic!("recv after {next:?}: {e}"),
         }
     }
     for child in children {
@@ -93,8 +97,10 @@ fn killed_producers_cost_nobody_else_a_message() {
         let region = mpsc_ring(4096, 4);
         let mut c = Consumer::open(region.clone()).unwrap();
         let n = 3000;
-        // Producers 0 and 1 survive; producer 2 is the victim.
-        let survivors: Vec<Forked> = (0..2).map(|id| producer_process(&region, id, n)).collect();
+        // Producers 0 and 1 survive; producer 2 is the victim. All three attach before the
+        // consumer reads, so a `Disconnected` can only mean they are done.
+        let attached = Gate::new();
+        let survivors: Vec<Forked> = (0..2).map(|id| producer_process(&region, &attached, id, n)).collect();
         // 0: killed at a random point; 1: killed holding a half-written claim; 2: killed between
         // the claim and the tail advance (test hook).
         let mode = rng % 3;
@@ -102,8 +108,10 @@ fn killed_producers_cost_nobody_else_a_message() {
         let stop_after = (rng >> 8) % 500;
         let victim = {
             let region = region.clone();
+            let attached_fd = attached.write_fd();
             fork(move || {
                 let mut p = Producer::open(region).unwrap();
+                Gate::open_fd(attached_fd);
                 let mut buf = [0u8; MAX];
                 for seq in 0.. {
                     let len = pattern::len(2, seq, 16, MAX);
@@ -126,6 +134,7 @@ fn killed_producers_cost_nobody_else_a_message() {
                 0
             })
         };
+        assert!(attached.wait(3, Duration::from_secs(30)), "trial {trial}: the producers attached");
         let mut next = [0u64; 3];
         let mut buf = Vec::new();
         let mut killed = false;
@@ -195,7 +204,9 @@ fn oversubscribed_blocking_finishes_and_idles_quietly() {
     let n = env_u64("SHM_TEST_MPSC_MESSAGES", 2_000_000) / 10;
     let region = mpsc_ring(1 << 12, 5);
     let mut c = Consumer::open(region.clone()).unwrap();
-    let children: Vec<Forked> = (0..4).map(|id| producer_process(&region, id, n)).collect();
+    let attached = Gate::new();
+    let children: Vec<Forked> = (0..4).map(|id| producer_process(&region, &attached, id, n)).collect();
+    assert!(attached.wait(4, Duration::from_secs(30)), "all four producers attached");
     let _idle = Producer::open(region.clone()).unwrap(); // keeps the ring "connected" afterwards
     let mut count = 0;
     let mut buf = Vec::new();
@@ -216,4 +227,200 @@ fn oversubscribed_blocking_finishes_and_idles_quietly() {
     let used = cpu() - before;
     eprintln!("blocked 500 ms on an empty ring, used {used:?} of CPU");
     assert!(used < Duration::from_millis(100), "an idle consumer burned {used:?} of CPU in 500 ms");
+}
+
+/// Shared progress of the consumer incarnations of `killed_consumers_lose_nothing`, in an
+/// anonymous region of its own: per stream, the next sequence number not yet received by any
+/// consumer; then the count of messages received, and a failure code.
+struct Progress {
+    region: Arc<Region>,
+}
+
+impl Progress {
+    const STREAMS: usize = 3;
+
+    fn new() -> Progress {
+        Progress { region: Arc::new(Region::anonymous(4096).unwrap()) }
+    }
+
+    fn word(&self, i: usize) -> &std::sync::atomic::AtomicU64 {
+        // SAFETY: the region is 4096 bytes, page-aligned, and i < 8; an AtomicU64 is valid for
+        // any bytes and shared across fork as atomics.
+        unsafe { &*(self.region.as_ptr().add(8 * i) as *const std::sync::atomic::AtomicU64) }
+    }
+
+    fn frontier(&self, stream: usize) -> &std::sync::atomic::AtomicU64 {
+        self.word(stream)
+    }
+
+    fn received(&self) -> &std::sync::atomic::AtomicU64 {
+        self.word(Self::STREAMS)
+    }
+
+    fn failure(&self) -> &std::sync::atomic::AtomicU64 {
+        self.word(Self::STREAMS + 1)
+    }
+}
+
+static CONSUMER_STOP_AT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(u8::MAX);
+static CONSUMER_STOPPED_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+fn stop_consumer_here(step: shm_ring::mpsc::HandBackStep) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if step as u8 == CONSUMER_STOP_AT.load(Relaxed) {
+        Gate::open_fd(CONSUMER_STOPPED_FD.load(Relaxed));
+        loop {
+            nix::unistd::pause();
+        }
+    }
+}
+
+/// One consumer incarnation: receive and verify until told otherwise (killed). Each stream's
+/// messages must come in order without a gap, starting at or before the frontier (messages that
+/// a killed predecessor received but had not handed back come again: at-least-once).
+fn consumer_incarnation(region: Arc<Region>, progress: &Progress, n: u64) -> i32 {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut c = match Consumer::open(region) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("consumer attach: {e}");
+            return 10;
+        }
+    };
+    if CONSUMER_STOP_AT.load(SeqCst) != u8::MAX {
+        c.set_hand_back_hook(stop_consumer_here);
+    }
+    let mut last: [Option<u64>; Progress::STREAMS] = [None; Progress::STREAMS];
+    let mut buf = Vec::new();
+    loop {
+        if (0..Progress::STREAMS).all(|s| progress.frontier(s).load(SeqCst) == n) {
+            return 0;
+        }
+        // Record each message while the guard holds it, before the ring may hand its space back:
+        // a kill between the two then means "delivered again", never "lost".
+        match c.recv_guard_timeout(Some(Duration::from_millis(100))) {
+            Ok(guard) => {
+                buf.clear();
+                buf.extend_from_slice(&guard);
+                let id = stream_of(&buf) as usize;
+                if id >= Progress::STREAMS {
+                    progress.failure().store(1, SeqCst);
+                    return 11;
+                }
+                let seq = u64::from_le_bytes(buf[..8].try_into().unwrap());
+                let ok_order = match last[id] {
+                    None => seq <= progress.frontier(id).load(SeqCst),
+                    Some(prev) => seq == prev + 1,
+                };
+                if !ok_order || pattern::check(id as u64, seq, 16, MAX, &buf).is_err() {
+                    eprintln!(
+                        "stream {id}: got seq {seq} after {:?}, frontier {}",
+                        last[id],
+                        progress.frontier(id).load(SeqCst)
+                    );
+                    progress.failure().store(2, SeqCst);
+                    return 12;
+                }
+                last[id] = Some(seq);
+                if seq == progress.frontier(id).load(SeqCst) {
+                    progress.frontier(id).store(seq + 1, SeqCst);
+                }
+                progress.received().fetch_add(1, SeqCst);
+                drop(guard);
+            }
+            Err(RecvError::Timeout) => {}
+            Err(e) => {
+                eprintln!("consumer recv: {e}");
+                progress.failure().store(3, SeqCst);
+                return 13;
+            }
+        }
+    }
+}
+
+/// A producer for `killed_consumers_lose_nothing`: sends `0..n`, and when the consumer is dead
+/// or closed, waits for the next one and sends the same message again.
+fn patient_producer(region: &Arc<Region>, attached: &Gate, id: u64, n: u64) -> Forked {
+    let region = region.clone();
+    let attached_fd = attached.write_fd();
+    fork(move || {
+        let mut p = Producer::open(region).unwrap();
+        Gate::open_fd(attached_fd);
+        let mut buf = [0u8; MAX];
+        for seq in 0..n {
+            let len = pattern::len(id, seq, 16, MAX);
+            pattern::fill(id, seq, &mut buf[..len]);
+            loop {
+                match p.send_timeout(&buf[..len], Duration::from_secs(30)) {
+                    Ok(()) => break,
+                    Err(shm_ring::SendError::PeerDead { .. } | shm_ring::SendError::Disconnected(_)) => {
+                        std::thread::sleep(Duration::from_millis(1)) // between consumers
+                    }
+                    Err(e) => panic!("producer {id} message {seq}: {e}"),
+                }
+            }
+        }
+        0
+    })
+}
+
+/// The MPSC consumer SIGKILLed at random moments, a third of the time at a chosen step of its
+/// hand-back, and a new one started each time, while three producers keep sending: every
+/// message arrives, each stream in order (at-least-once for what a killed consumer had not
+/// handed back), and nothing hangs.
+#[test]
+fn killed_consumers_lose_nothing() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let trials = env_u64("SHM_TEST_KILL_TRIALS", 200);
+    let n = env_u64("SHM_TEST_MPSC_MESSAGES", 2_000_000) / 4;
+    let region = mpsc_ring(4096, 3);
+    let progress = Progress::new();
+    let attached = Gate::new();
+    let producers: Vec<Forked> = (0..3).map(|id| patient_producer(&region, &attached, id, n)).collect();
+    assert!(attached.wait(3, Duration::from_secs(30)), "the producers attached");
+    let mut rng = 0xc0ffee_u64;
+    let mut at_hook = 0;
+    for trial in 0..trials {
+        rng = pattern::mix(rng);
+        let stopped = Gate::new();
+        let hook_step = (rng % 3 == 0).then(|| (rng >> 8) % 6);
+        CONSUMER_STOP_AT.store(hook_step.map_or(u8::MAX, |s| s as u8), SeqCst);
+        CONSUMER_STOPPED_FD.store(stopped.write_fd(), SeqCst);
+        let start = progress.received().load(SeqCst);
+        let target = start + (rng >> 16) % 400;
+        let child = {
+            let region = region.clone();
+            let progress = Progress { region: progress.region.clone() };
+            fork(move || consumer_incarnation(region, &progress, n))
+        };
+        let reached = match hook_step {
+            Some(_) => stopped.wait(1, Duration::from_secs(30)),
+            None => shm_testkit::wait_until(Duration::from_secs(30), || {
+                progress.received().load(SeqCst) >= target || progress.failure().load(SeqCst) != 0
+            }),
+        };
+        assert_eq!(
+            progress.failure().load(SeqCst),
+            0,
+            "trial {trial}: the consumer found a gap or a bad message"
+        );
+        assert!(reached, "trial {trial}: the consumer made no progress (hook {hook_step:?})");
+        child.kill(Signal::SIGKILL);
+        match child.wait() {
+            shm_testkit::Exit::Signal(_) => {}
+            other => panic!("trial {trial}: the consumer ended with {other:?}"),
+        }
+        at_hook += hook_step.is_some() as u32;
+    }
+    // The last consumer reads everything that is left.
+    CONSUMER_STOP_AT.store(u8::MAX, SeqCst);
+    assert_eq!(consumer_incarnation(region.clone(), &progress, n), 0, "the final consumer");
+    for p in producers {
+        p.join();
+    }
+    for s in 0..Progress::STREAMS {
+        assert_eq!(progress.frontier(s).load(SeqCst), n, "stream {s}: every message");
+    }
+    assert!(at_hook >= trials as u32 / 5, "too few kills inside the hand-back: {at_hook}");
 }
