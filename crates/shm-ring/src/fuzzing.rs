@@ -64,3 +64,72 @@ pub fn consume_bytes(data: &[u8]) -> usize {
     }
     read
 }
+
+/// Bytes of the input that form the region image in [`produce_bytes`]; the rest is a script of
+/// hostile writes.
+pub const PRODUCER_IMAGE: usize = 2048;
+
+/// The producer-side harness: copy the first [`PRODUCER_IMAGE`] bytes of `data` to a fresh
+/// region, attach a producer of the kind the header claims, and alternate send calls with the
+/// writes of a hostile consumer taken from the rest of the input (each 10 bytes: a header or
+/// data offset (u16) and a u64 to store there). Every call must return — `try_*` at once, timed
+/// calls within their timeout — and never panic or write out of bounds. Returns how many sends
+/// succeeded.
+pub fn produce_bytes(data: &[u8]) -> usize {
+    let Ok(region) = Region::anonymous(REGION) else { return 0 };
+    let n = data.len().min(PRODUCER_IMAGE);
+    if region.write_at(0, &data[..n]).is_err() {
+        return 0;
+    }
+    let region = Arc::new(region);
+    let opts = AttachOptions { init_timeout: Duration::ZERO, allow_foreign: false };
+    let kind = data.get(16..20).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(1);
+    let script: Vec<(usize, u64)> = data
+        .get(PRODUCER_IMAGE..)
+        .unwrap_or(&[])
+        .chunks_exact(10)
+        .map(|c| {
+            let off = u16::from_le_bytes([c[0], c[1]]) as usize & !7;
+            (off % REGION, u64::from_le_bytes(c[2..10].try_into().unwrap_or([0; 8])))
+        })
+        .collect();
+    let mut sent = 0;
+    macro_rules! exercise {
+        ($p:expr) => {{
+            let mut p = $p;
+            let msg = [0x5au8; 40];
+            for step in 0..200usize {
+                if let Some(&(off, v)) = script.get(step % script.len().max(1)) {
+                    if !script.is_empty() {
+                        let _ = region.write_at(off, &v.to_le_bytes());
+                    }
+                }
+                let len = (step * 7) % 48;
+                let ok = match step % 4 {
+                    0 => p.try_send(&msg[..len % 40]).is_ok(),
+                    1 => p.send_timeout(&msg[..len % 40], Duration::from_micros(200)).is_ok(),
+                    2 => match p.reserve(len) {
+                        Ok(g) => {
+                            if step % 8 == 2 {
+                                g.commit();
+                            }
+                            true
+                        }
+                        Err(_) => false,
+                    },
+                    _ => p.send_pod(step as u64).is_ok(),
+                };
+                sent += ok as usize;
+                let _ = p.len_bytes();
+            }
+        }};
+    }
+    if kind == 2 {
+        if let Ok(p) = mpsc::Producer::open_with(region.clone(), &opts) {
+            exercise!(p);
+        }
+    } else if let Ok(p) = spsc::Producer::open_with(region.clone(), &opts) {
+        exercise!(p);
+    }
+    sent
+}

@@ -212,8 +212,8 @@ impl<M: Memory> Producer<M> {
         }
         let rec = record_size(len);
         let t = h.tail.load(Ordering::Acquire);
-        if t % 8 != 0 {
-            return Err(Retry::Stop(corrupt_send("producer position", t, t, "a multiple of 8")));
+        if t % 8 != 0 || t >= ring::MAX_POSITION {
+            return Err(Retry::Stop(corrupt_send("producer position", t, t, "a multiple of 8 below 2^62")));
         }
         let idx = (t & geo.mask) as usize;
         let contiguous = geo.capacity as usize - idx;
@@ -776,8 +776,13 @@ impl<M: Memory> Consumer<M> {
         // or dead between claim and advance): move the tail up to our position first, so
         // producers never claim behind us.
         let h = mem.header();
+        // Bounded: producers only ever move the tail forward, so a few failed attempts mean it
+        // passed us (or a hostile peer keeps rewriting it, which the next call checks).
         let mut tail = h.tail.load(Ordering::Acquire);
-        while tail < st.head {
+        for _ in 0..64 {
+            if tail >= st.head {
+                break;
+            }
             match h.tail.compare_exchange(tail, st.head, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => break,
                 Err(now) => tail = now,

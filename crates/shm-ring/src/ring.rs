@@ -273,14 +273,20 @@ pub(crate) fn validate(d: &Descriptor, expect: Kind, total_len: usize) -> Result
     })
 }
 
-/// Check the shared positions: `head <= tail <= head + capacity`, both 8-aligned.
+/// Positions (bytes since the ring was created) at or above this are corrupt: a real stream
+/// reaches it after 2^62 bytes (146 years at 1 GB/s), and keeping positions below it means no
+/// position arithmetic can overflow, whatever a peer writes.
+pub(crate) const MAX_POSITION: u64 = 1 << 62;
+
+/// Check the shared positions: `head <= tail <= head + capacity`, both 8-aligned and below
+/// [`MAX_POSITION`].
 pub(crate) fn check_positions(head: u64, tail: u64, capacity: u64) -> Result<(), CorruptError> {
-    if head % 8 != 0 {
+    if head % 8 != 0 || head >= MAX_POSITION {
         return Err(CorruptError {
             what: "consumer position",
             found: head,
             position: head,
-            expected: "a multiple of 8",
+            expected: "a multiple of 8 below 2^62",
         });
     }
     if tail % 8 != 0 || tail < head || tail - head > capacity {

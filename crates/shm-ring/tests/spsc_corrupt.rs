@@ -151,7 +151,7 @@ fn random_headers_never_attach_or_crash() {
         if seed % 2 == 0 {
             // Mostly valid: right magic, version, state; random geometry.
             bytes[..8].copy_from_slice(b"SHMRING1");
-            bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+            bytes[8..12].copy_from_slice(&shm_ring::layout::LAYOUT_VERSION.to_le_bytes());
             bytes[16..20].copy_from_slice(&1u32.to_le_bytes());
             bytes[20..24].copy_from_slice(&2u32.to_le_bytes());
         }

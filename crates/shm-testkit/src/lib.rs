@@ -304,3 +304,46 @@ impl Default for Gate {
         Gate::new()
     }
 }
+
+/// A watchdog for tests of calls that must return: [`feed`](Watchdog::feed) it before each
+/// call; if it goes unfed for `limit`, it prints what was being done and ends the whole test
+/// process with exit code 99 (a hang is a failure, not a stuck CI job).
+#[derive(Debug)]
+pub struct Watchdog {
+    state: std::sync::Arc<(std::sync::Mutex<(std::time::Instant, String)>, std::sync::atomic::AtomicBool)>,
+}
+
+impl Watchdog {
+    /// Start watching.
+    pub fn start(limit: std::time::Duration) -> Watchdog {
+        let state = std::sync::Arc::new((
+            std::sync::Mutex::new((std::time::Instant::now(), String::from("starting"))),
+            std::sync::atomic::AtomicBool::new(false),
+        ));
+        let watched = state.clone();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(limit / 10);
+            if watched.1.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            let (since, what) = watched.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if since.elapsed() > limit {
+                eprintln!("watchdog: no progress for {limit:?} while {what}: a call did not return");
+                std::process::exit(99);
+            }
+        });
+        Watchdog { state }
+    }
+
+    /// Note progress, and what is done next.
+    pub fn feed(&self, what: impl FnOnce() -> String) {
+        let mut g = self.state.0.lock().unwrap_or_else(|e| e.into_inner());
+        *g = (std::time::Instant::now(), what());
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.state.1.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
