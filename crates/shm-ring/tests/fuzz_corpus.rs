@@ -1,27 +1,47 @@
-//! Replays the fuzz corpus (`fuzz/corpus/consumer`, inputs kept from `cargo +nightly fuzz run
-//! consumer`) through the same harness as the fuzzer: no input may panic, hang or read out of
-//! bounds. `write_seeds` (ignored) made the seed inputs: real rings holding messages.
+//! Replays the fuzz corpora (`fuzz/corpus/consumer` and `fuzz/corpus/producer`, inputs kept from
+//! `cargo +nightly fuzz run consumer|producer`) through the same harnesses as the fuzzers: no
+//! input may panic, hang or access out of bounds. `write_seeds` (ignored) made the seed inputs:
+//! real rings holding messages (and, for the producer, a script of hostile consumer writes).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use shm_core::Region;
-use shm_ring::fuzzing::{consume_bytes, REGION};
+use shm_ring::fuzzing::{consume_bytes, produce_bytes, PRODUCER_IMAGE, REGION};
 use shm_ring::RingConfig;
 
 fn corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/consumer")
 }
 
-#[test]
-fn replay_the_fuzz_corpus() {
+fn producer_corpus() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/producer")
+}
+
+/// Run `harness` on every input of `dir` under a watchdog: a hang fails the test.
+fn replay(dir: PathBuf, harness: fn(&[u8]) -> usize) -> usize {
+    let dog = shm_testkit::Watchdog::start(std::time::Duration::from_secs(20));
     let mut n = 0;
-    for entry in std::fs::read_dir(corpus()).expect("fuzz corpus directory") {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        consume_bytes(&bytes);
+    for entry in std::fs::read_dir(&dir).expect("fuzz corpus directory") {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        dog.feed(|| format!("replaying {}", path.display()));
+        harness(&bytes);
         n += 1;
     }
+    n
+}
+
+#[test]
+fn replay_the_fuzz_corpus() {
+    let n = replay(corpus(), consume_bytes);
     assert!(n >= 4, "the corpus holds only {n} inputs");
+}
+
+#[test]
+fn replay_the_producer_fuzz_corpus() {
+    let n = replay(producer_corpus(), produce_bytes);
+    assert!(n >= 2, "the corpus holds only {n} inputs");
 }
 
 #[test]
@@ -68,4 +88,19 @@ fn write_seeds() {
     std::mem::forget(g);
     drop(c);
     std::fs::write(dir.join("seed-mpsc"), image(&region, config.region_len())).unwrap();
+
+    // Producer seeds: a ring image padded to PRODUCER_IMAGE, then hostile writes (offset u16,
+    // value u64): the consumer position pushed ahead, and a free word of the wrong lap.
+    let pdir = producer_corpus();
+    std::fs::create_dir_all(&pdir).unwrap();
+    for (name, config) in [("seed-spsc", RingConfig::spsc(1024)), ("seed-mpsc", RingConfig::mpsc(1024, 4))] {
+        let region = Arc::new(Region::anonymous(REGION).unwrap());
+        shm_ring::init(&region, &config).unwrap();
+        let mut bytes = image(&region, PRODUCER_IMAGE);
+        for (off, v) in [(256u16, 4096u64), (256, 0), (config.header_len() as u16, 7)] {
+            bytes.extend_from_slice(&off.to_le_bytes());
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        std::fs::write(pdir.join(name), bytes).unwrap();
+    }
 }
