@@ -271,20 +271,12 @@ impl<M: Memory> Producer<M> {
             }
             Err(found) => {
                 // A stale tail: the ring moved on and the word may now be anything. Only a claim
-                // at the current tail is ours to help along.
-                if h.tail.load(Ordering::Acquire) != t {
-                    return Err(Retry::Again);
-                }
+                // at the current tail is ours to help along. (A free word of another lap also
+                // means our `t` is stale, even if a re-read of the tail still returns it: the
+                // read may lag behind the word. Retrying is bounded by the caller.)
                 let found = RecordHeader::from_word(found);
-                if found.kind() == TYPE_FREE {
-                    // At the current tail the word is this lap's free word or a claim: the
-                    // consumer moves the tail past space before rewriting it.
-                    return Err(Retry::Stop(corrupt_send(
-                        "record word at the producer position",
-                        found.to_word(),
-                        t,
-                        "this lap's free word or a claimed record",
-                    )));
+                if found.kind() == TYPE_FREE || h.tail.load(Ordering::Acquire) != t {
+                    return Err(Retry::Again);
                 }
                 // Someone claimed `t`: help the tail past their record, then retry.
                 let size = claimed_size(geo, idx, found, t).map_err(Retry::Stop)?;
