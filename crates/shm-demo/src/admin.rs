@@ -4,7 +4,7 @@ use std::io;
 use std::path::Path;
 
 use shm_core::{OpenOptions, Region};
-use shm_ring::{EndInfo, RingStatus};
+use shm_ring::{CleanupOptions, CleanupOutcome, EndInfo, KeepReason, RingStatus};
 
 fn open_read_only(ring: &str) -> io::Result<Region> {
     // A path (a '/' past the first byte) or an existing file is a file; anything else is taken
@@ -76,10 +76,30 @@ pub fn list(dir: &Path, json: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// Remove (or with `dry_run` list) abandoned rings in `dir`.
-pub fn cleanup(dir: &Path, dry_run: bool) -> io::Result<()> {
-    for path in shm_ring::cleanup(dir, dry_run)? {
-        println!("{} {}", if dry_run { "would remove" } else { "removed" }, path.display());
+/// Remove (or in a dry run only list) the abandoned rings in `dir` as `options` say. Prints a
+/// line for every ring found (failures on stderr), or one JSON object, and fails if any ring
+/// could not be removed.
+pub fn cleanup(dir: &Path, options: &CleanupOptions, json: bool) -> io::Result<()> {
+    let report = shm_ring::cleanup(dir, options)?;
+    if json {
+        println!("{}", serde_json::to_string(&report).map_err(io::Error::other)?);
+    } else {
+        for entry in &report.entries {
+            match &entry.outcome {
+                CleanupOutcome::Failed(_) => eprintln!("{entry}"),
+                CleanupOutcome::Kept(KeepReason::Undelivered(_)) => {
+                    println!("{entry}; use --force to remove")
+                }
+                _ => println!("{entry}"),
+            }
+        }
     }
-    Ok(())
+    match report.failed().count() {
+        0 => Ok(()),
+        n => Err(io::Error::other(format!(
+            "{n} of {} rings in {} could not be removed",
+            report.entries.len(),
+            dir.display()
+        ))),
+    }
 }

@@ -1,5 +1,6 @@
 //! Looking at a ring from outside: its state and who is attached ([`status`]), finding this
-//! library's rings in a directory ([`find_rings`]) and removing the abandoned ones ([`cleanup`]).
+//! library's rings in a directory ([`find_rings`]); [`cleanup`](crate::cleanup()) removes the abandoned
+//! ones.
 
 use std::path::{Path, PathBuf};
 
@@ -226,9 +227,12 @@ fn looks_like_ring(path: &Path) -> bool {
 /// This library's rings among the regular files directly in `dir` (`/dev/shm` for POSIX shm).
 /// Files that are not rings are left out; rings that cannot be read are listed with the reason.
 pub fn find_rings(dir: &Path) -> std::io::Result<Vec<FoundRing>> {
+    let unreadable = |e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("cannot read directory {}: {e}", dir.display()))
+    };
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
+    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+        let entry = entry.map_err(unreadable)?;
         let path = entry.path();
         if !entry.file_type().map(|t| t.is_file()).unwrap_or(false) || !looks_like_ring(&path) {
             continue;
@@ -242,26 +246,4 @@ pub fn find_rings(dir: &Path) -> std::io::Result<Vec<FoundRing>> {
     }
     found.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(found)
-}
-
-/// Remove (unless `dry_run`) the rings in `dir` that nobody uses: no end is attached by a live
-/// process, or the creator crashed during initialisation. Returns the paths removed (or that
-/// would be). Rings that could not be read are left alone.
-pub fn cleanup(dir: &Path, dry_run: bool) -> std::io::Result<Vec<PathBuf>> {
-    let mut removed = Vec::new();
-    for ring in find_rings(dir)? {
-        let Ok(status) = &ring.status else { continue };
-        let abandoned = match status.init {
-            InitState::CrashedDuringInit => true,
-            InitState::Ready => !status.in_use(),
-            InitState::Empty | InitState::Initializing => false,
-        };
-        if abandoned {
-            if !dry_run {
-                std::fs::remove_file(&ring.path)?;
-            }
-            removed.push(ring.path);
-        }
-    }
-    Ok(removed)
 }

@@ -271,6 +271,8 @@ macro_rules! read_guard {
     };
 }
 
+#[cfg(not(loom))]
+mod cleanup;
 mod error;
 #[cfg(not(loom))]
 #[doc(hidden)]
@@ -286,9 +288,13 @@ pub mod spsc;
 mod sync;
 mod wait;
 
+#[cfg(not(loom))]
+pub use cleanup::{
+    cleanup, CleanupEntry, CleanupOptions, CleanupOutcome, CleanupReport, KeepReason, Undelivered,
+};
 pub use error::{AttachError, CorruptError, InitError, RecvError, Role, SendError};
 #[cfg(not(loom))]
-pub use inspect::{cleanup, find_rings, status, EndInfo, EndState, FoundRing, InitState, RingStatus};
+pub use inspect::{find_rings, status, EndInfo, EndState, FoundRing, InitState, RingStatus};
 pub use layout::Kind;
 #[cfg(loom)]
 pub use memory::HeapMemory;

@@ -4,7 +4,8 @@
 //!   anonymous shared memory and print what they saw.
 //! - `shm-demo inspect PATH|NAME`: a ring's state and who is attached (`--json` too).
 //! - `shm-demo list`: this library's rings in /dev/shm (or `--dir`), and whether anyone uses them.
-//! - `shm-demo cleanup`: remove the rings nobody uses (`--dry-run` to only list them).
+//! - `shm-demo cleanup`: remove the rings nobody uses (`--dry-run` to only list them); rings that
+//!   still hold undelivered messages are kept unless `--force`.
 
 use std::path::PathBuf;
 
@@ -42,7 +43,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Remove rings whose every end is dead or closed, or whose creator crashed half-way.
+    /// Remove rings whose every end is dead or closed, or whose creator crashed half-way; keep
+    /// those that still hold undelivered messages unless --force.
     Cleanup {
         /// Where to look.
         #[arg(long, default_value = "/dev/shm")]
@@ -50,6 +52,12 @@ enum Command {
         /// Only list what would be removed.
         #[arg(long)]
         dry_run: bool,
+        /// Also remove abandoned rings that hold undelivered messages (they are lost).
+        #[arg(long)]
+        force: bool,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -58,7 +66,10 @@ fn main() -> std::process::ExitCode {
         Command::Fork { rounds } => shm_demo::forkdemo::run(rounds).map(drop),
         Command::Inspect { ring, json } => shm_demo::admin::inspect(&ring, json),
         Command::List { dir, json } => shm_demo::admin::list(&dir, json),
-        Command::Cleanup { dir, dry_run } => shm_demo::admin::cleanup(&dir, dry_run),
+        Command::Cleanup { dir, dry_run, force, json } => {
+            let options = shm_ring::CleanupOptions::new().dry_run(dry_run).force(force);
+            shm_demo::admin::cleanup(&dir, &options, json)
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
