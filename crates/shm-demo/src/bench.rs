@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::pair::run_pair;
-use crate::transport::{kernel_pair, Endpoint, Floor, Kernel, RingPair, Wait};
+use crate::transport::{kernel_pair, Endpoint, Floor, Kernel, RingEnd, RingPair, Wait};
 
 /// One line of the report (`--json` prints it as one JSON object per line).
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -67,6 +67,8 @@ impl Measurement {
 pub enum Transport {
     /// SPSC ring, spinning waits, zero-copy reserve/recv.
     ShmSpsc,
+    /// SPSC ring, spinning waits, copying `try_send` / `try_recv` from and to a buffer.
+    ShmSpscCopy,
     /// SPSC ring, blocking waits (spin then futex).
     ShmSpscBlocking,
     /// SPSC ring with the batch API: `send_batch` / `recv_batch`.
@@ -91,8 +93,9 @@ pub enum Transport {
 
 impl Transport {
     /// Every transport, in report order.
-    pub const ALL: [Transport; 11] = [
+    pub const ALL: [Transport; 12] = [
         Transport::ShmSpsc,
+        Transport::ShmSpscCopy,
         Transport::ShmSpscBlocking,
         Transport::ShmSpscBatch,
         Transport::ShmMpsc,
@@ -109,6 +112,7 @@ impl Transport {
     pub fn name(self) -> &'static str {
         match self {
             Transport::ShmSpsc => "shm-spsc",
+            Transport::ShmSpscCopy => "shm-spsc-copy",
             Transport::ShmSpscBlocking => "shm-spsc-blocking",
             Transport::ShmSpscBatch => "shm-spsc-batch",
             Transport::Pipe => "pipe",
@@ -180,7 +184,7 @@ impl Plan {
 
     fn rtt_iters(&self, t: Transport) -> u64 {
         self.scale(match t {
-            Transport::ShmSpsc | Transport::AtomicFloor => 200_000,
+            Transport::ShmSpsc | Transport::ShmSpscCopy | Transport::AtomicFloor => 200_000,
             _ => 50_000,
         })
     }
@@ -188,7 +192,11 @@ impl Plan {
     fn messages(&self, t: Transport, size: usize) -> u64 {
         let fast = matches!(
             t,
-            Transport::ShmSpsc | Transport::ShmSpscBlocking | Transport::ShmSpscBatch | Transport::ShmMpsc
+            Transport::ShmSpsc
+                | Transport::ShmSpscCopy
+                | Transport::ShmSpscBlocking
+                | Transport::ShmSpscBatch
+                | Transport::ShmMpsc
         ) || t == Transport::PipeBatched;
         let n = match (size, fast) {
             (0..=64, true) => 4_000_000,
@@ -328,13 +336,19 @@ fn rtt_floor(iters: u64, futex: bool) -> io::Result<Vec<u64>> {
 
 /// Round-trip samples (ns) for one transport.
 pub fn rtt_samples(t: Transport, iters: u64) -> io::Result<Vec<u64>> {
-    let rings = |wait| -> io::Result<Vec<u64>> {
+    let rings = |wait, copy: bool| -> io::Result<Vec<u64>> {
         let rings = RingPair::new(1 << 16)?;
-        rtt_endpoints(iters, || rings.side_a(wait, true), || rings.side_b(wait, true))
+        let copying = |end: RingEnd| if copy { end.copying() } else { end };
+        rtt_endpoints(
+            iters,
+            || rings.side_a(wait, true).map(copying),
+            || rings.side_b(wait, true).map(copying),
+        )
     };
     match t {
-        Transport::ShmSpsc => rings(Wait::Spin),
-        Transport::ShmSpscBlocking => rings(Wait::Block),
+        Transport::ShmSpsc => rings(Wait::Spin, false),
+        Transport::ShmSpscCopy => rings(Wait::Spin, true),
+        Transport::ShmSpscBlocking => rings(Wait::Block, false),
         Transport::AtomicFloor => rtt_floor(iters, false),
         Transport::FutexFloor => rtt_floor(iters, true),
         _ => {
@@ -545,14 +559,21 @@ pub fn mpsc_throughput(producers: u32, size: usize, n: u64) -> io::Result<f64> {
 /// Messages per second for one transport and size.
 pub fn throughput(t: Transport, size: usize, n: u64) -> io::Result<f64> {
     // The 64-byte batch transports carry 64-byte arrays.
-    let rings = |wait| -> io::Result<f64> {
+    let rings = |wait, copy: bool| -> io::Result<f64> {
         let capacity = if size > 4096 { 1 << 20 } else { 1 << 18 };
         let rings = RingPair::new(capacity)?;
-        stream_endpoints(n, size, || rings.side_a(wait, false), || rings.side_b(wait, false))
+        let copying = |end: RingEnd| if copy { end.copying() } else { end };
+        stream_endpoints(
+            n,
+            size,
+            || rings.side_a(wait, false).map(copying),
+            || rings.side_b(wait, false).map(copying),
+        )
     };
     match t {
-        Transport::ShmSpsc => rings(Wait::Spin),
-        Transport::ShmSpscBlocking => rings(Wait::Block),
+        Transport::ShmSpsc => rings(Wait::Spin, false),
+        Transport::ShmSpscCopy => rings(Wait::Spin, true),
+        Transport::ShmSpscBlocking => rings(Wait::Block, false),
         Transport::ShmSpscBatch => stream_ring_batched(n, size),
         Transport::PipeBatched => stream_pipe_batched(n, size),
         _ => {
