@@ -111,7 +111,8 @@ fn killed_producers_cost_nobody_else_a_message() {
                         if mode == 1 {
                             // Claim, write half the payload, and wait to be killed.
                             let mut g = p.reserve_timeout(len, None).unwrap();
-                            pattern::fill(2, seq, &mut g[..len / 2]);
+                            pattern::fill(2, seq, &mut buf[..len / 2]);
+                            g.write_at(0, &buf[..len / 2]);
                             std::mem::forget(g);
                         } else {
                             while !p.claim_without_advancing(len) {}
