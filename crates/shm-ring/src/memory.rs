@@ -202,7 +202,8 @@ impl std::fmt::Debug for RegionMemory {
 }
 
 // SAFETY: the raw data pointer points into `region`, which is Send + Sync and kept alive by the
-// Arc; all access to the shared bytes goes through atomics or checked raw copies.
+// Arc; all access to the shared bytes goes through atomics (payload copies included), or through
+// slices made by the `unsafe` trusted calls, whose callers vouch that nobody writes them.
 #[cfg(not(loom))]
 unsafe impl Send for RegionMemory {}
 // SAFETY: as for Send.
