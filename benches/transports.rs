@@ -9,8 +9,9 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shm_demo::bench::{rtt_samples, throughput, Transport};
 
-const RTT: [Transport; 7] = [
+const RTT: [Transport; 8] = [
     Transport::ShmSpsc,
+    Transport::ShmSpscCopy,
     Transport::ShmSpscBlocking,
     Transport::AtomicFloor,
     Transport::Pipe,
@@ -18,8 +19,9 @@ const RTT: [Transport; 7] = [
     Transport::UnixSeqPacket,
     Transport::Tcp,
 ];
-const STREAM: [Transport; 6] = [
+const STREAM: [Transport; 7] = [
     Transport::ShmSpsc,
+    Transport::ShmSpscCopy,
     Transport::ShmSpscBlocking,
     Transport::Pipe,
     Transport::UnixStream,

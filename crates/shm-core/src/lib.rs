@@ -12,7 +12,8 @@
 //! | [`OpenOptions::private`] | `MAP_PRIVATE` view of a file | nobody: copy-on-write |
 //!
 //! Memory another process writes is only handed out as raw pointers; build atomics on them (as
-//! `shm-ring` does) or copy bytes with [`Region::read_at`] / [`Region::write_at`].
+//! `shm-ring` does) or copy bytes with [`Region::read_at`] / [`Region::write_at`], which use the
+//! atomic word copies of [`atomic_copy`].
 //!
 //! # Example: a parent and a forked child see each other's writes
 //! ```
@@ -47,6 +48,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
+pub mod atomic_copy;
 mod error;
 mod fdpass;
 mod name;

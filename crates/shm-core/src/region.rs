@@ -9,6 +9,7 @@ use std::ptr::NonNull;
 
 use nix::sys::mman::MmapAdvise;
 
+use crate::atomic_copy;
 use crate::error::{errno_io, AccessError, Backing, CreateError, MapError, OpenError};
 use crate::name::ShmName;
 use crate::sys::{self, Sharing};
@@ -28,8 +29,8 @@ pub fn page_size() -> usize {
 ///
 /// Another process may write the memory at any time, so a `Region` hands out raw pointers only
 /// ([`as_ptr`](Region::as_ptr), [`as_mut_ptr`](Region::as_mut_ptr)) and never `&[u8]`: build
-/// atomics or volatile accesses on them, or copy with [`read_at`](Region::read_at) /
-/// [`write_at`](Region::write_at).
+/// atomics on them, or copy with [`read_at`](Region::read_at) / [`write_at`](Region::write_at)
+/// or the [`atomic_copy`](crate::atomic_copy) functions.
 ///
 /// # Safety of file-backed regions
 /// If another process truncates a mapped file, touching the lost pages raises `SIGBUS`. Creation
@@ -232,25 +233,29 @@ impl Region {
         }
     }
 
-    /// Copy `buf.len()` bytes from `offset` into `buf`. Bytes another process writes meanwhile
-    /// may be seen half-written: synchronise with atomics for anything structured.
+    /// Copy `buf.len()` bytes from `offset` into `buf`, with atomic loads
+    /// ([`atomic_copy::load`](crate::atomic_copy::load)), so a process writing the bytes
+    /// meanwhile cannot cause undefined behaviour; it can make the copy see a mix of old and new
+    /// bytes: synchronise with atomics for anything structured.
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<(), AccessError> {
         self.check_range(offset, buf.len())?;
-        // SAFETY: the range is inside the mapping (checked above), and `buf` is ordinary memory
-        // that cannot overlap a mapping we own.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) };
+        // SAFETY: the range is inside the mapping (checked above), which stays mapped while
+        // `self` lives; `buf` is ordinary memory that cannot overlap a mapping we own; the
+        // mapping is only ever accessed through atomics and these atomic copies in this process.
+        unsafe { atomic_copy::load(self.ptr.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) };
         Ok(())
     }
 
-    /// Copy `data` into the region at `offset`.
+    /// Copy `data` into the region at `offset`, with atomic stores (see
+    /// [`read_at`](Region::read_at)).
     pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<(), AccessError> {
         if !self.writable {
             return Err(AccessError::ReadOnly);
         }
         self.check_range(offset, data.len())?;
         // SAFETY: the range is inside a writable mapping (checked above); `data` is ordinary
-        // memory and cannot overlap it.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(offset), data.len()) };
+        // memory and cannot overlap it; accesses as in `read_at`.
+        unsafe { atomic_copy::store(data.as_ptr(), self.ptr.as_ptr().add(offset), data.len()) };
         Ok(())
     }
 
@@ -314,8 +319,10 @@ impl Region {
         }
         let page = page_size();
         for off in (0..self.len).step_by(page) {
-            // SAFETY: `off < len`, inside the mapping; a volatile read keeps the access.
-            unsafe { std::ptr::read_volatile(self.ptr.as_ptr().add(off)) };
+            // SAFETY: `off < len`, inside the mapping; a Relaxed 1-byte atomic load is sound
+            // whatever another process writes, and on read-only mappings. black_box keeps it.
+            let byte = unsafe { &*(self.ptr.as_ptr().add(off) as *const std::sync::atomic::AtomicU8) };
+            std::hint::black_box(byte.load(std::sync::atomic::Ordering::Relaxed));
         }
         Ok(())
     }

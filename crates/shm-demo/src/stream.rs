@@ -164,6 +164,9 @@ pub fn produce(p: &mut Producer, opts: &ProducerOptions, mut progress: impl FnMu
     }
     let start = Instant::now();
     let mut seq = 0u64;
+    // Messages are built here and copied into the ring: the consumer is another program, not
+    // trusted with a borrow of our memory.
+    let mut buf = vec![0u8; opts.size];
     while opts.count == 0 || seq < opts.count {
         if opts.rate > 0 {
             let due = start + Duration::from_secs_f64(seq as f64 / opts.rate as f64);
@@ -173,7 +176,8 @@ pub fn produce(p: &mut Producer, opts: &ProducerOptions, mut progress: impl FnMu
             }
         }
         let mut grant = p.reserve_timeout(opts.size, None).map_err(send_error)?;
-        encode(&mut grant, seq);
+        encode(&mut buf, seq);
+        grant.copy_from_slice(&buf);
         grant.commit();
         seq += 1;
         if seq % 65536 == 0 {
@@ -280,6 +284,9 @@ pub struct ConsumerOptions {
 /// Receive and verify until the producer closes (or `count` messages), printing live lines.
 pub fn consume(c: &mut Consumer, opts: &ConsumerOptions) -> io::Result<Stats> {
     let mut stats = Stats::new();
+    // Messages are copied out of the ring before they are checked: the producer is another
+    // program, which could still be writing them.
+    let mut buf = Vec::new();
     let tty = io::stdout().is_terminal();
     let bar = (tty && opts.count > 0).then(|| {
         let b = indicatif::ProgressBar::new(opts.count);
@@ -293,11 +300,8 @@ pub fn consume(c: &mut Consumer, opts: &ConsumerOptions) -> io::Result<Stats> {
         if opts.count > 0 && stats.received >= opts.count {
             break;
         }
-        let r = if opts.spin {
-            c.recv().map(|g| stats.record(&g))
-        } else {
-            c.recv_guard_timeout(Some(opts.every)).map(|g| stats.record(&g))
-        };
+        let r = if opts.spin { c.try_recv(&mut buf) } else { c.recv_timeout(&mut buf, opts.every) }
+            .map(|_| stats.record(&buf));
         match r {
             Ok(()) => {}
             Err(RecvError::Empty | RecvError::Timeout) => std::hint::spin_loop(),

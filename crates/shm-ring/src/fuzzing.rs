@@ -1,6 +1,8 @@
 //! The fuzz harness (used by `fuzz/` and by the corpus replay test): attach a consumer to
 //! arbitrary header and data bytes and read until it returns. It must never panic, hang or read
-//! out of bounds, whatever the bytes say.
+//! out of bounds, whatever the bytes say. The bytes do not change while it reads, so it also
+//! exercises the trusted in-place calls (`as_slice_unchecked`, `recv_batch_unchecked`), whose
+//! bounds come from the same checks.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,11 +39,20 @@ pub fn consume_bytes(data: &[u8]) -> usize {
         ($c:expr) => {{
             let mut c = $c;
             for step in 0..2000usize {
-                let r = match (selector as usize + step) % 5 {
+                let r = match (selector as usize + step) % 6 {
                     0 => c.try_recv(&mut buf).map(|_| touch(&buf)),
                     1 => c.try_recv_into(&mut small).map(|_| ()),
-                    2 => c.recv().map(|g| touch(&g)),
+                    2 => c.recv().map(|g| {
+                        touch(&g.to_vec());
+                        let n = g.copy_to(&mut small);
+                        touch(&small[..n]);
+                        // SAFETY: nothing else maps this private anonymous region, and this
+                        // thread does not write it while the slice lives.
+                        touch(unsafe { g.as_slice_unchecked() });
+                    }),
                     3 => c.recv_batch(4, |m| touch(m)).map(|_| ()),
+                    // SAFETY: as above: no other writer of the region exists.
+                    4 => unsafe { c.recv_batch_unchecked(4, |m| touch(m)) }.map(|_| ()),
                     _ => c.recv_pod::<u64>().map(|v| {
                         std::hint::black_box(v);
                     }),
@@ -108,7 +119,9 @@ pub fn produce_bytes(data: &[u8]) -> usize {
                 let ok = match step % 4 {
                     0 => p.try_send(&msg[..len % 40]).is_ok(),
                     // Timed calls are slow to fuzz (they wait when the ring is full): one in 16.
-                    1 if step % 16 == 1 => p.send_timeout(&msg[..len % 40], Duration::from_micros(50)).is_ok(),
+                    1 if step % 16 == 1 => {
+                        p.send_timeout(&msg[..len % 40], Duration::from_micros(50)).is_ok()
+                    }
                     1 => p.try_send(&msg[len % 8..len % 40]).is_ok(),
                     2 => match p.reserve(len) {
                         Ok(g) => {

@@ -2,6 +2,7 @@
 //! [`Region`] in production, heap memory with loom's atomics in the model checks (loom cannot put
 //! its atomics in mmap'd memory).
 
+use std::mem::MaybeUninit;
 use std::time::Duration;
 
 #[cfg(not(loom))]
@@ -32,7 +33,9 @@ pub trait Memory: sealed::Sealed + Send + Sync {
     /// The record word at data index `idx`; the caller checks `idx % 8 == 0 && idx < capacity`.
     #[doc(hidden)]
     fn record(&self, idx: usize) -> &AtomicU64;
-    /// The payload of the record at `idx`; the caller checks `idx + 8 + len <= capacity`.
+    /// The payload of the record at `idx` (8-aligned); the caller checks
+    /// `idx + record_size(len) <= capacity` for the length it will access. Only the trusted
+    /// zero-copy calls make slices of it; everything else copies with `copy_out` / `copy_in`.
     #[doc(hidden)]
     fn payload(&self, idx: usize) -> *mut u8;
     /// Sleep while `word == expected`, at most `timeout` (futex wait).
@@ -53,6 +56,134 @@ pub trait Memory: sealed::Sealed + Send + Sync {
     /// space free for the next lap). The caller checks the range lies in the data area.
     #[doc(hidden)]
     fn fill_words(&self, idx: usize, len: usize, word: u64);
+
+    /// Copy payload bytes `offset..offset + dst.len()` of the record at `idx` into `dst`. The
+    /// caller checks `idx + record_size(offset + dst.len()) <= capacity`.
+    ///
+    /// Sound whatever another process writes meanwhile: see [`load_payload`].
+    #[doc(hidden)]
+    #[inline]
+    fn copy_out(&self, idx: usize, offset: usize, dst: &mut [u8]) {
+        self.track_read(idx, offset + dst.len());
+        // SAFETY: the caller checked the record's words covering the range lie in the data
+        // area; `dst` is caller memory, valid for writes.
+        unsafe { load_payload(self.payload(idx), offset, dst.as_mut_ptr(), dst.len()) }
+    }
+
+    /// `copy_out` from offset 0 into possibly uninitialised memory (a `Vec`'s spare capacity);
+    /// returns `dst`, now initialised.
+    #[doc(hidden)]
+    #[inline]
+    fn copy_out_uninit<'d>(&self, idx: usize, dst: &'d mut [MaybeUninit<u8>]) -> &'d mut [u8] {
+        self.track_read(idx, dst.len());
+        // SAFETY: as in `copy_out`; `load_payload` writes every byte of `dst` and reads none.
+        unsafe { load_payload(self.payload(idx), 0, dst.as_mut_ptr().cast(), dst.len()) };
+        // SAFETY: every byte of `dst` was written just above.
+        unsafe { &mut *(dst as *mut [MaybeUninit<u8>] as *mut [u8]) }
+    }
+
+    /// Copy `src` into payload bytes `offset..offset + src.len()` of the record at `idx`. The
+    /// caller checks the range as for `copy_out`, and that the record is its own to write.
+    #[doc(hidden)]
+    #[inline]
+    fn copy_in(&self, idx: usize, offset: usize, src: &[u8]) {
+        self.track_write(idx, offset + src.len());
+        // SAFETY: as in `copy_out`; `src` is caller memory and cannot overlap the ring.
+        unsafe { store_payload(self.payload(idx), offset, src) }
+    }
+}
+
+/// Copy `len` bytes at `base + offset` to `dst`, reading the ring only with 8-byte Relaxed
+/// atomic loads of aligned words (a partial first or last word is loaded whole and only the
+/// bytes asked for are kept).
+///
+/// Every access the rings make to the data area is such an 8-byte atomic (record words, payload
+/// copies, free-marking), so nothing a peer process writes, and nothing a thread of this process
+/// writes through the ring's own calls, makes a copy undefined behaviour; a concurrent writer
+/// can only make it return a mix of old and new words. On x86_64 the loads are plain moves.
+///
+/// # Safety
+/// `base` is 8-aligned and the words covering `offset..offset + len` are mapped for the call;
+/// `dst` is valid for writes of `len` bytes (possibly uninitialised) outside the ring.
+#[inline]
+unsafe fn load_payload(base: *const u8, offset: usize, dst: *mut u8, len: usize) {
+    if len == 0 {
+        return;
+    }
+    let (word_at, skip) = (offset / 8 * 8, offset % 8);
+    let mut done = 0;
+    if skip != 0 {
+        // SAFETY: the covering word at `word_at` is mapped and 8-aligned (caller's contract).
+        let w = unsafe { load_word(base.add(word_at)) }.to_ne_bytes();
+        done = (8 - skip).min(len);
+        // SAFETY: done <= len: inside `dst`.
+        unsafe { std::ptr::copy_nonoverlapping(w.as_ptr().add(skip), dst, done) };
+    }
+    let at = offset + done; // 8-aligned, or done == len
+    let words = (len - done) / 8;
+    // SAFETY: `words` whole words from `at` lie inside the covered range; dst + done has room
+    // for them.
+    unsafe { shm_core::atomic_copy::load_words(base.add(at).cast(), dst.add(done), words) };
+    done += words * 8;
+    if done < len {
+        // SAFETY: the last covering word starts at `offset + done`, 8-aligned, mapped.
+        let w = unsafe { load_word(base.add(offset + done)) }.to_ne_bytes();
+        // SAFETY: len - done < 8 bytes left in `dst`.
+        unsafe { std::ptr::copy_nonoverlapping(w.as_ptr(), dst.add(done), len - done) };
+    }
+}
+
+/// Copy `src` to `base + offset` with 8-byte Relaxed atomic stores of aligned words. A partial
+/// first or last word is loaded, merged and stored back: the other bytes of that word belong to
+/// the same record, which only its writer (the caller) writes under the protocol.
+///
+/// # Safety
+/// As for [`load_payload`], with the covering words writable.
+#[inline]
+unsafe fn store_payload(base: *mut u8, offset: usize, src: &[u8]) {
+    let len = src.len();
+    // Merge `bytes` into the word at `at`, starting at byte `skip` of it.
+    let merge = |at: usize, skip: usize, bytes: &[u8]| {
+        // SAFETY: `at` is a covering word of the range: mapped, 8-aligned (caller's contract).
+        unsafe {
+            let mut w = load_word(base.add(at)).to_ne_bytes();
+            w[skip..skip + bytes.len()].copy_from_slice(bytes);
+            store_word(base.add(at), u64::from_ne_bytes(w));
+        }
+    };
+    let skip = offset % 8;
+    let mut done = 0;
+    if skip != 0 && len > 0 {
+        done = (8 - skip).min(len);
+        merge(offset - skip, skip, &src[..done]);
+    }
+    let words = (len - done) / 8;
+    // SAFETY: `words` whole words from `offset + done` (8-aligned when words > 0) lie inside the
+    // covered range; `src[done..]` holds words * 8 bytes.
+    unsafe {
+        shm_core::atomic_copy::store_words(src.as_ptr().add(done), base.add(offset + done).cast(), words)
+    };
+    done += words * 8;
+    if done < len {
+        merge(offset + done, 0, &src[done..]);
+    }
+}
+
+/// # Safety
+/// `p` is 8-aligned, mapped, and accessed in this process only through 8-byte atomics.
+#[inline(always)]
+unsafe fn load_word(p: *const u8) -> u64 {
+    // SAFETY: the caller's contract; std's AtomicU64 (not loom's: payload words are not part of
+    // the models' atomics) has the layout of u64.
+    unsafe { (*p.cast::<std::sync::atomic::AtomicU64>()).load(std::sync::atomic::Ordering::Relaxed) }
+}
+
+/// # Safety
+/// As for [`load_word`], and writable.
+#[inline(always)]
+unsafe fn store_word(p: *mut u8, v: u64) {
+    // SAFETY: as in `load_word`.
+    unsafe { (*p.cast::<std::sync::atomic::AtomicU64>()).store(v, std::sync::atomic::Ordering::Relaxed) }
 }
 
 /// A ring's memory in a mapped [`Region`], shared with other processes.
@@ -71,7 +202,8 @@ impl std::fmt::Debug for RegionMemory {
 }
 
 // SAFETY: the raw data pointer points into `region`, which is Send + Sync and kept alive by the
-// Arc; all access to the shared bytes goes through atomics or checked raw copies.
+// Arc; all access to the shared bytes goes through atomics (payload copies included), or through
+// slices made by the `unsafe` trusted calls, whose callers vouch that nobody writes them.
 #[cfg(not(loom))]
 unsafe impl Send for RegionMemory {}
 // SAFETY: as for Send.
@@ -158,13 +290,14 @@ mod heap {
     use loom::sync::{Condvar, Mutex};
 
     /// Heap storage for the loom models: the same header, a slot table, one atomic word per 8
-    /// data bytes for record headers, plain bytes for payloads, and a loom cell per 8-byte unit
-    /// so loom's race detector sees every payload access.
+    /// data bytes for record headers, 8-aligned plain memory for payloads (copied with the same
+    /// std atomic word copies as a region), and a loom cell per 8-byte unit so loom's race
+    /// detector sees every payload access.
     pub struct HeapMemory {
         header: Header,
         slots: Vec<Slot>,
         words: Vec<AtomicU64>,
-        bytes: Box<[std::cell::UnsafeCell<u8>]>,
+        bytes: Box<[std::cell::UnsafeCell<u64>]>,
         cells: Vec<loom::cell::UnsafeCell<()>>,
         lock: Mutex<()>,
         cond: Condvar,
@@ -177,7 +310,7 @@ mod heap {
 
     impl std::fmt::Debug for HeapMemory {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("HeapMemory").field("capacity", &self.bytes.len()).finish()
+            f.debug_struct("HeapMemory").field("capacity", &(self.bytes.len() * 8)).finish()
         }
     }
 
@@ -193,7 +326,7 @@ mod heap {
                 header: Header::new_zeroed(),
                 slots: (0..producers).map(|_| slot()).collect(),
                 words: (0..capacity / 8).map(|_| AtomicU64::new(0)).collect(),
-                bytes: (0..capacity).map(|_| std::cell::UnsafeCell::new(0)).collect(),
+                bytes: (0..capacity / 8).map(|_| std::cell::UnsafeCell::new(0)).collect(),
                 cells: (0..capacity / 8).map(|_| loom::cell::UnsafeCell::new(())).collect(),
                 lock: Mutex::new(()),
                 cond: Condvar::new(),
@@ -215,7 +348,10 @@ mod heap {
             &self.words[idx / 8]
         }
         fn payload(&self, idx: usize) -> *mut u8 {
-            self.bytes[idx + 8..].as_ptr() as *mut u8
+            assert!(idx + 8 <= self.bytes.len() * 8, "payload index {idx} outside the data area");
+            // UnsafeCell::raw_get keeps write permission for the whole buffer.
+            let base = std::cell::UnsafeCell::raw_get(self.bytes.as_ptr()).cast::<u8>();
+            base.wrapping_add(idx + 8)
         }
         fn wait(&self, word: &AtomicU32, expected: u32, _timeout: Option<Duration>) {
             // A futex: the check and the sleep are atomic with respect to `wake`.
@@ -282,5 +418,79 @@ mod heap {
         fn fill_words(&self, idx: usize, len: usize, word: u64) {
             (**self).fill_words(idx, len, word)
         }
+    }
+}
+
+/// The payload copies against a thread that scribbles over the same words meanwhile, as a
+/// hostile peer would. Small enough for Miri (`cargo +nightly miri test -p shm-ring --lib
+/// memory::tests`), which reports any data race or reference over the racing bytes.
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{load_payload, store_payload};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    const WORDS: usize = 8;
+
+    /// 8-aligned shared words, written by the scribbler with 8-byte atomics only.
+    fn shared() -> Vec<AtomicU64> {
+        (0..WORDS as u64).map(|i| AtomicU64::new(i * 0x0101_0101_0101_0101)).collect()
+    }
+
+    #[test]
+    fn copies_match_a_plain_copy_at_every_offset_and_length() {
+        let words = shared();
+        let base = words.as_ptr() as *mut u8;
+        let plain: Vec<u8> = words.iter().flat_map(|w| w.load(Ordering::Relaxed).to_ne_bytes()).collect();
+        for offset in 0..20 {
+            for len in 0..(WORDS * 8 - offset).min(30) {
+                let mut out = vec![0xAA; len + 2];
+                // SAFETY: the words covering offset..offset + len lie inside `words`.
+                unsafe { load_payload(base, offset, out.as_mut_ptr().add(1), len) };
+                assert_eq!(&out[1..=len], &plain[offset..offset + len], "offset {offset} len {len}");
+                assert_eq!((out[0], out[len + 1]), (0xAA, 0xAA));
+
+                let target = shared();
+                let src: Vec<u8> = (0..len as u8).map(|b| b | 0x80).collect();
+                // SAFETY: as above, for `target`, which only this thread accesses.
+                unsafe { store_payload(target.as_ptr() as *mut u8, offset, &src) };
+                let got: Vec<u8> =
+                    target.iter().flat_map(|w| w.load(Ordering::Relaxed).to_ne_bytes()).collect();
+                let mut want = plain.clone();
+                want[offset..offset + len].copy_from_slice(&src);
+                assert_eq!(got, want, "offset {offset} len {len}: other bytes untouched");
+            }
+        }
+    }
+
+    #[test]
+    fn a_concurrent_scribbler_cannot_make_a_copy_undefined() {
+        let words = shared();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut x = 1u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    words[(x >> 60) as usize % WORDS].store(x, Ordering::Relaxed);
+                }
+            });
+            let base = words.as_ptr() as *mut u8;
+            let mut out = vec![0u8; WORDS * 8];
+            let mut vec: Vec<u8> = Vec::new();
+            for round in 0..if cfg!(miri) { 20 } else { 20_000 } {
+                let (offset, len) = (round % 9, WORDS * 8 - 9);
+                // SAFETY: the covering words lie inside `words`, which every thread accesses
+                // with 8-byte atomics only.
+                unsafe { load_payload(base, offset, out.as_mut_ptr(), len) };
+                // Into a Vec's spare capacity, as `try_recv` does.
+                vec.clear();
+                vec.reserve(len);
+                // SAFETY: as above; the spare capacity holds `len` writable bytes.
+                unsafe { load_payload(base, 0, vec.as_mut_ptr(), len) };
+                // SAFETY: as above.
+                unsafe { store_payload(base, offset, &out[..len]) };
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
     }
 }

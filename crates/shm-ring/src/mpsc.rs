@@ -352,10 +352,9 @@ impl<M: Memory> Producer<M> {
     fn commit(&self, c: Claim, bytes: Option<&[u8]>, kind: u8) {
         let mem = self.mem();
         if let Some(bytes) = bytes {
-            mem.track_write(c.idx, bytes.len());
-            // SAFETY: we claimed `record_size(len)` bytes at `c.idx` inside the data area; nobody
-            // else writes them, and the consumer does not read them before the commit below.
-            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), mem.payload(c.idx), bytes.len()) };
+            // We claimed `record_size(len)` bytes at `c.idx` inside the data area; nobody else
+            // writes them, and the consumer does not read them before the commit below.
+            mem.copy_in(c.idx, 0, bytes);
         }
         let word = RecordHeader::new(kind, c.len as u32, self.att.slot as u8, self.att.generation);
         // SYNC POINT: Release pairs with the consumer's Acquire load of the record word: the
@@ -443,8 +442,8 @@ impl<M: Memory> Producer<M> {
     pub fn close(self) {}
 }
 
-/// Claimed space for one message, written in place. [`commit`](Grant::commit) publishes it;
-/// dropping it publishes a record the consumer skips.
+/// Claimed space for one message, written in place as [`spsc::Grant`](crate::spsc::Grant) is.
+/// [`commit`](Grant::commit) publishes it; dropping it publishes a record the consumer skips.
 pub struct Grant<'a, M: Memory = DefaultMemory> {
     producer: &'a mut Producer<M>,
     claim: Claim,
@@ -465,19 +464,14 @@ impl<M: Memory> Grant<'_, M> {
     }
 }
 
-impl<M: Memory> std::ops::Deref for Grant<'_, M> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: the claimed payload bytes lie inside the data area and are ours until commit.
-        unsafe { std::slice::from_raw_parts(self.producer.mem().payload(self.claim.idx), self.claim.len) }
+impl<M: Memory> Grant<'_, M> {
+    /// The memory, the record index and the claimed length: the claimed payload bytes lie
+    /// inside the data area and are ours until commit.
+    fn place(&self) -> (&M, usize, usize) {
+        (self.producer.mem(), self.claim.idx, self.claim.len)
     }
-}
 
-impl<M: Memory> std::ops::DerefMut for Grant<'_, M> {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `deref`; `&mut self` makes this the only reference.
-        unsafe { std::slice::from_raw_parts_mut(self.producer.mem().payload(self.claim.idx), self.claim.len) }
-    }
+    grant_methods!();
 }
 
 impl<M: Memory> Drop for Grant<'_, M> {
@@ -858,13 +852,6 @@ impl<M: Memory> Consumer<M> {
         )
     }
 
-    fn payload(&self, n: Next) -> &[u8] {
-        self.mem.track_read(n.idx, n.len);
-        // SAFETY: `next` checked the record lies inside the data area and the claimed range; its
-        // producer committed it and does not write it again.
-        unsafe { std::slice::from_raw_parts(self.mem.payload(n.idx), n.len) }
-    }
-
     fn consume(&mut self, n: Next) {
         self.st.head += record_size(n.len) as u64;
         // Hand space back per quarter ring, or at once when this was the last message known:
@@ -888,12 +875,13 @@ impl<M: Memory> Consumer<M> {
 
     consumer_methods!();
 
-    /// Hand up to `max` waiting messages to `f` in place, then release them with one store.
-    pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize, RecvError> {
+    /// Hand up to `max` waiting messages to `f`, then release them with one store
+    /// (`recv_batch` and `recv_batch_unchecked`).
+    fn batch(&mut self, max: usize, mut f: impl FnMut(&M, Next)) -> Result<usize, RecvError> {
         let mut n = self.try_next()?;
         let mut count = 0;
         loop {
-            f(self.payload(n));
+            f(&self.mem, n);
             self.st.head += record_size(n.len) as u64;
             count += 1;
             if count >= max {

@@ -208,11 +208,10 @@ impl<M: Memory> Producer<M> {
         Ok(record_size(len))
     }
 
+    /// Copy the payload in: `room` found `record_size(len)` free bytes at `spot.idx` inside the
+    /// data area, which the consumer does not read until we publish.
     fn write_payload(mem: &M, spot: Spot, bytes: &[u8]) {
-        mem.track_write(spot.idx, bytes.len());
-        // SAFETY: `room` found `record_size(len)` free bytes at `spot.idx` inside the data area
-        // that the consumer does not read until we publish; `bytes` is caller memory.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), mem.payload(spot.idx), bytes.len()) };
+        mem.copy_in(spot.idx, 0, bytes);
     }
 
     /// Send a copy of `msg` if there is room now. On failure the message is handed back.
@@ -315,13 +314,15 @@ impl<M: Memory> Producer<M> {
     /// committing sends none of them.
     pub fn write_batch(&mut self) -> BatchWriter<'_, M> {
         let start = self.st.tail;
-        BatchWriter { producer: self, start, count: 0 }
+        BatchWriter { producer: self, start, count: 0, buf: Vec::new() }
     }
 
     producer_methods!();
 
-    /// Reserve `len` bytes in the ring to write a message in place (zero-copy). The grant
-    /// derefs to `&mut [u8]`; [`Grant::commit`] publishes it, dropping it sends nothing.
+    /// Reserve `len` bytes in the ring to write a message in place. Write them with
+    /// [`Grant::write_at`] / [`Grant::copy_from_slice`] (or, trusting the consumer,
+    /// [`Grant::as_mut_slice_unchecked`]); [`Grant::commit`] publishes it, dropping it sends
+    /// nothing.
     pub fn reserve(&mut self, len: usize) -> Result<Grant<'_, M>, SendError<()>> {
         let rec = self.check_len(len)?;
         let spot = Self::room(&self.mem, &self.geo, &mut self.st, rec)?;
@@ -361,6 +362,8 @@ pub struct BatchWriter<'a, M: Memory = DefaultMemory> {
     /// The producer position before the batch, restored if the batch is dropped.
     start: u64,
     count: usize,
+    /// Where [`push`](BatchWriter::push) has messages filled before copying them in.
+    buf: Vec<u8>,
 }
 
 impl<M: Memory> std::fmt::Debug for BatchWriter<'_, M> {
@@ -370,16 +373,42 @@ impl<M: Memory> std::fmt::Debug for BatchWriter<'_, M> {
 }
 
 impl<M: Memory> BatchWriter<'_, M> {
-    /// Write one message of `len` bytes in place with `fill`, if it fits now. Nothing is
-    /// visible to the consumer before [`commit`](BatchWriter::commit).
+    /// Write one message of `len` bytes with `fill`, if it fits now: `fill` writes a zeroed
+    /// buffer of this process, which is then copied into the ring (atomic word stores: sound
+    /// whatever the consumer's process does). Nothing is visible to the consumer before
+    /// [`commit`](BatchWriter::commit).
     pub fn push(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), SendError<()>> {
+        let p = &mut *self.producer;
+        let rec = p.check_len(len)?;
+        let spot = Producer::room(&p.mem, &p.geo, &mut p.st, rec)?;
+        self.buf.clear();
+        self.buf.resize(len, 0);
+        fill(&mut self.buf);
+        Producer::write_payload(&p.mem, spot, &self.buf);
+        Producer::write_record(&p.mem, &p.geo, &mut p.st, spot, len);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// [`push`](BatchWriter::push) with no copy: `fill` writes the message in the ring. The
+    /// bytes hold whatever the ring held there before, not zeros.
+    ///
+    /// # Safety
+    /// As for [`Grant::as_mut_slice_unchecked`]: no other process or thread reads or writes
+    /// the bytes while `fill` holds them, which holds when every process able to map the ring
+    /// follows the ring protocol (see "Trusting the peer" in the [crate docs](crate)).
+    pub unsafe fn push_unchecked(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), SendError<()>> {
         let p = &mut *self.producer;
         let rec = p.check_len(len)?;
         let spot = Producer::room(&p.mem, &p.geo, &mut p.st, rec)?;
         p.mem.track_write(spot.idx, len);
         // SAFETY: `room` found the record's bytes free at `spot.idx` inside the data area; the
-        // consumer does not read them before we publish, and `&mut self` makes this the only
-        // reference.
+        // consumer does not read them before we publish, `&mut self` makes this the only
+        // reference in this producer, and the caller promises no other process touches them.
         fill(unsafe { std::slice::from_raw_parts_mut(p.mem.payload(spot.idx), len) });
         Producer::write_record(&p.mem, &p.geo, &mut p.st, spot, len);
         self.count += 1;
@@ -415,8 +444,10 @@ impl<M: Memory> Drop for BatchWriter<'_, M> {
     }
 }
 
-/// Space reserved in the ring for one message, written in place. Derefs to `&mut [u8]` of the
-/// reserved length. [`commit`](Grant::commit) publishes it; dropping it publishes nothing.
+/// Space reserved in the ring for one message, written in place with
+/// [`write_at`](Grant::write_at) / [`copy_from_slice`](Grant::copy_from_slice) (atomic word
+/// stores), or as a `&mut [u8]` through [`as_mut_slice_unchecked`](Grant::as_mut_slice_unchecked)
+/// for a trusted consumer. [`commit`](Grant::commit) publishes it; dropping it publishes nothing.
 pub struct Grant<'a, M: Memory = DefaultMemory> {
     producer: &'a mut Producer<M>,
     spot: Spot,
@@ -445,21 +476,14 @@ impl<M: Memory> Grant<'_, M> {
     }
 }
 
-impl<M: Memory> std::ops::Deref for Grant<'_, M> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: `room` reserved `len` payload bytes at `spot.idx` inside the data area; the
-        // consumer does not read them until commit, and the &mut producer borrow keeps any
-        // other producer call out.
-        unsafe { std::slice::from_raw_parts(self.producer.mem.payload(self.spot.idx), self.len) }
+impl<M: Memory> Grant<'_, M> {
+    /// The memory, the record index and the reserved length: `room` reserved `len` payload
+    /// bytes at `spot.idx` inside the data area, which the consumer does not read until commit.
+    fn place(&self) -> (&M, usize, usize) {
+        (&self.producer.mem, self.spot.idx, self.len)
     }
-}
 
-impl<M: Memory> std::ops::DerefMut for Grant<'_, M> {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `deref`, and `&mut self` makes this the only reference.
-        unsafe { std::slice::from_raw_parts_mut(self.producer.mem.payload(self.spot.idx), self.len) }
-    }
+    grant_methods!();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -603,13 +627,6 @@ impl<M: Memory> Consumer<M> {
         )
     }
 
-    fn payload(&self, n: Next) -> &[u8] {
-        self.mem.track_read(n.idx, n.len);
-        // SAFETY: `next` checked that the record lies inside the data area and inside the
-        // published range, which the producer does not write until we release it.
-        unsafe { std::slice::from_raw_parts(self.mem.payload(n.idx), n.len) }
-    }
-
     /// Mark a record consumed. The space goes back to the producer in steps (see
     /// [`flush`](Consumer::flush)): while the consumer lags, one store and one wake-up check per
     /// quarter ring instead of per message.
@@ -636,15 +653,14 @@ impl<M: Memory> Consumer<M> {
 
     consumer_methods!();
 
-    /// Hand up to `max` waiting messages to `f` in order, in place, then release all of them
-    /// with one store of the consumer position. Returns how many were handled (at least 1);
-    /// with none waiting, the same errors as [`try_recv`](Consumer::try_recv).
-    pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize, RecvError> {
+    /// Hand up to `max` waiting messages to `f` in order, then release all of them with one
+    /// store of the consumer position (`recv_batch` and `recv_batch_unchecked`).
+    fn batch(&mut self, max: usize, mut f: impl FnMut(&M, Next)) -> Result<usize, RecvError> {
         let first = self.try_next()?;
         let mut n = first;
         let mut count = 0;
         loop {
-            f(self.payload(n));
+            f(&self.mem, n);
             self.st.head += record_size(n.len) as u64;
             count += 1;
             if count >= max {

@@ -64,14 +64,41 @@ fn aborted_grant_is_skipped_and_commit_order_may_differ_from_claim_order() {
     assert_eq!(c.recv().unwrap_err(), RecvError::Empty, "the consumer waits for the first claim");
     ga.copy_from_slice(b"aaaaa");
     ga.commit();
-    assert_eq!(&*c.recv().unwrap(), b"aaaaa");
-    assert_eq!(&*c.recv().unwrap(), b"bbbbb");
+    assert_eq!(c.recv().unwrap().to_vec(), b"aaaaa");
+    assert_eq!(c.recv().unwrap().to_vec(), b"bbbbb");
     {
         let mut g = a.reserve(3).unwrap();
         g.copy_from_slice(b"xxx");
     } // dropped: skipped
     a.try_send(b"after").unwrap();
-    assert_eq!(&*c.recv().unwrap(), b"after");
+    assert_eq!(c.recv().unwrap().to_vec(), b"after");
+}
+
+/// The zero-copy calls for a trusted peer still lend the bytes in place.
+#[test]
+fn trusted_calls_borrow_in_place() {
+    let (region, mut c) = ring(1024, 2);
+    let mut p = Producer::open(region).unwrap();
+    let mut g = p.reserve(5).unwrap();
+    // SAFETY: every end is in this test, which follows the protocol (as for the others below).
+    unsafe { g.as_mut_slice_unchecked() }.copy_from_slice(b"hello");
+    g.commit();
+    {
+        let guard = c.recv().unwrap();
+        // SAFETY: as above.
+        assert_eq!(unsafe { guard.as_slice_unchecked() }, b"hello");
+        let mut part = [0u8; 3];
+        guard.read_at(1, &mut part);
+        assert_eq!(&part, b"ell");
+    }
+    for i in 0..3u8 {
+        p.try_send([i; 9]).unwrap();
+    }
+    let mut got = Vec::new();
+    // SAFETY: as above.
+    assert_eq!(unsafe { c.recv_batch_unchecked(2, |m| got.push(m.to_vec())) }.unwrap(), 2);
+    assert_eq!(c.recv_batch(8, |m| got.push(m.to_vec())).unwrap(), 1);
+    assert_eq!(got, vec![vec![0u8; 9], vec![1; 9], vec![2; 9]]);
 }
 
 #[test]

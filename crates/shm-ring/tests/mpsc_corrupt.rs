@@ -144,9 +144,8 @@ fn send_everything(p: &mut Producer, rng: &mut Rng, dog: &Watchdog, seed: u64) -
             "seed {seed}: send {which} took {:?}",
             start.elapsed()
         );
-        match r {
-            Err(SendError::Corrupt { .. }) => corrupt += 1,
-            _ => {}
+        if let Err(SendError::Corrupt { .. }) = r {
+            corrupt += 1;
         }
         let _ = p.len_bytes();
     }

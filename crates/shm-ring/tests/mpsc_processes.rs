@@ -119,7 +119,8 @@ fn killed_producers_cost_nobody_else_a_message() {
                         if mode == 1 {
                             // Claim, write half the payload, and wait to be killed.
                             let mut g = p.reserve_timeout(len, None).unwrap();
-                            pattern::fill(2, seq, &mut g[..len / 2]);
+                            pattern::fill(2, seq, &mut buf[..len / 2]);
+                            g.write_at(0, &buf[..len / 2]);
                             std::mem::forget(g);
                         } else {
                             while !p.claim_without_advancing(len) {}
@@ -301,7 +302,8 @@ fn consumer_incarnation(region: Arc<Region>, progress: &Progress, n: u64) -> i32
         match c.recv_guard_timeout(Some(Duration::from_millis(100))) {
             Ok(guard) => {
                 buf.clear();
-                buf.extend_from_slice(&guard);
+                buf.resize(guard.len(), 0);
+                guard.copy_to(&mut buf);
                 let id = stream_of(&buf) as usize;
                 if id >= Progress::STREAMS {
                     progress.failure().store(1, SeqCst);
@@ -384,7 +386,7 @@ fn killed_consumers_lose_nothing() {
     for trial in 0..trials {
         rng = pattern::mix(rng);
         let stopped = Gate::new();
-        let hook_step = (rng % 3 == 0).then(|| (rng >> 8) % 6);
+        let hook_step = (rng % 3 == 0).then_some((rng >> 8) % 6);
         CONSUMER_STOP_AT.store(hook_step.map_or(u8::MAX, |s| s as u8), SeqCst);
         CONSUMER_STOPPED_FD.store(stopped.write_fd(), SeqCst);
         let start = progress.received().load(SeqCst);

@@ -84,17 +84,92 @@ fn zero_copy_reserve_commit_abort_and_guards() {
     }
     assert!(c.recv().is_err());
     let mut g = p.reserve(10).unwrap();
-    g[..5].copy_from_slice(b"hello");
+    g.write_at(0, b"hello");
     g.commit_len(5);
     let mut g = p.reserve(3).unwrap();
     g.copy_from_slice(b"abc");
     g.commit();
     {
         let guard = c.recv().unwrap();
-        assert_eq!(&*guard, b"hello");
+        assert_eq!(guard.to_vec(), b"hello");
     }
-    assert_eq!(&*c.recv().unwrap(), b"abc");
+    assert_eq!(c.recv().unwrap().to_vec(), b"abc");
     assert_eq!(c.recv().unwrap_err(), RecvError::Empty);
+}
+
+#[test]
+fn guard_and_grant_copies_at_any_offset() {
+    let (mut p, mut c) = pair(1024);
+    let msg: Vec<u8> = (0..37u8).collect();
+    let mut g = p.reserve(msg.len()).unwrap();
+    assert_eq!((g.len(), g.is_empty()), (37, false));
+    g.write_at(30, &msg[30..]); // unaligned start, partial last word
+    g.write_at(0, &msg[..5]);
+    g.write_at(5, &msg[5..30]);
+    g.commit();
+    let guard = c.recv().unwrap();
+    assert_eq!((guard.len(), guard.is_empty()), (37, false));
+    assert_eq!(guard.to_vec(), msg);
+    let mut part = [0u8; 11];
+    guard.read_at(3, &mut part);
+    assert_eq!(part[..], msg[3..14]);
+    let mut short = [0u8; 10];
+    assert_eq!(guard.copy_to(&mut short), 10, "copy_to stops at the end of dst");
+    assert_eq!(short[..], msg[..10]);
+    let mut long = [0u8; 64];
+    assert_eq!(guard.copy_to(&mut long), 37);
+    assert_eq!(long[..37], msg[..]);
+    assert!(!guard.as_ptr().is_null());
+}
+
+#[test]
+#[should_panic(expected = "beyond the 4-byte payload")]
+fn guard_read_beyond_the_payload_panics() {
+    let (mut p, mut c) = pair(1024);
+    p.try_send(b"four").unwrap();
+    c.recv().unwrap().read_at(2, &mut [0u8; 3]);
+}
+
+#[test]
+#[should_panic(expected = "beyond the 4 reserved")]
+fn grant_write_beyond_the_reservation_panics() {
+    let (mut p, _c) = pair(1024);
+    p.reserve(4).unwrap().write_at(usize::MAX, b"x");
+}
+
+#[test]
+#[should_panic(expected = "lengths differ")]
+fn grant_copy_from_slice_of_another_length_panics() {
+    let (mut p, _c) = pair(1024);
+    p.reserve(4).unwrap().copy_from_slice(b"five!");
+}
+
+/// The zero-copy calls for a trusted peer still lend the bytes in place.
+#[test]
+fn trusted_calls_borrow_in_place() {
+    let (mut p, mut c) = pair(1024);
+    let mut g = p.reserve(5).unwrap();
+    // SAFETY: both ends are in this test, which follows the protocol (as for the others below).
+    unsafe { g.as_mut_slice_unchecked() }.copy_from_slice(b"hello");
+    let at = g.as_mut_ptr();
+    g.commit();
+    let guard = c.recv().unwrap();
+    // SAFETY: as above.
+    let bytes = unsafe { guard.as_slice_unchecked() };
+    assert_eq!(bytes, b"hello");
+    assert_eq!(bytes.as_ptr(), at as *const u8, "the same bytes in the ring, not a copy");
+    drop(guard);
+    let mut b = p.write_batch();
+    for i in 0..3u8 {
+        // SAFETY: as above.
+        unsafe { b.push_unchecked(8, |m| m.fill(i)) }.unwrap();
+    }
+    assert_eq!(b.commit(), 3);
+    let mut got = Vec::new();
+    // SAFETY: as above.
+    let n = unsafe { c.recv_batch_unchecked(usize::MAX, |m| got.push(m.to_vec())) }.unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(got, vec![vec![0u8; 8], vec![1; 8], vec![2; 8]]);
 }
 
 #[test]
@@ -102,10 +177,10 @@ fn guard_not_dropped_keeps_the_message() {
     let (mut p, mut c) = pair(1024);
     p.try_send(b"keep").unwrap();
     let guard = c.recv().unwrap();
-    assert_eq!(&*guard, b"keep");
+    assert_eq!(guard.to_vec(), b"keep");
     std::mem::forget(guard); // as if the reader crashed while holding it
                              // Nothing was released: the same message is read again.
-    assert_eq!(&*c.recv().unwrap(), b"keep");
+    assert_eq!(c.recv().unwrap().to_vec(), b"keep");
 }
 
 #[test]
@@ -261,7 +336,15 @@ fn attach_errors_name_found_and_expected() {
     shm_ring::init(&r, &config).unwrap();
     r.write_at(8, &99u32.to_le_bytes()).unwrap();
     let e = Consumer::open(r).unwrap_err();
-    assert!(matches!(e, AttachError::VersionMismatch { found: 99, expected: 1 }), "{e:?}");
+    assert!(matches!(e, AttachError::VersionMismatch { found: 99, expected: 2 }), "{e:?}");
+
+    // A ring of layout version 1 (before the keyed free words and the hand-back intent).
+    let r = fresh();
+    shm_ring::init(&r, &config).unwrap();
+    r.write_at(8, &1u32.to_le_bytes()).unwrap();
+    let e = Consumer::open(r).unwrap_err();
+    assert!(matches!(e, AttachError::VersionMismatch { found: 1, expected: 2 }), "{e:?}");
+    assert!(e.to_string().contains('1') && e.to_string().contains('2'), "{e}");
 
     let r = fresh();
     shm_ring::init(&r, &config).unwrap();

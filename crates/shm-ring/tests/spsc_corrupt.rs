@@ -75,15 +75,17 @@ fn read_everything(c: &mut Consumer, rng: &mut Rng) -> usize {
     let mut buf = Vec::new();
     let mut small = [0u8; 32];
     for _ in 0..50 {
-        let r = match rng.below(5) {
+        let r = match rng.below(6) {
             0 => c.try_recv(&mut buf).map(|_| ()),
             1 => c.try_recv_into(&mut small).map(|_| ()),
-            2 => c.recv().map(|g| assert!(g.len() <= c_max())),
+            2 => c.recv().map(|g| assert!(g.len() <= c_max() && g.to_vec().len() == g.len())),
             3 => c.recv_batch(8, |m| assert!(m.len() <= c_max())).map(|_| ()),
+            4 => c.recv_pod::<[u64; 4]>().map(|_| ()),
             _ => c.recv_timeout(&mut buf, Duration::from_millis(1)).map(|_| ()),
         };
         match r {
             Err(RecvError::Corrupt(_)) => corrupt += 1,
+            Err(RecvError::SizeMismatch { .. }) => {}
             Err(RecvError::Empty | RecvError::Timeout) => break,
             _ => {}
         }

@@ -269,7 +269,9 @@ fn peer() {
                 c.try_recv(&mut buf).unwrap();
             }
             let g = c.recv().unwrap();
-            println!("holding: {}", u64::from_le_bytes(g[..8].try_into().unwrap()));
+            let mut seq = [0u8; 8];
+            g.read_at(0, &mut seq);
+            println!("holding: {}", u64::from_le_bytes(seq));
             loop {
                 nix::unistd::pause();
             }
