@@ -49,6 +49,7 @@
 
 mod error;
 mod fdpass;
+mod liveness;
 mod name;
 mod process;
 mod region;
@@ -56,6 +57,7 @@ mod sys;
 
 pub use error::{AccessError, Backing, CreateError, MapError, NameError, OpenError};
 pub use fdpass::{recv_fd, send_fd};
+pub use liveness::{EndLock, Liveness};
 pub use name::{ShmName, SHM_NAME_MAX};
-pub use process::ProcessIdentity;
+pub use process::{pid_namespace, ProcessIdentity};
 pub use region::{page_size, Advice, CreateOptions, OpenOptions, Region, DEFAULT_MODE, REQUIRED_SEALS};

@@ -16,7 +16,15 @@ fn open_read_only(ring: &str) -> io::Result<Region> {
 }
 
 fn ends(e: &EndInfo) -> String {
-    format!("slot {} {:?} (pid {}, attached {} times)", e.slot, e.state, e.pid, e.generation)
+    let namespace = match e.same_pid_namespace {
+        Some(true) => "this PID namespace",
+        Some(false) => "another PID namespace",
+        None => "PID namespace unknown",
+    };
+    format!(
+        "slot {} {:?} (pid {}, attached {} times, evidence: {:?}, {namespace})",
+        e.slot, e.state, e.pid, e.generation, e.evidence
+    )
 }
 
 /// The status as text lines.

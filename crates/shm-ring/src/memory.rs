@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use shm_core::{EndLock, Liveness};
+
 #[cfg(not(loom))]
 use std::sync::Arc;
 
@@ -53,6 +55,15 @@ pub trait Memory: sealed::Sealed + Send + Sync {
     /// space free for the next lap). The caller checks the range lies in the data area.
     #[doc(hidden)]
     fn fill_words(&self, idx: usize, len: usize, word: u64);
+    /// Take this end's lock on header byte `offset`, through an open file description of its
+    /// own (see [`Region::lock_end`](shm_core::Region::lock_end)): `Ok(None)` where no lock can
+    /// be had, `WouldBlock` when another holds it.
+    #[doc(hidden)]
+    fn lock_end(&self, offset: usize) -> std::io::Result<Option<EndLock>>;
+    /// Whether someone holds the lock on header byte `offset` (see
+    /// [`Region::probe_end`](shm_core::Region::probe_end)).
+    #[doc(hidden)]
+    fn probe_end(&self, offset: usize) -> Liveness;
 }
 
 /// A ring's memory in a mapped [`Region`], shared with other processes.
@@ -147,6 +158,14 @@ impl Memory for RegionMemory {
             self.record(i).store(word, crate::sync::Ordering::Relaxed);
         }
     }
+
+    fn lock_end(&self, offset: usize) -> std::io::Result<Option<EndLock>> {
+        self.region.lock_end(offset)
+    }
+
+    fn probe_end(&self, offset: usize) -> Liveness {
+        self.region.probe_end(offset)
+    }
 }
 
 #[cfg(loom)]
@@ -187,7 +206,7 @@ mod heap {
             let slot = || Slot {
                 owner: AtomicU64::new(0),
                 generation: AtomicU32::new(0),
-                reserved: AtomicU32::new(0),
+                pid_ns: AtomicU32::new(0),
             };
             HeapMemory {
                 header: Header::new_zeroed(),
@@ -249,6 +268,14 @@ mod heap {
                 w.store(word, crate::sync::Ordering::Relaxed);
             }
         }
+        /// Heap memory has no backing object to lock: ends hold no lock (the models use pid
+        /// evidence, which under loom always says alive).
+        fn lock_end(&self, _offset: usize) -> std::io::Result<Option<EndLock>> {
+            Ok(None)
+        }
+        fn probe_end(&self, _offset: usize) -> Liveness {
+            Liveness::Unknown
+        }
     }
 
     impl<T: Memory> Memory for std::sync::Arc<T> {
@@ -281,6 +308,12 @@ mod heap {
         }
         fn fill_words(&self, idx: usize, len: usize, word: u64) {
             (**self).fill_words(idx, len, word)
+        }
+        fn lock_end(&self, offset: usize) -> std::io::Result<Option<EndLock>> {
+            (**self).lock_end(offset)
+        }
+        fn probe_end(&self, offset: usize) -> Liveness {
+            (**self).probe_end(offset)
         }
     }
 }
