@@ -11,6 +11,11 @@
 //! | [`Region::create_memfd`] / [`Region::open_memfd`] | sealed `memfd_create` | processes it is sent to ([`send_fd`]) |
 //! | [`OpenOptions::private`] | `MAP_PRIVATE` view of a file | nobody: copy-on-write |
 //!
+//! Whether the process at the other end still runs is told from positive evidence only
+//! ([`Liveness`]): a one-byte OFD lock each end holds on the backing object ([`Region::lock_end`],
+//! probed with [`Region::probe_end`]), valid across PID namespaces, or a pid and start time
+//! ([`ProcessIdentity::liveness`]) within one PID namespace ([`pid_namespace`]).
+//!
 //! Memory another process writes is only handed out as raw pointers; build atomics on them (as
 //! `shm-ring` does) or copy bytes with [`Region::read_at`] / [`Region::write_at`].
 //!

@@ -1,30 +1,6 @@
 //! Liveness of the processes that hold the ends of a shared object, from positive evidence only:
 //! [`Liveness`], and the open-file-description locks ([`EndLock`], [`Region::lock_end`],
 //! [`Region::probe_end`]) that prove a holder alive across PID namespaces.
-//!
-//! # Why locks
-//! A pid means something only inside one PID namespace, and `/proc` may be missing, mounted
-//! for another namespace, or hiding other users' processes (`hidepid`). A lock, in contrast, is
-//! kept by the kernel on the object itself (the inode) and released when the last descriptor of
-//! the open file description that took it is closed: when its process exits or is killed,
-//! whatever namespace it runs in. So each end of a ring takes an OFD lock (`F_OFD_SETLK`) on one
-//! byte of the backing object specific to its slot, and any process that maps the same object
-//! probes that byte (`F_OFD_GETLK`): a lock there proves the holder alive, no lock proves it gone,
-//! and a failed probe proves nothing.
-//!
-//! OFD locks of one open file description never conflict with each other, so an end takes its
-//! lock through an open file description of its own (the object reopened through
-//! `/proc/self/fd/N`, or by path or shm name where there is no `/proc`, checking that device and
-//! inode match), and probes go through the region's own descriptor, which never holds a lock.
-//! That way two ends in one process, even on one [`Region`], see each other's locks.
-//!
-//! A child forked after an end took its lock inherits the lock's open file description: the
-//! lock (and so the end) then only looks gone once the child has exited too. That errs on the
-//! safe side: a late verdict, never a false death. The descriptor is close-on-exec, so a child
-//! that `exec`s drops it.
-//!
-//! Locks live where the file's locks live: on one kernel. A file shared between kernels
-//! (network filesystems, virtual machines) is outside what this evidence covers.
 
 use std::fmt;
 use std::io;
@@ -61,8 +37,33 @@ impl fmt::Display for Liveness {
 }
 
 /// A lock on one byte of a region's backing object, held through an open file description of
-/// its own (see the [module docs](self)). Unlocked and closed on drop; the kernel releases it
-/// by itself when the process dies.
+/// its own. Unlocked and closed on drop; the kernel releases it by itself when the process dies.
+///
+/// # Why locks
+/// A pid means something only inside one PID namespace, and `/proc` may be missing, mounted
+/// for another namespace, or hiding other users' processes (`hidepid`). A lock, in contrast, is
+/// kept by the kernel on the object itself (the inode) and released when the last descriptor of
+/// the open file description that took it is closed: when its process exits or is killed,
+/// whatever namespace it runs in. So each end of a ring takes an OFD lock (`F_OFD_SETLK`) on one
+/// byte of the backing object specific to its slot, and any process that maps the same object
+/// probes that byte (`F_OFD_GETLK`, [`Region::probe_end`]): a lock there proves the holder alive,
+/// no lock proves it gone, and a failed probe proves nothing.
+///
+/// OFD locks of one open file description never conflict with each other, so
+/// [`Region::lock_end`] takes the lock through an open file description of its own (the object
+/// reopened through `/proc/self/fd/N`, or by path or shm name where there is no `/proc`,
+/// checking that device and inode match), and probes go through the region's own descriptor,
+/// which never holds a lock. That way two ends in one process, even on one [`Region`], see each
+/// other's locks.
+///
+/// A child forked after the lock was taken inherits its open file description: the lock (and
+/// so the end) then only looks gone once the child has exited too. That errs on the safe side:
+/// a late verdict, never a false death. Dropping the `EndLock` unlocks explicitly, so a clean
+/// close is seen at once even then. The descriptor is close-on-exec: a child that `exec`s drops
+/// it.
+///
+/// Locks live where the file's locks live: on one kernel. A file shared between kernels
+/// (network filesystems, virtual machines) is outside what this evidence covers.
 pub struct EndLock {
     fd: OwnedFd,
     /// Offset of the locked byte in the backing object.

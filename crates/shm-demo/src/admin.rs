@@ -4,7 +4,7 @@ use std::io;
 use std::path::Path;
 
 use shm_core::{OpenOptions, Region};
-use shm_ring::{EndInfo, RingStatus};
+use shm_ring::{EndInfo, Evidence, RingStatus};
 
 fn open_read_only(ring: &str) -> io::Result<Region> {
     // A path (a '/' past the first byte) or an existing file is a file; anything else is taken
@@ -16,14 +16,19 @@ fn open_read_only(ring: &str) -> io::Result<Region> {
 }
 
 fn ends(e: &EndInfo) -> String {
+    let Some(evidence) = e.evidence else { return format!("slot {} {:?} (never attached)", e.slot, e.state) };
+    let evidence = match evidence {
+        Evidence::Lock => "its lock",
+        Evidence::Pid => "pid and start time",
+    };
     let namespace = match e.same_pid_namespace {
         Some(true) => "this PID namespace",
         Some(false) => "another PID namespace",
         None => "PID namespace unknown",
     };
     format!(
-        "slot {} {:?} (pid {}, attached {} times, evidence: {:?}, {namespace})",
-        e.slot, e.state, e.pid, e.generation, e.evidence
+        "slot {} {:?} (pid {}, attached {} times, liveness by {evidence}, {namespace})",
+        e.slot, e.state, e.pid, e.generation
     )
 }
 

@@ -45,8 +45,8 @@ pub struct EndInfo {
     pub pid: u32,
     /// How many times the slot was attached.
     pub generation: u32,
-    /// What tells whether its holder lives (for the holder named in the slot).
-    pub evidence: Evidence,
+    /// What tells whether the holder named in the slot lives (None for a free slot).
+    pub evidence: Option<Evidence>,
     /// The holder's PID namespace (inode of `/proc/PID/ns/pid`), if it was recorded.
     pub pid_namespace: Option<u32>,
     /// Whether that is the PID namespace of the process asking (None: unknown on either side).
@@ -142,7 +142,11 @@ fn end(region: &Region, slot: usize, s: &layout::Slot, lock_offset: usize) -> En
         state,
         pid: o.pid,
         generation: s.generation.load(Ordering::Acquire),
-        evidence: if o.lock { Evidence::Lock } else { Evidence::Pid },
+        evidence: match (state, o.lock) {
+            (EndState::Free, _) => None,
+            (_, true) => Some(Evidence::Lock),
+            (_, false) => Some(Evidence::Pid),
+        },
         pid_namespace,
         same_pid_namespace: pid_namespace.filter(|_| mine != 0).map(|ns| ns == mine),
     }

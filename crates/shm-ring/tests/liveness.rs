@@ -165,7 +165,7 @@ fn check_not_dead_not_cleaned(place: &Place, region: &Region, consumer: bool) {
     let s = shm_ring::status(region).unwrap();
     let e = if consumer { &s.consumer } else { &s.producers[0] };
     assert_eq!(e.state, EndState::Attached, "{e:?}");
-    assert_eq!(e.evidence, Evidence::Lock, "{e:?}");
+    assert_eq!(e.evidence, Some(Evidence::Lock), "{e:?}");
     assert_eq!(e.same_pid_namespace, Some(false), "{e:?}");
     assert_eq!(e.pid, 1, "{e:?}");
     assert!(s.in_use());
@@ -379,7 +379,7 @@ fn an_anonymous_ring_end_in_another_pid_namespace_is_never_declared_dead() {
     let check = || {
         let s = shm_ring::status(&region).unwrap();
         assert_eq!(s.consumer.state, EndState::Unknown, "{:?}", s.consumer);
-        assert_eq!((s.consumer.pid, s.consumer.evidence), (1, Evidence::Pid));
+        assert_eq!((s.consumer.pid, s.consumer.evidence), (1, Some(Evidence::Pid)));
         assert_eq!(s.consumer.same_pid_namespace, Some(false));
         let e = spsc::Consumer::open(region.clone()).unwrap_err();
         assert!(matches!(e, AttachError::AlreadyAttached { role: Role::Consumer, pid: 1 }), "{e:?}");
@@ -443,7 +443,7 @@ fn ends_on_one_region_see_each_other() {
     for e in [&s.consumer, &s.producers[0]] {
         assert_eq!(
             (e.state, e.evidence, e.same_pid_namespace),
-            (EndState::Attached, Evidence::Lock, Some(true))
+            (EndState::Attached, Some(Evidence::Lock), Some(true))
         );
     }
     assert!(matches!(spsc::Consumer::open(region.clone()), Err(AttachError::AlreadyAttached { .. })));
