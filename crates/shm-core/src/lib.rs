@@ -11,6 +11,11 @@
 //! | [`Region::create_memfd`] / [`Region::open_memfd`] | sealed `memfd_create` | processes it is sent to ([`send_fd`]) |
 //! | [`OpenOptions::private`] | `MAP_PRIVATE` view of a file | nobody: copy-on-write |
 //!
+//! Whether the process at the other end still runs is told from positive evidence only
+//! ([`Liveness`]): a one-byte OFD lock each end holds on the backing object ([`Region::lock_end`],
+//! probed with [`Region::probe_end`]), valid across PID namespaces, or a pid and start time
+//! ([`ProcessIdentity::liveness`]) within one PID namespace ([`pid_namespace`]).
+//!
 //! Memory another process writes is only handed out as raw pointers; build atomics on them (as
 //! `shm-ring` does) or copy bytes with [`Region::read_at`] / [`Region::write_at`], which use the
 //! atomic word copies of [`atomic_copy`].
@@ -51,6 +56,7 @@
 pub mod atomic_copy;
 mod error;
 mod fdpass;
+mod liveness;
 mod name;
 mod process;
 mod region;
@@ -58,6 +64,7 @@ mod sys;
 
 pub use error::{AccessError, Backing, CreateError, MapError, NameError, OpenError};
 pub use fdpass::{recv_fd, send_fd};
+pub use liveness::{EndLock, Liveness};
 pub use name::{ShmName, SHM_NAME_MAX};
-pub use process::ProcessIdentity;
+pub use process::{pid_namespace, ProcessIdentity};
 pub use region::{page_size, Advice, CreateOptions, OpenOptions, Region, DEFAULT_MODE, REQUIRED_SEALS};

@@ -1,5 +1,6 @@
 //! Every system call of shm-core lives here (mmap, msync, madvise, mlock, open, fstat,
-//! posix_fallocate, ftruncate, fcntl seals, shm_open, memfd_create, SCM_RIGHTS).
+//! posix_fallocate, ftruncate, fcntl seals and OFD locks, shm_open, memfd_create, SCM_RIGHTS,
+//! kill, and the `/proc` reads behind process identity).
 //!
 //! Functions take and return plain Rust types and `nix::Result`; callers turn errors into the
 //! operation's own error type, naming what was being opened or mapped.
@@ -137,6 +138,9 @@ pub(crate) fn open_file(path: &Path, writable: bool) -> Result<OwnedFd> {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct FdInfo {
     pub size: u64,
+    /// Device and inode: which object the descriptor refers to.
+    pub dev: u64,
+    pub ino: u64,
     pub is_regular: bool,
     pub is_dir: bool,
     pub mode: u32,
@@ -148,6 +152,8 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>) -> Result<FdInfo> {
     let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
     Ok(FdInfo {
         size: u64::try_from(st.st_size).unwrap_or(0),
+        dev: st.st_dev,
+        ino: st.st_ino,
         is_regular: kind == SFlag::S_IFREG,
         is_dir: kind == SFlag::S_IFDIR,
         mode: st.st_mode & 0o7777,
@@ -273,29 +279,143 @@ pub(crate) fn recv_fd(sock: &UnixStream) -> Result<Received> {
     }
 }
 
-/// The start time of a process in clock ticks since boot (field 22 of `/proc/PID/stat`), used
-/// with the pid to tell a live process from a later one that reused its pid.
-pub(crate) fn process_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may contain spaces or ')': skip to the
-    // last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // After ')' come field 3 (state) onwards; starttime is field 22, i.e. index 19 here.
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None; // a zombie has exited: it is dead even though its pid is still taken
-    }
-    fields.nth(18)?.parse().ok()
+// ---------------------------------------------------------------------------------------------
+// Open file description locks (liveness of ring ends)
+// ---------------------------------------------------------------------------------------------
+
+/// A one-byte lock request at `offset` of the file (`l_pid` 0, as OFD locks require).
+fn flock_at(kind: libc::c_int, offset: u64) -> Result<libc::flock> {
+    // SAFETY: `flock` is a plain C struct of integers (plus, on some targets, padding); all
+    // zero is a valid value of it.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = libc::off_t::try_from(offset).map_err(|_| Errno::EOVERFLOW)?;
+    fl.l_len = 1;
+    Ok(fl)
 }
 
-/// `kill(pid, 0)`: does a process with this pid exist (and is not a zombie)?
-pub(crate) fn pid_exists(pid: i32) -> bool {
+fn retry_eintr<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    loop {
+        match f() {
+            Err(Errno::EINTR) => continue,
+            r => return r,
+        }
+    }
+}
+
+/// `fcntl(fd, F_OFD_SETLK, {F_WRLCK or F_RDLCK, offset, 1 byte})`: lock one byte through the
+/// open file description of `fd`, without waiting. `EAGAIN` (or `EACCES`) when another open
+/// file description holds a conflicting lock.
+pub(crate) fn ofd_lock(fd: BorrowedFd<'_>, offset: u64, write: bool) -> Result<()> {
+    let fl = flock_at(if write { libc::F_WRLCK } else { libc::F_RDLCK }, offset)?;
+    retry_eintr(|| fcntl(fd, FcntlArg::F_OFD_SETLK(&fl)).map(drop))
+}
+
+/// `fcntl(fd, F_OFD_SETLK, {F_UNLCK, offset, 1 byte})`.
+pub(crate) fn ofd_unlock(fd: BorrowedFd<'_>, offset: u64) -> Result<()> {
+    let fl = flock_at(libc::F_UNLCK, offset)?;
+    retry_eintr(|| fcntl(fd, FcntlArg::F_OFD_SETLK(&fl)).map(drop))
+}
+
+/// `fcntl(fd, F_OFD_GETLK, {F_WRLCK, offset, 1 byte})`: whether some open file description other
+/// than `fd`'s holds a lock (read or write) on that byte. Works on a read-only descriptor.
+pub(crate) fn ofd_locked_elsewhere(fd: BorrowedFd<'_>, offset: u64) -> Result<bool> {
+    retry_eintr(|| {
+        let mut fl = flock_at(libc::F_WRLCK, offset)?;
+        fcntl(fd, FcntlArg::F_OFD_GETLK(&mut fl))?;
+        Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+    })
+}
+
+/// A new open file description of the object `fd` refers to, through `/proc/self/fd/N` (works
+/// for files, POSIX shm objects and memfds alike, in any mount namespace that has a `/proc`).
+/// `O_CLOEXEC`; read-write or read-only.
+pub(crate) fn reopen_fd(fd: BorrowedFd<'_>, writable: bool) -> Result<OwnedFd> {
+    let access = if writable { OFlag::O_RDWR } else { OFlag::O_RDONLY };
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    // No O_NOFOLLOW: /proc/self/fd/N is a magic link that must be followed to reach the object.
+    retry_eintr(|| nix::fcntl::open(path.as_str(), access | OFlag::O_CLOEXEC, Mode::empty()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes: kill(pid, 0), /proc/PID/stat, namespaces
+// ---------------------------------------------------------------------------------------------
+
+/// `kill(pid, 0)`: `Ok` or `EPERM` when a process with this pid exists in the caller's PID
+/// namespace (a zombie included), `ESRCH` when none does. `pid` must be positive (0 and -1
+/// name groups of processes); anything else is `EINVAL` without a call.
+pub(crate) fn kill_probe(pid: i32) -> Result<()> {
     if pid <= 0 {
-        return false;
+        return Err(Errno::EINVAL);
     }
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
-        Ok(()) | Err(Errno::EPERM) => true,
-        Err(_) => false,
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+}
+
+/// `getpid()`.
+pub(crate) fn getpid() -> i32 {
+    nix::unistd::getpid().as_raw()
+}
+
+/// What `/proc/PID/stat` says about a process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ProcStat {
+    /// Field 3: `R`, `S`, `D`, `Z` (zombie), `X` (dead), ...
+    pub state: u8,
+    /// Field 22: start time in clock ticks since boot, as seen from the reader's time namespace.
+    pub start_time: u64,
+}
+
+fn io_errno(e: std::io::Error) -> Errno {
+    e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO)
+}
+
+/// Parse the text of a `/proc/PID/stat` file.
+pub(crate) fn parse_proc_stat(stat: &str) -> Option<ProcStat> {
+    // The command name (field 2) is in parentheses and may contain spaces or ')': skip to the
+    // last ')'. After it come field 3 (state) onwards; starttime is field 22.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = *fields.next()?.as_bytes().first()?;
+    let start_time = fields.nth(18)?.parse().ok()?;
+    Some(ProcStat { state, start_time })
+}
+
+/// Read `/proc/PID/stat` (`pid` None: `/proc/self/stat`). The errno of the failing read
+/// (`ENOENT` when there is no such entry, which `hidepid` also gives; `EACCES`; `EMFILE` at the
+/// descriptor limit), or `EINVAL` when the text does not parse.
+pub(crate) fn proc_stat(pid: Option<i32>) -> Result<ProcStat> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let text = std::fs::read_to_string(path).map_err(io_errno)?;
+    parse_proc_stat(&text).ok_or(Errno::EINVAL)
+}
+
+/// Whether the `/proc` mounted here shows the caller's own PID namespace, so that `/proc/PID`
+/// names the same process as `kill(PID)`: `NSpid` in `/proc/self/status` then has exactly one
+/// entry (it lists the pid from the namespace of the `/proc` mount down to the caller's own).
+/// False when it cannot be told (no `/proc`, a `/proc` of another namespace, a read error).
+pub(crate) fn proc_shows_own_pid_namespace() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return false };
+    match status.lines().find_map(|l| l.strip_prefix("NSpid:")) {
+        Some(pids) => pids.split_ascii_whitespace().count() == 1,
+        // Kernels before 4.1 have no NSpid: /proc/self must then name the caller's own pid.
+        None => std::fs::read_link("/proc/self")
+            .ok()
+            .and_then(|p| p.to_str().and_then(|s| s.parse::<i32>().ok()))
+            .is_some_and(|p| p == getpid()),
     }
+}
+
+/// The namespace of kind `kind` ("pid", "time", ...) of process `pid` (None: the caller), as
+/// (device, inode) of `/proc/PID/ns/KIND`: two processes share a namespace iff these match.
+pub(crate) fn namespace_of(pid: Option<i32>, kind: &str) -> Result<(u64, u64)> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/ns/{kind}"),
+        None => format!("/proc/self/ns/{kind}"),
+    };
+    let st = nix::sys::stat::stat(path.as_str())?;
+    Ok((st.st_dev, st.st_ino))
 }

@@ -4,7 +4,7 @@ use std::io;
 use std::path::Path;
 
 use shm_core::{OpenOptions, Region};
-use shm_ring::{CleanupOptions, CleanupOutcome, EndInfo, KeepReason, RingStatus};
+use shm_ring::{CleanupOptions, CleanupOutcome, EndInfo, Evidence, KeepReason, RingStatus};
 
 fn open_read_only(ring: &str) -> io::Result<Region> {
     // A path (a '/' past the first byte) or an existing file is a file; anything else is taken
@@ -16,7 +16,20 @@ fn open_read_only(ring: &str) -> io::Result<Region> {
 }
 
 fn ends(e: &EndInfo) -> String {
-    format!("slot {} {:?} (pid {}, attached {} times)", e.slot, e.state, e.pid, e.generation)
+    let Some(evidence) = e.evidence else { return format!("slot {} {:?} (never attached)", e.slot, e.state) };
+    let evidence = match evidence {
+        Evidence::Lock => "its lock",
+        Evidence::Pid => "pid and start time",
+    };
+    let namespace = match e.same_pid_namespace {
+        Some(true) => "this PID namespace",
+        Some(false) => "another PID namespace",
+        None => "PID namespace unknown",
+    };
+    format!(
+        "slot {} {:?} (pid {}, attached {} times, liveness by {evidence}, {namespace})",
+        e.slot, e.state, e.pid, e.generation
+    )
 }
 
 /// The status as text lines.

@@ -154,12 +154,13 @@ pub enum AttachError {
         /// This process's effective uid.
         expected_owner: u32,
     },
-    /// That end is attached to a live process.
-    #[error("{role} end is already attached by live process {pid}")]
+    /// That end is attached by a process not known to be dead (shown alive, or its liveness
+    /// cannot be told from here: it is never taken over without proof of death).
+    #[error("{role} end is already attached by process {pid} (pid in its own PID namespace), expected a free, closed or dead end")]
     AlreadyAttached {
         /// Which end.
         role: Role,
-        /// The process holding it.
+        /// The process holding it, as its own PID namespace numbers it.
         pid: u32,
     },
     /// Every producer slot is held by a live process.

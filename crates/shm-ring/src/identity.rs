@@ -1,50 +1,99 @@
-//! Who holds an end of a ring, in one atomic word, so a pid reused by a later process is not
-//! mistaken for the holder that died.
+//! Who holds an end of a ring, in one atomic word, and what evidence tells whether it lives.
 //!
+//! # The owner word
 //! ```text
-//!  63 62 61                    38 37                                   0
-//! +-----+------------------------+--------------------------------------+
-//! |state|     pid (24 bits)      |  process start time, low 38 bits     |
-//! +-----+------------------------+--------------------------------------+
+//!  63 62  61  60  59                   37 36                                  0
+//! +-----+---+---+-----------------------+--------------------------------------+
+//! |state| L | N |    pid (23 bits)      |  process start time (37 bits)        |
+//! +-----+---+---+-----------------------+--------------------------------------+
 //! ```
-//! `state` is 0 free (never attached), 1 attached, 2 closed (detached cleanly). The start time
-//! is in clock ticks since boot (`/proc/PID/stat`), 38 bits last ~87 years at 100 Hz.
+//! - `state`: 0 free (never attached), 1 attached, 2 closed (detached cleanly).
+//! - `L`: the holder holds an OFD lock on the first byte of its word in the backing object (see
+//!   [`shm_core::EndLock`]). Then lock evidence is authoritative: a probe that finds the lock
+//!   means alive, one that finds none means gone, a failed probe means unknown. Pid evidence is
+//!   not used for such a holder.
+//! - `N`: the holder's PID namespace is recorded in the slot's `pid_ns` field (the creator's in
+//!   the header's `creator_ns`). Without `L`, pid evidence is used only when `N` is set and the
+//!   recorded namespace is known (non-zero) and equal to the checker's.
+//! - `pid`: the holder's pid in its own PID namespace (Linux pids are below 2^22).
+//! - `start`: its start time in clock ticks since boot (`/proc/self/stat` field 22), 0 when
+//!   unknown or not below 2^37 (~43 years at 100 Hz). With 0, a reused pid is not recognised:
+//!   only a pid that no longer exists counts as gone.
+//!
+//! # Claiming, and the namespace window
+//! A claimant that can lock takes its lock *before* it writes its word (with `L`), and releases
+//! it only *after* it marked the word closed, so a word with `L` always has its holder's lock
+//! behind it while the holder lives. Locks also serialise claimants: whoever holds the slot's
+//! lock is alive. The word is first written with `N` clear; the namespace is stored next
+//! (Release), and only then is `N` set by a compare-and-swap. A checker that sees a new holder's
+//! word before its namespace is stored therefore sees `N` clear and uses no pid evidence, never
+//! the previous holder's namespace. A checker reads word, namespace, word again and uses the
+//! namespace only if the word did not change, so a namespace stored by a later claimant is never
+//! applied to an earlier word. (A holder killed between its claim and setting `N`, a window of
+//! two instructions, leaves a word without `L` or `N`: it never looks dead. Conservative.)
+//!
+//! # Verdicts
+//! Only positive evidence makes a holder gone, so it is never taken over, cleaned up or
+//! reported dead otherwise:
+//!
+//! | region | evidence | gone when |
+//! |---|---|---|
+//! | file, POSIX shm, memfd | `L`: OFD lock, any PID namespace | no lock on its byte |
+//! | anonymous (fork) or no lock to be had | pid + start time, same PID namespace only | `kill` says `ESRCH`, or `/proc/PID/stat` shows a zombie or another start time |
+//! | anything else | none | never |
 
-use shm_core::ProcessIdentity;
+use shm_core::{Liveness, ProcessIdentity};
+
+use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 
 pub(crate) const ATTACHED: u64 = 1;
 pub(crate) const CLOSED: u64 = 2;
 
-const START_BITS: u32 = 38;
-const START_MASK: u64 = (1 << START_BITS) - 1;
-const PID_MASK: u64 = (1 << 24) - 1;
+const STATE_SHIFT: u32 = 62;
+/// `L`: the holder holds an OFD lock on its word's first byte.
+pub(crate) const LOCK_BIT: u64 = 1 << 61;
+/// `N`: the holder's PID namespace is recorded next to the word.
+pub(crate) const NS_BIT: u64 = 1 << 60;
+const PID_SHIFT: u32 = 37;
+const PID_MASK: u64 = (1 << 23) - 1;
+const START_MASK: u64 = (1 << PID_SHIFT) - 1;
 
 /// A decoded owner word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Owner {
     pub state: u64,
+    /// `L`: lock evidence applies.
+    pub lock: bool,
+    /// `N`: the namespace field belongs to this holder.
+    pub ns_known: bool,
     pub pid: u32,
     pub start: u64,
 }
 
 impl Owner {
     pub fn decode(w: u64) -> Owner {
-        Owner { state: w >> 62, pid: ((w >> START_BITS) & PID_MASK) as u32, start: w & START_MASK }
+        Owner {
+            state: w >> STATE_SHIFT,
+            lock: w & LOCK_BIT != 0,
+            ns_known: w & NS_BIT != 0,
+            pid: ((w >> PID_SHIFT) & PID_MASK) as u32,
+            start: w & START_MASK,
+        }
     }
 
-    pub fn word(state: u64, id: ProcessIdentity) -> u64 {
-        state << 62 | (id.pid as u64 & PID_MASK) << START_BITS | (id.start_time & START_MASK)
+    /// The word of `id` in `state`, with `L` if it holds its lock; `N` is set later, once the
+    /// namespace is stored (see the module docs).
+    pub fn word(state: u64, id: ProcessIdentity, lock: bool) -> u64 {
+        let start = if id.start_time <= START_MASK { id.start_time } else { 0 };
+        state << STATE_SHIFT
+            | if lock { LOCK_BIT } else { 0 }
+            | (u64::from(id.pid) & PID_MASK) << PID_SHIFT
+            | start
     }
 
-    /// Whether the process named here still runs (the same process, not a pid reuse).
-    pub fn is_alive(&self) -> bool {
-        if cfg!(loom) {
-            return true;
-        }
-        match ProcessIdentity::of(self.pid) {
-            Some(now) => self.start == 0 || (now.start_time & START_MASK) == self.start,
-            None => false,
-        }
+    /// `w` with its state set to closed (pid and evidence bits kept for diagnostics).
+    pub fn closed(w: u64) -> u64 {
+        (w & !(3 << STATE_SHIFT)) | CLOSED << STATE_SHIFT
     }
 }
 
@@ -56,19 +105,128 @@ pub(crate) fn me() -> ProcessIdentity {
     ProcessIdentity::current()
 }
 
+/// The caller's PID namespace as recorded in slots: 0 when unknown.
+pub(crate) fn my_pid_ns() -> u32 {
+    if cfg!(loom) {
+        return 1;
+    }
+    // Not cached: a child forked after its parent unshared its PID namespace lives in another.
+    shm_core::pid_namespace().unwrap_or(0)
+}
+
+/// Record our namespace for the word `mine` we just wrote into `owner`, then set `N`. Returns
+/// the word now in `owner` (`mine` unchanged if someone replaced it meanwhile, which only a
+/// claimant with positive evidence of our death could do).
+pub(crate) fn publish_namespace(owner: &AtomicU64, pid_ns: &AtomicU32, mine: u64) -> u64 {
+    // SYNC POINT: Release pairs with the Acquire load in `liveness`: a checker that sees `N`
+    // (set below, after this store) sees our namespace, not the previous holder's.
+    pid_ns.store(my_pid_ns(), Ordering::Release);
+    let with_ns = mine | NS_BIT;
+    match owner.compare_exchange(mine, with_ns, Ordering::AcqRel, Ordering::Relaxed) {
+        Ok(_) => with_ns,
+        Err(_) => mine,
+    }
+}
+
+/// What the evidence says about the holder named by the attached owner word `w`, read from
+/// `owner` (with its namespace in `pid_ns`). `probe` probes the holder's lock byte.
+///
+/// `Gone` only on positive evidence that is still about `w`: after a probe that found no lock
+/// the word is read again, so a holder that closed meanwhile (marked closed, then unlocked) is
+/// not taken for dead.
+pub(crate) fn liveness(
+    owner: &AtomicU64,
+    pid_ns: &AtomicU32,
+    w: u64,
+    probe: impl FnOnce() -> Liveness,
+) -> Liveness {
+    let o = Owner::decode(w);
+    if o.state != ATTACHED {
+        return Liveness::Unknown;
+    }
+    if o.lock {
+        let v = probe();
+        if v == Liveness::Gone {
+            // The holder marks its word closed before unlocking: look again.
+            fence(Ordering::SeqCst);
+            if owner.load(Ordering::Acquire) != w {
+                return Liveness::Unknown;
+            }
+        }
+        return v;
+    }
+    if cfg!(loom) {
+        return Liveness::Alive;
+    }
+    if !o.ns_known {
+        return Liveness::Unknown;
+    }
+    // SYNC POINT: Acquire pairs with the Release store in `publish_namespace`.
+    let ns = pid_ns.load(Ordering::Acquire);
+    if owner.load(Ordering::Acquire) != w || ns == 0 || ns != my_pid_ns() {
+        return Liveness::Unknown;
+    }
+    ProcessIdentity { pid: o.pid, start_time: o.start }.liveness()
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
+    fn dead_pid() -> (u32, u64) {
+        let child = shm_testkit::fork(|| 0);
+        let pid = child.pid() as u32;
+        let start = ProcessIdentity::of(pid).map_or(0, |p| p.start_time);
+        child.join();
+        (pid, start)
+    }
+
     #[test]
-    fn round_trip_and_liveness() {
+    fn round_trip() {
         let me = me();
-        let w = Owner::word(ATTACHED, me);
+        let w = Owner::word(ATTACHED, me, true) | NS_BIT;
         let o = Owner::decode(w);
-        assert_eq!((o.state, o.pid), (ATTACHED, me.pid));
-        assert!(o.is_alive());
-        let reused = Owner { start: o.start ^ 1, ..o };
-        assert!(!reused.is_alive(), "a different start time means a different process");
-        assert_eq!(Owner::decode(Owner::word(CLOSED, me)).state, CLOSED);
+        assert_eq!(
+            (o.state, o.pid, o.start, o.lock, o.ns_known),
+            (ATTACHED, me.pid, me.start_time, true, true)
+        );
+        let c = Owner::decode(Owner::closed(w));
+        assert_eq!((c.state, c.pid, c.lock), (CLOSED, me.pid, true));
+        let huge = ProcessIdentity { pid: 7, start_time: 1 << 40 };
+        assert_eq!(Owner::decode(Owner::word(ATTACHED, huge, false)).start, 0, "unrepresentable: unknown");
+    }
+
+    #[test]
+    fn pid_evidence_needs_the_same_recorded_namespace() {
+        let me = me();
+        let ns = AtomicU32::new(my_pid_ns());
+        let check = |w: u64, ns: &AtomicU32| liveness(&AtomicU64::new(w), ns, w, || unreachable!());
+        let w = Owner::word(ATTACHED, me, false) | NS_BIT;
+        assert_eq!(check(w, &ns), Liveness::Alive);
+        let reused = (w & !START_MASK) | (me.start_time ^ 1);
+        assert_eq!(check(reused, &ns), Liveness::Gone, "another start time: a later process");
+
+        let (pid, start) = dead_pid();
+        let dead = Owner::word(ATTACHED, ProcessIdentity { pid, start_time: start }, false);
+        assert_eq!(check(dead | NS_BIT, &ns), Liveness::Gone);
+        // The same dead process, but its namespace not (yet) recorded: no verdict.
+        assert_eq!(check(dead, &ns), Liveness::Unknown, "N clear: the namespace field is stale");
+        // Recorded in another namespace, or unknown: no verdict either.
+        assert_eq!(check(dead | NS_BIT, &AtomicU32::new(my_pid_ns() ^ 1)), Liveness::Unknown);
+        assert_eq!(check(dead | NS_BIT, &AtomicU32::new(0)), Liveness::Unknown);
+    }
+
+    #[test]
+    fn lock_evidence_is_authoritative_and_rechecked() {
+        let (pid, start) = dead_pid();
+        let w = Owner::word(ATTACHED, ProcessIdentity { pid, start_time: start }, true) | NS_BIT;
+        let ns = AtomicU32::new(my_pid_ns());
+        // A dead pid does not matter when the lock says alive.
+        assert_eq!(liveness(&AtomicU64::new(w), &ns, w, || Liveness::Alive), Liveness::Alive);
+        assert_eq!(liveness(&AtomicU64::new(w), &ns, w, || Liveness::Unknown), Liveness::Unknown);
+        assert_eq!(liveness(&AtomicU64::new(w), &ns, w, || Liveness::Gone), Liveness::Gone);
+        // No lock any more, but the word changed meanwhile (closed): not a death.
+        let owner = AtomicU64::new(Owner::closed(w));
+        assert_eq!(liveness(&owner, &ns, w, || Liveness::Gone), Liveness::Unknown);
     }
 }

@@ -4,11 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-use shm_core::{OpenOptions, Region};
+use shm_core::{Liveness, OpenOptions, Region};
 
 use crate::error::AttachError;
 use crate::identity::{self, Owner};
-use crate::layout::{self, Header, Kind, RecordHeader, FIXED_HEADER, MAGIC, STATE_INITIALIZING, STATE_READY};
+use crate::layout::{
+    self, Header, Kind, RecordHeader, CONSUMER_SLOT, CREATOR_WORD, FIXED_HEADER, MAGIC, STATE_INITIALIZING,
+    STATE_READY,
+};
 use crate::ring;
 use crate::sync::Ordering;
 
@@ -18,9 +21,14 @@ use crate::sync::Ordering;
 pub enum EndState {
     /// Never attached.
     Free,
-    /// Attached by a process that is running.
+    /// Attached by a process shown to be running (its lock is held, or its pid runs with the
+    /// recorded start time).
     Attached,
-    /// Attached by a process that died without closing.
+    /// Attached, and whether its process runs cannot be told from here (no lock, and its PID
+    /// namespace is another or unknown; `/proc` unreadable; a failed probe). Counted as in use:
+    /// never taken over, never cleaned up.
+    Unknown,
+    /// Attached by a process shown to have died without closing.
     Dead,
     /// Closed cleanly.
     Closed,
@@ -38,6 +46,25 @@ pub struct EndInfo {
     pub pid: u32,
     /// How many times the slot was attached.
     pub generation: u32,
+    /// What tells whether the holder named in the slot lives (None for a free slot).
+    pub evidence: Option<Evidence>,
+    /// The holder's PID namespace (inode of `/proc/PID/ns/pid`), if it was recorded.
+    pub pid_namespace: Option<u32>,
+    /// Whether that is the PID namespace of the process asking (None: unknown on either side).
+    /// An end in another namespace is told alive or dead by its lock only.
+    pub same_pid_namespace: Option<bool>,
+}
+
+/// What tells whether the holder of an end lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub enum Evidence {
+    /// An OFD lock on its slot's byte of the backing object (file, POSIX shm, memfd): valid
+    /// from any PID namespace.
+    Lock,
+    /// Its pid and start time (anonymous regions, or no lock could be had): valid only from its
+    /// own PID namespace.
+    Pid,
 }
 
 /// How far initialisation got.
@@ -83,21 +110,47 @@ pub struct RingStatus {
 }
 
 impl RingStatus {
-    /// Whether some end is attached by a live process.
+    /// Whether some end is attached by a process not shown to be dead.
     pub fn in_use(&self) -> bool {
-        std::iter::once(&self.consumer).chain(&self.producers).any(|e| e.state == EndState::Attached)
+        std::iter::once(&self.consumer)
+            .chain(&self.producers)
+            .any(|e| matches!(e.state, EndState::Attached | EndState::Unknown))
     }
 }
 
-fn end(slot: usize, s: &layout::Slot) -> EndInfo {
-    let o = Owner::decode(s.owner.load(Ordering::Acquire));
+/// Slot `slot` (`s`, whose holder locks header byte `lock_offset`) as it stands now.
+fn end(region: &Region, slot: usize, s: &layout::Slot, lock_offset: usize) -> EndInfo {
+    let w = s.owner.load(Ordering::Acquire);
+    let o = Owner::decode(w);
     let state = match o.state {
-        identity::ATTACHED if o.is_alive() => EndState::Attached,
-        identity::ATTACHED => EndState::Dead,
+        identity::ATTACHED => {
+            match identity::liveness(&s.owner, &s.pid_ns, w, || region.probe_end(lock_offset)) {
+                Liveness::Alive => EndState::Attached,
+                Liveness::Gone => EndState::Dead,
+                Liveness::Unknown => EndState::Unknown,
+            }
+        }
         identity::CLOSED => EndState::Closed,
         _ => EndState::Free,
     };
-    EndInfo { slot, state, pid: o.pid, generation: s.generation.load(Ordering::Acquire) }
+    // SYNC POINT: Acquire pairs with the Release store in `identity::publish_namespace`; the
+    // namespace belongs to `w` only if the word is unchanged after it was read.
+    let ns = s.pid_ns.load(Ordering::Acquire);
+    let pid_namespace = (o.ns_known && ns != 0 && s.owner.load(Ordering::Acquire) == w).then_some(ns);
+    let mine = identity::my_pid_ns();
+    EndInfo {
+        slot,
+        state,
+        pid: o.pid,
+        generation: s.generation.load(Ordering::Acquire),
+        evidence: match (state, o.lock) {
+            (EndState::Free, _) => None,
+            (_, true) => Some(Evidence::Lock),
+            (_, false) => Some(Evidence::Pid),
+        },
+        pid_namespace,
+        same_pid_namespace: pid_namespace.filter(|_| mine != 0).map(|ns| ns == mine),
+    }
 }
 
 /// Describe the ring in `region` without attaching to it.
@@ -109,16 +162,19 @@ pub fn status(region: &Region) -> Result<RingStatus, AttachError> {
     // Header is all atomics and padding, valid for any bytes; we only load from it.
     let h = unsafe { &*(region.as_ptr() as *const Header) };
     let state = h.state.load(Ordering::Acquire);
-    let consumer_slot = || end(0, &h.consumer);
+    let consumer_slot = || end(region, 0, &h.consumer, CONSUMER_SLOT);
     if state != STATE_READY {
         let creator_word = h.creator.load(Ordering::Acquire);
         let init = match state {
             _ if state == STATE_INITIALIZING || (state == 0 && creator_word != 0) => {
-                let creator = Owner::decode(creator_word);
-                if creator.is_alive() {
-                    InitState::Initializing
-                } else {
+                let creator = identity::liveness(&h.creator, &h.creator_ns, creator_word, || {
+                    region.probe_end(CREATOR_WORD)
+                });
+                // A creator that finished stored READY before it unlocked: look again.
+                if creator == Liveness::Gone && h.state.load(Ordering::Acquire) != STATE_READY {
                     InitState::CrashedDuringInit
+                } else {
+                    InitState::Initializing
                 }
             }
             0 if h.magic.load(Ordering::Relaxed) == 0 => InitState::Empty,
@@ -158,7 +214,7 @@ pub fn status(region: &Region) -> Result<RingStatus, AttachError> {
             let s = unsafe {
                 &*(region.as_ptr().add(FIXED_HEADER + i * layout::SLOT_SIZE) as *const layout::Slot)
             };
-            end(i, s)
+            end(region, i, s, layout::producer_slot(i))
         })
         .collect();
     // Count records by walking from head, bounded by the bytes in flight.

@@ -14,16 +14,42 @@
 //! | 24 | 8 | `capacity`: data bytes, power of two | creator | plain, before `state` |
 //! | 32 | 4 | `max_message`: largest payload | creator | plain, before `state` |
 //! | 36 | 4 | `max_producers`: producer slots | creator | plain, before `state` |
-//! | 40 | 8 | `creator`: owner word of the creating process | creator | CAS 0→owner **first** (a dead creator's word is CASed over to take a crashed initialisation over) |
+//! | 40 | 8 | `creator`: owner word of the creating process (see below) | creator | CAS 0→owner **first** (a dead creator's word is CASed over to take a crashed initialisation over), then `N` set by CAS after `creator_ns` |
 //! | 48 | 8 | `free_key`: random key of the MPSC free words | creator | plain, before `state` |
+//! | 56 | 4 | `creator_ns`: the creator's PID namespace (inode of `/proc/self/ns/pid`, 0 unknown) | creator | **Release** store before `N` is set in `creator`; checkers **Acquire** |
 //! | 128 | 8 | `tail`: producer position (bytes, never wraps) | producer(s) | **Release** store (SPSC) / CAS (MPSC); consumer **Acquire** |
 //! | 256 | 8 | `head`: consumer position | consumer | **Release** store; producers **Acquire** |
 //! | 264 | 8 | `hand_back`: MPSC consumer position being handed back (intent) | consumer | **Release** store before the free words and `head`; a successor consumer **Acquire**s it at attach |
 //! | 384 | 8 | `data_ready`: futex `seq` u32 + `waiters` u32 | consumer announces, producers wake | SeqCst handshake (see `wait.rs`) |
 //! | 512 | 8 | `space_ready`: futex `seq` u32 + `waiters` u32 | producers announce, consumer wakes | SeqCst handshake |
-//! | 640 | 16 | consumer slot: owner word u64, generation u32, reserved u32 | consumer | CAS |
-//! | 768 | 16 × n | producer slots (n = `max_producers`) | producers | CAS |
+//! | 640 | 16 | consumer slot: owner word u64, generation u32, `pid_ns` u32 (see below) | consumer | CAS |
+//! | 768 | 16 × n | producer slots (n = `max_producers`), laid out as the consumer slot | producers | CAS |
 //! | `header_size` | `capacity` | data area: records | producers write, consumer reads | published by `tail` / record word |
+//!
+//! # Owner words, slots and liveness
+//! The creator word and each slot's owner word (offset 0 of the slot) name who holds them:
+//! ```text
+//!  63 62  61  60  59                   37 36                                  0
+//! +-----+---+---+-----------------------+--------------------------------------+
+//! |state| L | N |    pid (23 bits)      |  process start time (37 bits)        |
+//! +-----+---+---+-----------------------+--------------------------------------+
+//! ```
+//! `state` 0 free, 1 attached, 2 closed. `L`: the holder holds an OFD write lock
+//! (`F_OFD_SETLK`, 1 byte) on the **first byte of its word** in the backing object: byte 40 for
+//! the creator (during initialisation only), 640 for the consumer, `768 + 16 × i` for producer
+//! `i` (plus the region's offset in the object). `N`: the slot's `pid_ns` (the creator's:
+//! `creator_ns`) holds the holder's PID namespace; it is stored (Release) before `N` is set by
+//! a compare-and-swap, so a word with `N` never pairs with an earlier holder's namespace.
+//! `pid` is the holder's pid in its own namespace, `start` its start time in clock ticks since
+//! boot (0 unknown).
+//!
+//! A holder is dead only on positive evidence. With `L`: an `F_OFD_GETLK` probe of its byte
+//! finds no lock (and the word is unchanged after the probe). Without `L`, only when `N` is set
+//! and `pid_ns` is non-zero and equal to the checker's own: `kill(pid, 0)` fails with `ESRCH`,
+//! or `/proc/PID/stat` (of a `/proc` showing the checker's namespace) is readable and shows a
+//! zombie or another start time. Anything else (a failed probe or read, another or unknown
+//! namespace, `hidepid`, no `/proc`) is "unknown" and never dead. A claimant that can lock takes
+//! its lock before it writes its word; an end releases its lock after it marked its word closed.
 //!
 //! # Records
 //! Every record starts 8-byte aligned with an 8-byte header read and written as one atomic u64:
@@ -78,6 +104,15 @@ pub const RECORD_HEADER: usize = 8;
 pub const FIXED_HEADER: usize = 768;
 /// Size of one slot in the slot table.
 pub const SLOT_SIZE: usize = 16;
+/// Offset of the creator word: the byte the creator locks while it initialises.
+pub const CREATOR_WORD: usize = 40;
+/// Offset of the consumer slot: the byte the consumer locks.
+pub const CONSUMER_SLOT: usize = 5 * LINE;
+
+/// Offset of producer slot `i`: the byte producer `i` locks.
+pub const fn producer_slot(i: usize) -> usize {
+    FIXED_HEADER + i * SLOT_SIZE
+}
 /// The most producers an MPSC ring may have (the slot index is 8 bits in a record header).
 pub const MAX_PRODUCERS: u32 = 255;
 /// The smallest data area.
@@ -136,7 +171,9 @@ pub struct Slot {
     pub owner: AtomicU64,
     /// Bumped at every attach; MPSC records carry it to tell a dead claimant from its successor.
     pub generation: AtomicU32,
-    pub reserved: AtomicU32,
+    /// The holder's PID namespace (inode of `/proc/self/ns/pid`; 0 unknown), valid for the
+    /// owner word when its `N` bit is set (see `identity.rs`).
+    pub pid_ns: AtomicU32,
 }
 
 /// The fixed part of the header, as laid out in shared memory.
@@ -154,7 +191,10 @@ pub struct Header {
     pub max_producers: AtomicU32,
     pub creator: AtomicU64,
     pub free_key: AtomicU64,
-    _pad0: [u64; 9],
+    /// The creator's PID namespace, valid for `creator` when its `N` bit is set.
+    pub creator_ns: AtomicU32,
+    _pad0a: u32,
+    _pad0: [u64; 8],
     pub tail: AtomicU64,
     _pad1: [u64; 15],
     pub head: AtomicU64,
@@ -179,14 +219,16 @@ const _: () = {
     assert!(offset_of!(Header, capacity) == 24);
     assert!(offset_of!(Header, max_message) == 32);
     assert!(offset_of!(Header, max_producers) == 36);
-    assert!(offset_of!(Header, creator) == 40);
+    assert!(offset_of!(Header, creator) == CREATOR_WORD);
     assert!(offset_of!(Header, free_key) == 48);
+    assert!(offset_of!(Header, creator_ns) == 56);
     assert!(offset_of!(Header, tail) == LINE);
     assert!(offset_of!(Header, head) == 2 * LINE);
     assert!(offset_of!(Header, hand_back) == 2 * LINE + 8);
     assert!(offset_of!(Header, data_ready) == 3 * LINE);
     assert!(offset_of!(Header, space_ready) == 4 * LINE);
-    assert!(offset_of!(Header, consumer) == 5 * LINE);
+    assert!(offset_of!(Header, consumer) == CONSUMER_SLOT);
+    assert!(offset_of!(Slot, owner) == 0);
     assert!(size_of::<Header>() == FIXED_HEADER);
     assert!(size_of::<Slot>() == SLOT_SIZE);
     assert!(size_of::<WaitPoint>() == 8);
@@ -199,7 +241,7 @@ impl Header {
     #[cfg(loom)]
     pub(crate) fn new_zeroed() -> Header {
         let slot =
-            || Slot { owner: AtomicU64::new(0), generation: AtomicU32::new(0), reserved: AtomicU32::new(0) };
+            || Slot { owner: AtomicU64::new(0), generation: AtomicU32::new(0), pid_ns: AtomicU32::new(0) };
         let wp = || WaitPoint { seq: AtomicU32::new(0), waiters: AtomicU32::new(0) };
         Header {
             magic: AtomicU64::new(0),
@@ -212,7 +254,9 @@ impl Header {
             max_producers: AtomicU32::new(0),
             creator: AtomicU64::new(0),
             free_key: AtomicU64::new(0),
-            _pad0: [0; 9],
+            creator_ns: AtomicU32::new(0),
+            _pad0a: 0,
+            _pad0: [0; 8],
             tail: AtomicU64::new(0),
             _pad1: [0; 15],
             head: AtomicU64::new(0),

@@ -31,9 +31,12 @@
 //! - Messages arrive once each, in order, whole, while both ends live.
 //! - Dropping an end marks it closed and wakes the peer: the consumer drains what was sent,
 //!   then gets [`RecvError::Disconnected`]; a producer gets its message back with
-//!   [`SendError::Disconnected`]. A peer killed without closing is detected from its identity
-//!   (pid and process start time, in the header) and reported as `PeerDead` to a blocked waiter
-//!   within about 40 ms; a slow peer is never declared dead.
+//!   [`SendError::Disconnected`]. A peer killed without closing is detected from positive
+//!   evidence only and reported as `PeerDead` to a blocked waiter within about 40 ms: on file,
+//!   POSIX shm and memfd rings the kernel releasing the OFD lock each end holds on its slot
+//!   (valid across PID namespaces and containers), on anonymous rings shared across `fork` its
+//!   pid and start time (from the same PID namespace only). A slow peer, a peer in another PID
+//!   namespace without a lock, or an error while checking is never taken for a dead peer.
 //! - On a file-backed ring the positions live in the file: a consumer that reopens resumes at
 //!   the first unconsumed message, a producer that reopens appends after the last one.
 //! - The peer is not trusted: geometry is copied at attach, every position and length read from
@@ -518,7 +521,7 @@ pub use cleanup::{
 };
 pub use error::{AttachError, CorruptError, InitError, RecvError, Role, SendError};
 #[cfg(not(loom))]
-pub use inspect::{find_rings, status, EndInfo, EndState, FoundRing, InitState, RingStatus};
+pub use inspect::{find_rings, status, EndInfo, EndState, Evidence, FoundRing, InitState, RingStatus};
 pub use layout::Kind;
 #[cfg(loom)]
 pub use memory::HeapMemory;
@@ -542,15 +545,21 @@ pub fn init(region: &Region, config: &RingConfig) -> Result<(), InitError> {
     // SAFETY: check_init verified the region holds header_size + capacity bytes; Header is all
     // atomics and padding, valid for any bytes, and regions are page-aligned.
     let header = unsafe { &*(region.as_ptr() as *const layout::Header) };
-    ring::init_header(header, &geo, |word| {
-        let data = region.as_mut_ptr().wrapping_add(geo.header_size) as *const crate::sync::AtomicU64;
-        for i in 0..geo.capacity as usize / 8 {
-            // SAFETY: the data area (capacity bytes at header_size, a multiple of 128 in a
-            // page-aligned mapping) lies inside the region, checked above; an AtomicU64 is valid
-            // for any bytes, and atomic stores stay sound whatever another process does.
-            unsafe { (*data.add(i)).store(word, crate::sync::Ordering::Relaxed) };
-        }
-    })
+    ring::init_header(
+        header,
+        &geo,
+        || region.lock_end(layout::CREATOR_WORD),
+        || region.probe_end(layout::CREATOR_WORD),
+        |word| {
+            let data = region.as_mut_ptr().wrapping_add(geo.header_size) as *const crate::sync::AtomicU64;
+            for i in 0..geo.capacity as usize / 8 {
+                // SAFETY: the data area (capacity bytes at header_size, a multiple of 128 in a
+                // page-aligned mapping) lies inside the region, checked above; an AtomicU64 is
+                // valid for any bytes, and atomic stores stay sound whatever another process does.
+                unsafe { (*data.add(i)).store(word, crate::sync::Ordering::Relaxed) };
+            }
+        },
+    )
     .map(|_key| ())
 }
 

@@ -5,6 +5,8 @@
 use std::mem::MaybeUninit;
 use std::time::Duration;
 
+use shm_core::{EndLock, Liveness};
+
 #[cfg(not(loom))]
 use std::sync::Arc;
 
@@ -56,6 +58,15 @@ pub trait Memory: sealed::Sealed + Send + Sync {
     /// space free for the next lap). The caller checks the range lies in the data area.
     #[doc(hidden)]
     fn fill_words(&self, idx: usize, len: usize, word: u64);
+    /// Take this end's lock on header byte `offset`, through an open file description of its
+    /// own (see [`Region::lock_end`](shm_core::Region::lock_end)): `Ok(None)` where no lock can
+    /// be had, `WouldBlock` when another holds it.
+    #[doc(hidden)]
+    fn lock_end(&self, offset: usize) -> std::io::Result<Option<EndLock>>;
+    /// Whether someone holds the lock on header byte `offset` (see
+    /// [`Region::probe_end`](shm_core::Region::probe_end)).
+    #[doc(hidden)]
+    fn probe_end(&self, offset: usize) -> Liveness;
 
     /// Copy payload bytes `offset..offset + dst.len()` of the record at `idx` into `dst`. The
     /// caller checks `idx + record_size(offset + dst.len()) <= capacity`.
@@ -279,6 +290,14 @@ impl Memory for RegionMemory {
             self.record(i).store(word, crate::sync::Ordering::Relaxed);
         }
     }
+
+    fn lock_end(&self, offset: usize) -> std::io::Result<Option<EndLock>> {
+        self.region.lock_end(offset)
+    }
+
+    fn probe_end(&self, offset: usize) -> Liveness {
+        self.region.probe_end(offset)
+    }
 }
 
 #[cfg(loom)]
@@ -320,7 +339,7 @@ mod heap {
             let slot = || Slot {
                 owner: AtomicU64::new(0),
                 generation: AtomicU32::new(0),
-                reserved: AtomicU32::new(0),
+                pid_ns: AtomicU32::new(0),
             };
             HeapMemory {
                 header: Header::new_zeroed(),
@@ -385,6 +404,14 @@ mod heap {
                 w.store(word, crate::sync::Ordering::Relaxed);
             }
         }
+        /// Heap memory has no backing object to lock: ends hold no lock (the models use pid
+        /// evidence, which under loom always says alive).
+        fn lock_end(&self, _offset: usize) -> std::io::Result<Option<EndLock>> {
+            Ok(None)
+        }
+        fn probe_end(&self, _offset: usize) -> Liveness {
+            Liveness::Unknown
+        }
     }
 
     impl<T: Memory> Memory for std::sync::Arc<T> {
@@ -417,6 +444,12 @@ mod heap {
         }
         fn fill_words(&self, idx: usize, len: usize, word: u64) {
             (**self).fill_words(idx, len, word)
+        }
+        fn lock_end(&self, offset: usize) -> std::io::Result<Option<EndLock>> {
+            (**self).lock_end(offset)
+        }
+        fn probe_end(&self, offset: usize) -> Liveness {
+            (**self).probe_end(offset)
         }
     }
 }

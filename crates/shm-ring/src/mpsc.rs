@@ -35,7 +35,7 @@ use crate::layout::{
     TYPE_SKIP,
 };
 use crate::memory::Memory;
-use crate::ring::{self, corrupt, deadline, Geometry, LivenessClock, Peer};
+use crate::ring::{self, corrupt, deadline, End, Geometry, Held, LivenessClock, Peer};
 use crate::sync::Ordering;
 use crate::wait::{self, Step};
 
@@ -46,14 +46,15 @@ pub use crate::spsc::DefaultMemory;
 struct Attachment<M: Memory> {
     mem: M,
     slot: usize,
-    me: u64,
+    /// Our owner word and lock; the lock is released after `drop` marked the slot closed.
+    me: Held,
     generation: u16,
 }
 
 impl<M: Memory> Drop for Attachment<M> {
     fn drop(&mut self) {
         let h = self.mem.header();
-        ring::release_slot(self.mem.slot(self.slot), self.me);
+        ring::release_slot(self.mem.slot(self.slot), &self.me);
         wait::wake_all(&self.mem, &h.data_ready);
         wait::wake_all(&self.mem, &h.space_ready);
     }
@@ -155,7 +156,7 @@ impl<M: Memory> Producer<M> {
     pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
         let mut taken = None;
         for i in 0..geo.max_producers as usize {
-            match ring::claim_slot(mem.slot(i), Role::Producer) {
+            match ring::claim_slot(&mem, End::Producer(i), Role::Producer) {
                 Ok((me, generation)) => {
                     taken = Some((i, me, generation as u16));
                     break;
@@ -210,7 +211,9 @@ impl<M: Memory> Producer<M> {
     ) -> Result<Claim, Retry> {
         let mem = &att.mem;
         let h = mem.header();
-        if ring::peer(&h.consumer, false) == Peer::Closed && ring::consumer_left(h, st.consumer_at_attach) {
+        if ring::peer(mem, End::Consumer, false) == Peer::Closed
+            && ring::consumer_left(h, st.consumer_at_attach)
+        {
             return Err(Retry::Stop(SendError::Disconnected(())));
         }
         let rec = record_size(len);
@@ -243,7 +246,7 @@ impl<M: Memory> Producer<M> {
             st.head_cache = st.head_cache.max(head);
             if end > head + geo.capacity {
                 if st.liveness.due() {
-                    if let Peer::Dead(pid) = ring::peer(&h.consumer, true) {
+                    if let Peer::Dead(pid) = ring::peer(mem, End::Consumer, true) {
                         return Err(Retry::Stop(SendError::PeerDead { msg: (), pid }));
                     }
                 }
@@ -339,7 +342,7 @@ impl<M: Memory> Producer<M> {
                 }
                 Step::Pending
             },
-            |check_alive| match ring::peer(&h.consumer, check_alive) {
+            |check_alive| match ring::peer(mem, End::Consumer, check_alive) {
                 Peer::Dead(pid) => Some(SendError::PeerDead { msg: (), pid }),
                 Peer::Closed if ring::consumer_left(h, at_attach) => Some(SendError::Disconnected(())),
                 _ => None,
@@ -496,7 +499,8 @@ pub struct Consumer<M: Memory = DefaultMemory> {
 struct ConsumerState {
     head: u64,
     published: u64,
-    me: u64,
+    /// Our owner word and lock (see `Attachment::me`).
+    me: Held,
     /// Test hook called at each step of the hand-back (see [`HandBackStep`]).
     hook: Option<fn(HandBackStep)>,
     /// Rate limit for the `/proc` checks of producers on an empty ring.
@@ -592,17 +596,17 @@ fn abandoned<M: Memory>(
     if s.generation.load(Ordering::Acquire) as u16 != w.generation() {
         return Ok(true); // the slot was taken over: its holder when it claimed is gone
     }
-    let owner = Owner::decode(s.owner.load(Ordering::Acquire));
-    Ok(match owner.state {
+    let word = s.owner.load(Ordering::Acquire);
+    Ok(match Owner::decode(word).state {
         identity::CLOSED => true,
-        identity::ATTACHED => check_alive && !owner.is_alive(),
+        identity::ATTACHED => check_alive && ring::holder_gone(mem, End::Producer(slot), word),
         _ => false,
     })
 }
 
 impl<M: Memory> Consumer<M> {
     pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
-        let (me, head) = ring::attach_consumer(mem.header(), &geo)?;
+        let (me, head) = ring::attach_consumer(&mem, &geo)?;
         let mut st = ConsumerState {
             head,
             published: head,
@@ -612,7 +616,7 @@ impl<M: Memory> Consumer<M> {
             stuck: None,
         };
         if let Err(e) = Self::finish_hand_back(&mem, &geo, &mut st) {
-            ring::release_slot(&mem.header().consumer, me);
+            ring::release_slot(&mem.header().consumer, &st.me);
             return Err(e.into());
         }
         Ok(Consumer { mem, geo, st })
@@ -807,7 +811,7 @@ impl<M: Memory> Consumer<M> {
     fn producers_gone(mem: &M, geo: &Geometry, check_alive: bool) -> Option<RecvError> {
         let (mut closed, mut dead) = (false, None);
         for i in 0..geo.max_producers as usize {
-            match ring::peer(mem.slot(i), check_alive) {
+            match ring::peer(mem, End::Producer(i), check_alive) {
                 Peer::Present => {
                     let o = Owner::decode(mem.slot(i).owner.load(Ordering::Acquire));
                     if o.state == identity::ATTACHED {
@@ -904,7 +908,7 @@ impl<M: Memory> Drop for Consumer<M> {
     fn drop(&mut self) {
         Self::publish_head(&self.mem, &self.geo, &mut self.st);
         let h = self.mem.header();
-        ring::release_slot(&h.consumer, self.st.me);
+        ring::release_slot(&h.consumer, &self.st.me);
         wait::wake_all(&self.mem, &h.space_ready);
         wait::wake_all(&self.mem, &h.data_ready);
     }
@@ -935,8 +939,14 @@ pub fn model(config: &crate::RingConfig, producers: usize) -> (Vec<Producer>, Co
         geo.capacity as usize,
         geo.max_producers as usize,
     ));
-    geo.free_key =
-        ring::init_header(mem.header(), &geo, |w| mem.fill_words(0, geo.capacity as usize, w)).expect("init");
+    geo.free_key = ring::init_header(
+        mem.header(),
+        &geo,
+        || Ok(None),
+        || shm_core::Liveness::Unknown,
+        |w| mem.fill_words(0, geo.capacity as usize, w),
+    )
+    .expect("init");
     let ps = (0..producers).map(|_| Producer::attach_mem(mem.clone(), geo).expect("producer")).collect();
     // In the model every producer is "process 1": give each its own slot by hand.
     let c = Consumer::attach_mem(mem, geo).expect("consumer");

@@ -1,7 +1,10 @@
 //! What SPSC and MPSC rings share: configuration, initialisation, the attach handshake and
 //! validation, attach slots, and peer liveness.
 
+use std::io;
 use std::time::{Duration, Instant};
+
+use shm_core::{EndLock, Liveness};
 
 use crate::error::{AttachError, CorruptError, InitError, Role};
 use crate::identity::{self, Owner};
@@ -9,6 +12,7 @@ use crate::layout::{
     self, Descriptor, Header, Kind, Slot, FIXED_HEADER, LAYOUT_VERSION, MAGIC, MAX_PRODUCERS, MIN_CAPACITY,
     STATE_EMPTY, STATE_INITIALIZING, STATE_READY,
 };
+use crate::memory::Memory;
 use crate::sync::Ordering;
 
 /// The largest data area accepted (1 TiB).
@@ -147,18 +151,35 @@ fn new_free_key() -> u64 {
 }
 
 /// Initialise a zero-or-garbage header (the caller checked the memory is large enough).
+/// `lock_creator` takes the creator's lock on the creator word ([`layout::CREATOR_WORD`]) and
+/// `probe_creator` probes it (see [`Memory::lock_end`] / [`Memory::probe_end`]);
 /// `fill_data(word)` stores `word` into every 8-byte word of the data area before the ring is
 /// published (lap 0's free word). Returns the free-word key chosen.
-pub(crate) fn init_header(h: &Header, geo: &Geometry, fill_data: impl FnOnce(u64)) -> Result<u64, InitError> {
-    // Claim the creator word first: it names who is initialising, so an opener (or `status`)
-    // can tell a creator at work from one that crashed half-way, whose ring is taken over here.
-    let mine = Owner::word(identity::ATTACHED, identity::me());
+pub(crate) fn init_header(
+    h: &Header,
+    geo: &Geometry,
+    lock_creator: impl FnOnce() -> io::Result<Option<EndLock>>,
+    probe_creator: impl FnOnce() -> Liveness,
+    fill_data: impl FnOnce(u64),
+) -> Result<u64, InitError> {
     let refused = || InitError::AlreadyInitialized {
         state: h.state.load(Ordering::Acquire),
         magic: h.magic.load(Ordering::Relaxed),
     };
+    // Our lock on the creator word first (file, shm, memfd): it proves us alive while we
+    // initialise, and whoever else holds it is a live creator at work. Released once the ring
+    // is ready.
+    let lock = match lock_creator() {
+        Ok(lock) => lock,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(refused()),
+        Err(_) => None,
+    };
+    // Claim the creator word first: it names who is initialising, so an opener (or `status`)
+    // can tell a creator at work from one that crashed half-way, whose ring is taken over here.
+    let mine = Owner::word(identity::ATTACHED, identity::me(), lock.is_some());
     if let Err(creator) = h.creator.compare_exchange(0, mine, Ordering::AcqRel, Ordering::Acquire) {
-        let crashed = h.state.load(Ordering::Acquire) != STATE_READY && !Owner::decode(creator).is_alive();
+        let crashed = h.state.load(Ordering::Acquire) != STATE_READY
+            && creator_gone(h, creator, lock.is_some(), probe_creator);
         if !crashed || h.creator.compare_exchange(creator, mine, Ordering::AcqRel, Ordering::Acquire).is_err()
         {
             return Err(refused());
@@ -168,6 +189,7 @@ pub(crate) fn init_header(h: &Header, geo: &Geometry, fill_data: impl FnOnce(u64
         h.creator.store(0, Ordering::Release);
         return Err(refused());
     }
+    identity::publish_namespace(&h.creator, &h.creator_ns, mine);
     h.state.store(STATE_INITIALIZING, Ordering::Release);
     h.magic.store(MAGIC, Ordering::Relaxed);
     h.version.store(LAYOUT_VERSION, Ordering::Relaxed);
@@ -189,7 +211,23 @@ pub(crate) fn init_header(h: &Header, geo: &Geometry, fill_data: impl FnOnce(u64
     // SYNC POINT: Release pairs with the Acquire in `wait_ready`: every field above (and the
     // zeroed slots and free data words) is visible to an opener that sees READY.
     h.state.store(STATE_READY, Ordering::Release);
+    // Unlock only now: a checker that finds the creator's lock gone then sees READY.
+    drop(lock);
     Ok(key)
+}
+
+/// Whether the creator named by `creator` is positively gone and left the ring unfinished.
+/// `we_hold_lock`: we hold the creator-word lock ourselves, which proves a creator that locked
+/// holds it no more (the kernel released it: it died, or it finished and unlocked after READY).
+fn creator_gone(h: &Header, creator: u64, we_hold_lock: bool, probe: impl FnOnce() -> Liveness) -> bool {
+    let o = Owner::decode(creator);
+    let gone = if o.lock && we_hold_lock && o.state == identity::ATTACHED {
+        true
+    } else {
+        identity::liveness(&h.creator, &h.creator_ns, creator, probe) == Liveness::Gone
+    };
+    // A creator that finished stored READY before it unlocked: look at the state again.
+    gone && h.state.load(Ordering::Acquire) != STATE_READY
 }
 
 /// Wait (bounded) for the creator to publish the header, then copy the descriptor.
@@ -300,46 +338,133 @@ pub(crate) fn check_positions(head: u64, tail: u64, capacity: u64) -> Result<(),
     Ok(())
 }
 
-/// Take an attach slot: free or closed slots are taken, a slot whose holder died is taken
-/// over, a slot held by a live process is refused. Returns our owner word and the generation.
-pub(crate) fn claim_slot(slot: &Slot, role: Role) -> Result<(u64, u32), AttachError> {
-    let mine = Owner::word(identity::ATTACHED, identity::me());
+/// An attach slot of a ring: the consumer's or producer `i`'s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    Consumer,
+    Producer(usize),
+}
+
+impl End {
+    /// The slot (the caller checked `i < max_producers`).
+    pub fn slot<M: Memory>(self, mem: &M) -> &Slot {
+        match self {
+            End::Consumer => &mem.header().consumer,
+            End::Producer(i) => mem.slot(i),
+        }
+    }
+
+    /// The header byte its holder locks: the first byte of its owner word.
+    pub fn lock_offset(self) -> usize {
+        match self {
+            End::Consumer => layout::CONSUMER_SLOT,
+            End::Producer(i) => layout::producer_slot(i),
+        }
+    }
+}
+
+/// A slot this end holds: the owner word it wrote, and the lock that proves it alive (if it
+/// could take one). The lock is released when this is dropped, which ends do after
+/// [`release_slot`] marked the word closed.
+#[derive(Debug)]
+pub(crate) struct Held {
+    word: u64,
+    _lock: Option<EndLock>,
+}
+
+/// What the evidence says about the holder named by the attached owner word `w` of `end`.
+pub(crate) fn holder_liveness<M: Memory>(mem: &M, end: End, w: u64) -> Liveness {
+    let slot = end.slot(mem);
+    identity::liveness(&slot.owner, &slot.pid_ns, w, || mem.probe_end(end.lock_offset()))
+}
+
+/// Whether the holder named by the attached owner word `w` of `end` is positively gone.
+pub(crate) fn holder_gone<M: Memory>(mem: &M, end: End, w: u64) -> bool {
+    holder_liveness(mem, end, w) == Liveness::Gone
+}
+
+/// How long a claimant waits for a holder that marked its slot closed to release its lock.
+const CLOSING: Duration = Duration::from_millis(500);
+
+/// Take `end`'s lock for a claim. `Ok(None)`: no lock can be had (the claim proceeds with pid
+/// evidence only). Someone else holding it is a live holder or claimant: refused.
+fn take_lock<M: Memory>(mem: &M, end: End, role: Role) -> Result<Option<EndLock>, AttachError> {
+    let mut give_up = None;
+    loop {
+        match mem.lock_end(end.lock_offset()) {
+            Ok(lock) => return Ok(lock),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // A holder that closes marks its word closed, then unlocks: give it a moment.
+                let o = Owner::decode(end.slot(mem).owner.load(Ordering::Acquire));
+                let now = Instant::now();
+                if o.state == identity::ATTACHED || now >= *give_up.get_or_insert(now + CLOSING) {
+                    return Err(AttachError::AlreadyAttached { role, pid: o.pid });
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            Err(_) => return Ok(None),
+        }
+    }
+}
+
+/// Take an attach slot: free or closed slots are taken, a slot whose holder is positively dead
+/// is taken over, any other attached slot is refused (its holder alive, or not known dead).
+/// Returns what we hold and the slot's new generation.
+pub(crate) fn claim_slot<M: Memory>(mem: &M, end: End, role: Role) -> Result<(Held, u32), AttachError> {
+    let slot = end.slot(mem);
+    let refuse = |w: u64| AttachError::AlreadyAttached { role, pid: Owner::decode(w).pid };
+    // A cheap look first, so a held slot is refused without opening anything.
+    let cur = slot.owner.load(Ordering::Acquire);
+    if Owner::decode(cur).state == identity::ATTACHED && !holder_gone(mem, end, cur) {
+        return Err(refuse(cur));
+    }
+    // Our lock before our word: a checker that sees our word with `L` always finds the lock.
+    let lock = take_lock(mem, end, role)?;
+    let mine = Owner::word(identity::ATTACHED, identity::me(), lock.is_some());
     let mut cur = slot.owner.load(Ordering::Acquire);
     loop {
-        let owner = Owner::decode(cur);
-        if owner.state == identity::ATTACHED && owner.is_alive() {
-            return Err(AttachError::AlreadyAttached { role, pid: owner.pid });
+        let o = Owner::decode(cur);
+        if o.state == identity::ATTACHED {
+            // Holding the slot's lock ourselves proves that a holder that locked holds it no
+            // more: the kernel released it when its process died.
+            let gone = (o.lock && lock.is_some()) || holder_gone(mem, end, cur);
+            if !gone {
+                return Err(refuse(cur));
+            }
         }
         match slot.owner.compare_exchange(cur, mine, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => {
                 let generation = slot.generation.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
-                return Ok((mine, generation));
+                let word = identity::publish_namespace(&slot.owner, &slot.pid_ns, mine);
+                return Ok((Held { word, _lock: lock }, generation));
             }
             Err(now) => cur = now,
         }
     }
 }
 
-/// Take the consumer slot and read the positions to start from: our owner word and the
+/// Take the consumer slot and read the positions to start from: what we hold and the
 /// consumer position. A stale sleeper announcement of a dead consumer is cleared (only the
 /// consumer waits for data), and inconsistent positions give the slot back and fail.
-pub(crate) fn attach_consumer(h: &Header, geo: &Geometry) -> Result<(u64, u64), AttachError> {
-    let (me, _generation) = claim_slot(&h.consumer, Role::Consumer)?;
+pub(crate) fn attach_consumer<M: Memory>(mem: &M, geo: &Geometry) -> Result<(Held, u64), AttachError> {
+    let h = mem.header();
+    let (held, _generation) = claim_slot(mem, End::Consumer, Role::Consumer)?;
     h.data_ready.waiters.store(0, Ordering::Relaxed);
     let head = h.head.load(Ordering::Acquire);
     let tail = h.tail.load(Ordering::Acquire);
     if let Err(e) = check_positions(head, tail, geo.capacity) {
-        release_slot(&h.consumer, me);
+        release_slot(&h.consumer, &held);
         return Err(e.into());
     }
-    Ok((me, head))
+    Ok((held, head))
 }
 
 /// Give a slot back: mark it closed (keeping the pid for diagnostics) unless someone took it
-/// over meanwhile (only possible if we were wrongly thought dead).
-pub(crate) fn release_slot(slot: &Slot, mine: u64) {
-    let closed = (mine & !(3 << 62)) | identity::CLOSED << 62;
-    let _ = slot.owner.compare_exchange(mine, closed, Ordering::AcqRel, Ordering::Relaxed);
+/// over meanwhile (only possible on positive evidence that we died). The caller drops `held`,
+/// and with it the lock, afterwards.
+pub(crate) fn release_slot(slot: &Slot, held: &Held) {
+    let _ =
+        slot.owner.compare_exchange(held.word, Owner::closed(held.word), Ordering::AcqRel, Ordering::Relaxed);
 }
 
 /// What a producer notes about the consumer when it attaches: the consumer slot's generation,
@@ -361,7 +486,7 @@ pub(crate) fn consumer_left(h: &Header, snapshot: (u32, bool)) -> bool {
 /// How an end's peer stands, read from its slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Peer {
-    /// Never attached yet, or attached and alive (or not checked).
+    /// Never attached yet, or attached and not known dead (alive, unknown, or not checked).
     Present,
     /// Detached cleanly.
     Closed,
@@ -369,17 +494,19 @@ pub(crate) enum Peer {
     Dead(u32),
 }
 
-/// Read a peer slot. Liveness (a `/proc` read) is checked only when `check_alive`.
-pub(crate) fn peer(slot: &Slot, check_alive: bool) -> Peer {
-    let o = Owner::decode(slot.owner.load(Ordering::Acquire));
+/// Read a peer slot. Liveness (a lock probe, or `kill` and a `/proc` read) is checked only when
+/// `check_alive`, and only positive evidence makes a peer dead.
+pub(crate) fn peer<M: Memory>(mem: &M, end: End, check_alive: bool) -> Peer {
+    let w = end.slot(mem).owner.load(Ordering::Acquire);
+    let o = Owner::decode(w);
     match o.state {
         identity::CLOSED => Peer::Closed,
-        identity::ATTACHED if check_alive && !o.is_alive() => Peer::Dead(o.pid),
+        identity::ATTACHED if check_alive && holder_gone(mem, end, w) => Peer::Dead(o.pid),
         _ => Peer::Present,
     }
 }
 
-/// Rate limit for liveness checks on non-blocking paths (a `/proc` read each): at most one
+/// Rate limit for liveness checks on non-blocking paths (a lock probe or a `/proc` read each): at most one
 /// per 10 ms, and the clock itself is read only every 256 calls so an empty poll stays cheap.
 #[derive(Debug, Default)]
 pub(crate) struct LivenessClock {

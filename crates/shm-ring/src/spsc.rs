@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::error::{AttachError, CorruptError, RecvError, Role, SendError};
 use crate::layout::{record_size, RecordHeader, RECORD_HEADER, TYPE_MSG, TYPE_PAD};
 use crate::memory::Memory;
-use crate::ring::{self, Geometry, LivenessClock, Peer};
+use crate::ring::{self, End, Geometry, Held, LivenessClock, Peer};
 use crate::sync::Ordering;
 use crate::wait::{self, Step};
 
@@ -44,8 +44,9 @@ struct ProducerState {
     tail: u64,
     /// Last consumer position we read.
     head_cache: u64,
-    /// Our owner word in the producer slot.
-    me: u64,
+    /// Our producer slot: our owner word, and the lock that proves us alive (released after
+    /// the word is marked closed, when the state drops).
+    me: Held,
     /// The consumer slot's generation when we attached, and whether a consumer was attached
     /// then: a consumer that closed before we came (a file-backed ring between consumers) does
     /// not disconnect us; one that closes while we are here does.
@@ -61,7 +62,8 @@ struct ConsumerState {
     published: u64,
     /// Last producer position we read.
     tail_cache: u64,
-    me: u64,
+    /// Our consumer slot (see `ProducerState::me`).
+    me: Held,
     liveness: LivenessClock,
 }
 
@@ -104,14 +106,14 @@ impl<M: Memory> Producer<M> {
     /// Attach as the producer to initialised memory whose geometry was validated.
     pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
         let h = mem.header();
-        let (me, _gen) = ring::claim_slot(mem.slot(0), Role::Producer)?;
+        let (me, _gen) = ring::claim_slot(&mem, End::Producer(0), Role::Producer)?;
         let consumer_at_attach = ring::consumer_snapshot(h);
         // A producer that died asleep may have left its announcement; only we wait here.
         h.space_ready.waiters.store(0, Ordering::Relaxed);
         let head = h.head.load(Ordering::Acquire);
         let tail = h.tail.load(Ordering::Acquire);
         if let Err(e) = ring::check_positions(head, tail, geo.capacity) {
-            ring::release_slot(mem.slot(0), me);
+            ring::release_slot(mem.slot(0), &me);
             return Err(e.into());
         }
         Ok(Producer {
@@ -141,7 +143,9 @@ impl<M: Memory> Producer<M> {
     /// Find room for a record of `rec` bytes, reloading the consumer position if needed.
     fn room(mem: &M, geo: &Geometry, st: &mut ProducerState, rec: usize) -> Result<Spot, SendError<()>> {
         let h = mem.header();
-        if ring::peer(&h.consumer, false) == Peer::Closed && ring::consumer_left(h, st.consumer_at_attach) {
+        if ring::peer(mem, End::Consumer, false) == Peer::Closed
+            && ring::consumer_left(h, st.consumer_at_attach)
+        {
             return Err(SendError::Disconnected(()));
         }
         let idx = (st.tail & geo.mask) as usize;
@@ -166,7 +170,7 @@ impl<M: Memory> Producer<M> {
             st.head_cache = head;
             if st.tail + need - head > geo.capacity {
                 if st.liveness.due() {
-                    if let Peer::Dead(pid) = ring::peer(&h.consumer, true) {
+                    if let Peer::Dead(pid) = ring::peer(mem, End::Consumer, true) {
                         return Err(SendError::PeerDead { msg: (), pid });
                     }
                 }
@@ -245,7 +249,7 @@ impl<M: Memory> Producer<M> {
                 Err(SendError::Full(())) => Step::Pending,
                 r => Step::Done(r),
             },
-            |check_alive| match ring::peer(&h.consumer, check_alive) {
+            |check_alive| match ring::peer(mem, End::Consumer, check_alive) {
                 Peer::Dead(pid) => Some(SendError::PeerDead { msg: (), pid }),
                 Peer::Closed if ring::consumer_left(h, at_attach) => Some(SendError::Disconnected(())),
                 Peer::Closed => None,
@@ -350,7 +354,8 @@ impl<M: Memory> Producer<M> {
 impl<M: Memory> Drop for Producer<M> {
     fn drop(&mut self) {
         let h = self.mem.header();
-        ring::release_slot(self.mem.slot(0), self.st.me);
+        // Closed first; our lock (in `st.me`) is released after this, when the state drops.
+        ring::release_slot(self.mem.slot(0), &self.st.me);
         wait::wake_all(&self.mem, &h.data_ready);
         wait::wake_all(&self.mem, &h.space_ready);
     }
@@ -500,7 +505,7 @@ struct Next {
 impl<M: Memory> Consumer<M> {
     /// Attach as the consumer to initialised memory whose geometry was validated.
     pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
-        let (me, head) = ring::attach_consumer(mem.header(), &geo)?;
+        let (me, head) = ring::attach_consumer(&mem, &geo)?;
         let st =
             ConsumerState { head, published: head, tail_cache: head, me, liveness: LivenessClock::default() };
         Ok(Consumer { mem, geo, st })
@@ -585,7 +590,7 @@ impl<M: Memory> Consumer<M> {
     /// The error for an empty ring: the producer closed, died, or simply has sent nothing yet.
     fn empty(mem: &M, st: &mut ConsumerState, check_alive: bool) -> RecvError {
         Self::publish_head(mem, st);
-        match ring::peer(mem.slot(0), check_alive) {
+        match ring::peer(mem, End::Producer(0), check_alive) {
             Peer::Closed => RecvError::Disconnected,
             Peer::Dead(pid) => RecvError::PeerDead { pid },
             Peer::Present => RecvError::Empty,
@@ -618,7 +623,7 @@ impl<M: Memory> Consumer<M> {
                 Ok(None) => Step::Pending,
                 Err(e) => Step::Done(Err(e)),
             },
-            |check_alive| match ring::peer(mem.slot(0), check_alive) {
+            |check_alive| match ring::peer(mem, End::Producer(0), check_alive) {
                 Peer::Closed => Some(RecvError::Disconnected),
                 Peer::Dead(pid) => Some(RecvError::PeerDead { pid }),
                 Peer::Present => None,
@@ -688,7 +693,8 @@ impl<M: Memory> Drop for Consumer<M> {
     fn drop(&mut self) {
         Self::publish_head(&self.mem, &mut self.st);
         let h = self.mem.header();
-        ring::release_slot(&h.consumer, self.st.me);
+        // Closed first; our lock (in `st.me`) is released after this, when the state drops.
+        ring::release_slot(&h.consumer, &self.st.me);
         wait::wake_all(&self.mem, &h.space_ready);
         wait::wake_all(&self.mem, &h.data_ready);
     }
@@ -710,8 +716,14 @@ region_constructors!(Consumer, crate::layout::Kind::Spsc, "SPSC", "its consumer"
 pub fn model_pair(config: &crate::RingConfig) -> (Producer, Consumer) {
     let mut geo = config.validate().expect("valid config");
     let mem = std::sync::Arc::new(crate::memory::HeapMemory::new(geo.capacity as usize, 1));
-    geo.free_key =
-        ring::init_header(mem.header(), &geo, |w| mem.fill_words(0, geo.capacity as usize, w)).expect("init");
+    geo.free_key = ring::init_header(
+        mem.header(),
+        &geo,
+        || Ok(None),
+        || shm_core::Liveness::Unknown,
+        |w| mem.fill_words(0, geo.capacity as usize, w),
+    )
+    .expect("init");
     let p = Producer::attach_mem(mem.clone(), geo).expect("producer");
     let c = Consumer::attach_mem(mem, geo).expect("consumer");
     (p, c)

@@ -78,8 +78,8 @@ pub(crate) enum Step<T, E> {
 /// Run `attempt` until it is done, spinning first and then sleeping on `wp`.
 ///
 /// `peer_gone(check_alive)` says whether the peer closed its end (a cheap load, asked before
-/// every sleep) or, when `check_alive`, whether its process died (a `/proc` read, asked at most
-/// once per [`SLICE`]). When the peer is gone, `attempt` runs once more (the peer may have
+/// every sleep) or, when `check_alive`, whether its process is positively dead (a probe of its
+/// lock, or `kill` and a `/proc` read; asked at most once per [`SLICE`]). When the peer is gone, `attempt` runs once more (the peer may have
 /// completed something just before) and then the peer's error is returned. `deadline` of `None`
 /// waits forever.
 pub(crate) fn block_on<M: Memory, T, E>(

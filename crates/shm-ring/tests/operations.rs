@@ -2,7 +2,7 @@
 //! initialisation, finding and cleaning up abandoned rings (keeping undelivered messages, going
 //! on past rings it cannot remove), and refusing rings another user could write.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,21 +16,33 @@ use shm_ring::{
 };
 use shm_testkit::fork;
 
+/// An attached owner word without a lock, its PID namespace recorded (`N`), for `pid` and
+/// `start` (see `shm_ring::layout`).
+fn owner_word(pid: u32, start: u64) -> u64 {
+    1u64 << 62 | 1 << 60 | (pid as u64) << 37 | (start & ((1 << 37) - 1))
+}
+
+/// Write a creator word that names `pid`/`start` in this process's PID namespace, as a
+/// creator left it: state "initialising", the word at 40, the namespace at 48.
+fn write_creator(region: &Region, word: u64) {
+    let ns = std::fs::metadata("/proc/self/ns/pid").unwrap().ino() as u32;
+    region.write_at(20, &1u32.to_le_bytes()).unwrap();
+    region.write_at(48, &ns.to_le_bytes()).unwrap();
+    region.write_at(40, &word.to_le_bytes()).unwrap();
+}
+
+fn start_time(stat: &str) -> Option<u64> {
+    stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(19)).and_then(|v| v.parse().ok())
+}
+
 /// The owner word of a process that has exited (and been reaped): pid plus its start time.
 fn dead_owner_word() -> u64 {
     let child = fork(|| 0);
     let pid = child.pid() as u32;
-    let start = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().nth(19))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .unwrap_or(1);
+    let start =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| start_time(&s)).unwrap_or(1);
     child.join();
-    1u64 << 62 | (pid as u64 & 0xff_ffff) << 38 | (start & ((1 << 38) - 1))
+    owner_word(pid, start)
 }
 
 #[test]
@@ -80,8 +92,7 @@ fn a_ring_whose_creator_crashed_during_init_is_recognised_and_recreated() {
     let config = RingConfig::spsc(4096);
     let region = Arc::new(Region::anonymous(config.region_len()).unwrap());
     // As left by a creator killed half-way: state "initialising", creator a dead process.
-    region.write_at(20, &1u32.to_le_bytes()).unwrap();
-    region.write_at(40, &dead_owner_word().to_le_bytes()).unwrap();
+    write_creator(&region, dead_owner_word());
     assert_eq!(shm_ring::status(&region).unwrap().init, InitState::CrashedDuringInit);
     let opts = AttachOptions { init_timeout: Duration::from_millis(20), ..Default::default() };
     assert!(matches!(
@@ -101,11 +112,8 @@ fn a_ring_whose_creator_crashed_during_init_is_recognised_and_recreated() {
 fn a_live_creator_is_not_taken_over() {
     let config = RingConfig::spsc(4096);
     let region = Region::anonymous(config.region_len()).unwrap();
-    let me = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let start: u64 = me.rsplit(')').next().unwrap().split_whitespace().nth(19).unwrap().parse().unwrap();
-    let word = 1u64 << 62 | (std::process::id() as u64) << 38 | (start & ((1 << 38) - 1));
-    region.write_at(20, &1u32.to_le_bytes()).unwrap();
-    region.write_at(40, &word.to_le_bytes()).unwrap();
+    let start = start_time(&std::fs::read_to_string("/proc/self/stat").unwrap()).unwrap();
+    write_creator(&region, owner_word(std::process::id(), start));
     assert_eq!(shm_ring::status(&region).unwrap().init, InitState::Initializing);
     assert!(shm_ring::init(&region, &config).is_err());
 }
@@ -121,8 +129,7 @@ fn find_and_clean_up_abandoned_rings() {
     drop(Producer::create(make("abandoned"), &config).unwrap());
     // Creator crashed during initialisation.
     let crashed = make("crashed");
-    crashed.write_at(20, &1u32.to_le_bytes()).unwrap();
-    crashed.write_at(40, &dead_owner_word().to_le_bytes()).unwrap();
+    write_creator(&crashed, dead_owner_word());
     drop(crashed);
     // Not a ring at all.
     std::fs::write(dir.path().join("notes.txt"), b"not a ring, keep me").unwrap();

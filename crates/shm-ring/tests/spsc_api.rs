@@ -291,7 +291,7 @@ fn second_end_of_the_same_kind_is_refused() {
     let _p = Producer::create(region.clone(), &config).unwrap();
     let e = Producer::open(region.clone()).unwrap_err();
     assert!(matches!(e, AttachError::AlreadyAttached { pid, .. } if pid == std::process::id()), "{e:?}");
-    assert!(e.to_string().starts_with("producer end is already attached by live process"), "{e}");
+    assert!(e.to_string().starts_with("producer end is already attached by process"), "{e}");
     let c = Consumer::open(region.clone()).unwrap();
     assert!(matches!(Consumer::open(region.clone()), Err(AttachError::AlreadyAttached { .. })));
     drop(c);

@@ -108,8 +108,27 @@ pub fn fork<F: FnOnce() -> i32>(f: F) -> Forked {
 /// path, e.g. `"peer"` or `"module::peer"`), with `role` in [`ROLE_VAR`] and extra environment.
 /// Its stdin is null; stdout is piped (read it for a handshake), stderr is inherited.
 pub fn spawn_peer(test_name: &str, role: &str, env: &[(&str, String)]) -> std::process::Child {
+    spawn_peer_via(&[], test_name, role, env)
+}
+
+/// [`spawn_peer`], started through `wrapper`: a command and its arguments that run the rest of
+/// the command line, e.g. `["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]` to
+/// run the peer in a new PID namespace. An empty `wrapper` runs the test binary directly.
+pub fn spawn_peer_via(
+    wrapper: &[&str],
+    test_name: &str,
+    role: &str,
+    env: &[(&str, String)],
+) -> std::process::Child {
     let exe = std::env::current_exe().expect("current_exe");
-    let mut cmd = Command::new(exe);
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    };
     cmd.args([test_name, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env(ROLE_VAR, role)
         .stdin(Stdio::null())
