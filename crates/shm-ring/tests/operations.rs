@@ -27,7 +27,7 @@ fn owner_word(pid: u32, start: u64) -> u64 {
 fn write_creator(region: &Region, word: u64) {
     let ns = std::fs::metadata("/proc/self/ns/pid").unwrap().ino() as u32;
     region.write_at(20, &1u32.to_le_bytes()).unwrap();
-    region.write_at(48, &ns.to_le_bytes()).unwrap();
+    region.write_at(56, &ns.to_le_bytes()).unwrap(); // creator_ns
     region.write_at(40, &word.to_le_bytes()).unwrap();
 }
 
