@@ -119,3 +119,94 @@ fn sleep_wake_handshake() {
         }
     });
 }
+
+/// A consumer killed at each step of its hand-back while a producer sends: the next consumer
+/// (which completes an interrupted hand-back at attach) receives every message not handed back,
+/// in order, at least once, then the rest; the memory aliases record words and payloads, so a
+/// free word written over a live payload (or the reverse) would show.
+#[test]
+fn consumer_killed_in_its_hand_back() {
+    use shm_ring::model::ModelMemory;
+    use shm_ring::mpsc::HandBackStep;
+    for step in [
+        HandBackStep::Start,
+        HandBackStep::TailMoved,
+        HandBackStep::IntentStored,
+        HandBackStep::HalfFreed,
+        HandBackStep::Freed,
+        HandBackStep::HeadStored,
+    ] {
+        loom::model(move || {
+            let mem = ModelMemory::zeroed(&config());
+            mem.init().unwrap();
+            let mut c = mem.mpsc_consumer().unwrap();
+            let mut p = mem.mpsc_producer().unwrap();
+            p.try_send(msg(0, 0)).unwrap();
+            p.try_send(msg(0, 1)).unwrap();
+            assert_eq!(recv_spin(&mut c), msg(0, 0));
+            let producer = thread::spawn(move || {
+                for i in 2..4 {
+                    loop {
+                        match p.try_send(msg(0, i)) {
+                            Ok(()) => break,
+                            Err(shm_ring::SendError::Full(_)) => thread::yield_now(),
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            });
+            c.crash_in_hand_back(step);
+            mem.free_consumer_slot();
+            let mut next = mem.mpsc_consumer().expect("the successor attaches");
+            let first = recv_spin(&mut next);
+            let from = if first == msg(0, 0) { 0 } else { 1 };
+            assert_eq!(first, msg(0, from), "step {step:?}: nothing lost at the start");
+            for i in from + 1..4 {
+                assert_eq!(recv_spin(&mut next), msg(0, i), "step {step:?}");
+            }
+            producer.join().unwrap();
+        });
+    }
+}
+
+/// A producer that read the tail and stalled while the ring lapped under it: index 24 now holds
+/// zero payload bytes of a committed message. The stalled claim must fail (zeros are no free
+/// word) and both messages arrive whole.
+#[test]
+fn stale_producer_claim_fails_inside_a_payload() {
+    use loom::sync::atomic::{AtomicBool, Ordering};
+    use loom::sync::Arc;
+    loom::model(|| {
+        let config = RingConfig::mpsc(64, 2).max_message(24);
+        let mem = shm_ring::model::ModelMemory::zeroed(&config);
+        mem.init().unwrap();
+        let mut c = mem.mpsc_consumer().unwrap();
+        let mut stale = mem.mpsc_producer().unwrap();
+        let mut other = mem.mpsc_producer().unwrap();
+        other.try_send([1u8; 16]).unwrap(); // 0..24
+        assert_eq!(recv_spin(&mut c), [1u8; 16]);
+        let lapped = Arc::new(AtomicBool::new(false));
+        let t = {
+            let lapped = lapped.clone();
+            thread::spawn(move || {
+                stale
+                    .try_send_stalled([0xABu8; 8], || {
+                        while !lapped.load(Ordering::Acquire) {
+                            thread::yield_now();
+                        }
+                    })
+                    .unwrap();
+            })
+        };
+        // Lap the ring while the stalled producer holds position 24: 24..48, 48..64 padding
+        // (a 24-byte payload needs 32), then a zero-filled message at index 0..32 of lap 1.
+        other.try_send([2u8; 16]).unwrap();
+        assert_eq!(recv_spin(&mut c), [2u8; 16]);
+        c.flush();
+        other.try_send([0u8; 24]).unwrap();
+        lapped.store(true, Ordering::Release);
+        t.join().unwrap();
+        assert_eq!(recv_spin(&mut c), [0u8; 24], "the zero-filled message arrives whole");
+        assert_eq!(recv_spin(&mut c), [0xABu8; 8]);
+    });
+}

@@ -120,9 +120,9 @@ pub(crate) fn my_pid_ns() -> u32 {
 pub(crate) fn publish_namespace(owner: &AtomicU64, pid_ns: &AtomicU32, mine: u64) -> u64 {
     // SYNC POINT: Release pairs with the Acquire load in `liveness`: a checker that sees `N`
     // (set below, after this store) sees our namespace, not the previous holder's.
-    pid_ns.store(my_pid_ns(), Ordering::Release);
+    pid_ns.store(my_pid_ns(), ord!(Release));
     let with_ns = mine | NS_BIT;
-    match owner.compare_exchange(mine, with_ns, Ordering::AcqRel, Ordering::Relaxed) {
+    match owner.compare_exchange(mine, with_ns, ord!(AcqRel), Ordering::Relaxed) {
         Ok(_) => with_ns,
         Err(_) => mine,
     }
@@ -148,8 +148,8 @@ pub(crate) fn liveness(
         let v = probe();
         if v == Liveness::Gone {
             // The holder marks its word closed before unlocking: look again.
-            fence(Ordering::SeqCst);
-            if owner.load(Ordering::Acquire) != w {
+            fence(ord!(SeqCst));
+            if owner.load(ord!(Acquire)) != w {
                 return Liveness::Unknown;
             }
         }
@@ -162,8 +162,8 @@ pub(crate) fn liveness(
         return Liveness::Unknown;
     }
     // SYNC POINT: Acquire pairs with the Release store in `publish_namespace`.
-    let ns = pid_ns.load(Ordering::Acquire);
-    if owner.load(Ordering::Acquire) != w || ns == 0 || ns != my_pid_ns() {
+    let ns = pid_ns.load(ord!(Acquire));
+    if owner.load(ord!(Acquire)) != w || ns == 0 || ns != my_pid_ns() {
         return Liveness::Unknown;
     }
     ProcessIdentity { pid: o.pid, start_time: o.start }.liveness()

@@ -181,7 +181,7 @@ macro_rules! consumer_methods {
         /// Bytes waiting to be consumed or still being written (records, their headers and
         /// padding).
         pub fn len_bytes(&self) -> usize {
-            let tail = self.mem.header().tail.load($crate::sync::Ordering::Acquire);
+            let tail = self.mem.header().tail.load(ord!(Acquire));
             tail.saturating_sub(self.st.head).min(self.geo.capacity) as usize
         }
 
@@ -498,6 +498,9 @@ macro_rules! grant_methods {
     };
 }
 
+#[macro_use]
+mod sync;
+
 #[cfg(not(loom))]
 mod cleanup;
 mod error;
@@ -509,10 +512,11 @@ mod identity;
 pub mod inspect;
 pub mod layout;
 mod memory;
+#[cfg(loom)]
+pub mod model;
 pub mod mpsc;
 mod ring;
 pub mod spsc;
-mod sync;
 mod wait;
 
 #[cfg(not(loom))]

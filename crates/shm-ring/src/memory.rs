@@ -308,28 +308,31 @@ mod heap {
     use super::*;
     use loom::sync::{Condvar, Mutex};
 
-    /// Heap storage for the loom models: the same header, a slot table, one atomic word per 8
-    /// data bytes for record headers, 8-aligned plain memory for payloads (copied with the same
-    /// std atomic word copies as a region), and a loom cell per 8-byte unit so loom's race
-    /// detector sees every payload access.
+    /// Heap storage for the loom models: the same header and slot table, and the data area as
+    /// one loom atomic per 8 bytes. As in a region, record words and payload bytes are the same
+    /// memory: a payload is copied in and out through the very words that hold record headers
+    /// and free words (8-byte Relaxed loads and stores, partial words merged), so a model sees a
+    /// payload written over last lap's free word, or a payload that looks like one. A loom cell
+    /// per 8-byte unit also lets loom's race detector check that every payload access is
+    /// ordered by the protocol. Zero-copy slices (`*_unchecked`) are not modelled.
     pub struct HeapMemory {
         header: Header,
         slots: Vec<Slot>,
         words: Vec<AtomicU64>,
-        bytes: Box<[std::cell::UnsafeCell<u64>]>,
         cells: Vec<loom::cell::UnsafeCell<()>>,
         lock: Mutex<()>,
         cond: Condvar,
     }
 
-    // SAFETY: payload bytes are only accessed under the ring protocol, which the models check.
+    // SAFETY: the loom cells are only touched (empty, as markers for loom's race detector)
+    // under the ring protocol, which the models check; everything else is atomics and mutexes.
     unsafe impl Send for HeapMemory {}
     // SAFETY: as for Send.
     unsafe impl Sync for HeapMemory {}
 
     impl std::fmt::Debug for HeapMemory {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("HeapMemory").field("capacity", &(self.bytes.len() * 8)).finish()
+            f.debug_struct("HeapMemory").field("capacity", &(self.words.len() * 8)).finish()
         }
     }
 
@@ -345,11 +348,15 @@ mod heap {
                 header: Header::new_zeroed(),
                 slots: (0..producers).map(|_| slot()).collect(),
                 words: (0..capacity / 8).map(|_| AtomicU64::new(0)).collect(),
-                bytes: (0..capacity / 8).map(|_| std::cell::UnsafeCell::new(0)).collect(),
                 cells: (0..capacity / 8).map(|_| loom::cell::UnsafeCell::new(())).collect(),
                 lock: Mutex::new(()),
                 cond: Condvar::new(),
             }
+        }
+
+        /// Payload byte `offset` of the record at `idx`: (word index, byte in the word).
+        fn at(idx: usize, offset: usize) -> (usize, usize) {
+            ((idx + 8 + offset) / 8, (idx + 8 + offset) % 8)
         }
     }
 
@@ -366,11 +373,38 @@ mod heap {
         fn record(&self, idx: usize) -> &AtomicU64 {
             &self.words[idx / 8]
         }
-        fn payload(&self, idx: usize) -> *mut u8 {
-            assert!(idx + 8 <= self.bytes.len() * 8, "payload index {idx} outside the data area");
-            // UnsafeCell::raw_get keeps write permission for the whole buffer.
-            let base = std::cell::UnsafeCell::raw_get(self.bytes.as_ptr()).cast::<u8>();
-            base.wrapping_add(idx + 8)
+        fn payload(&self, _idx: usize) -> *mut u8 {
+            panic!("zero-copy slices over ring memory are not modelled under loom: use the copying calls")
+        }
+        fn copy_out(&self, idx: usize, offset: usize, dst: &mut [u8]) {
+            self.track_read(idx, offset + dst.len());
+            for (i, b) in dst.iter_mut().enumerate() {
+                let (w, k) = Self::at(idx, offset + i);
+                *b = self.words[w].load(crate::sync::Ordering::Relaxed).to_le_bytes()[k];
+            }
+        }
+        fn copy_out_uninit<'d>(&self, idx: usize, dst: &'d mut [MaybeUninit<u8>]) -> &'d mut [u8] {
+            for b in dst.iter_mut() {
+                b.write(0);
+            }
+            // SAFETY: every byte of `dst` was written just above.
+            let dst = unsafe { &mut *(dst as *mut [MaybeUninit<u8>] as *mut [u8]) };
+            self.copy_out(idx, 0, dst);
+            dst
+        }
+        fn copy_in(&self, idx: usize, offset: usize, src: &[u8]) {
+            self.track_write(idx, offset + src.len());
+            let mut i = 0;
+            while i < src.len() {
+                let (w, k) = Self::at(idx, offset + i);
+                let n = (8 - k).min(src.len() - i);
+                let word = &self.words[w];
+                let mut bytes =
+                    if n == 8 { [0; 8] } else { word.load(crate::sync::Ordering::Relaxed).to_le_bytes() };
+                bytes[k..k + n].copy_from_slice(&src[i..i + n]);
+                word.store(u64::from_le_bytes(bytes), crate::sync::Ordering::Relaxed);
+                i += n;
+            }
         }
         fn wait(&self, word: &AtomicU32, expected: u32, _timeout: Option<Duration>) {
             // A futex: the check and the sleep are atomic with respect to `wake`.
@@ -415,6 +449,15 @@ mod heap {
     }
 
     impl<T: Memory> Memory for std::sync::Arc<T> {
+        fn copy_out(&self, idx: usize, offset: usize, dst: &mut [u8]) {
+            (**self).copy_out(idx, offset, dst)
+        }
+        fn copy_out_uninit<'d>(&self, idx: usize, dst: &'d mut [MaybeUninit<u8>]) -> &'d mut [u8] {
+            (**self).copy_out_uninit(idx, dst)
+        }
+        fn copy_in(&self, idx: usize, offset: usize, src: &[u8]) {
+            (**self).copy_in(idx, offset, src)
+        }
         fn header(&self) -> &Header {
             (**self).header()
         }

@@ -168,11 +168,11 @@ impl<M: Memory> Producer<M> {
         let (slot, me, generation) = taken.ok_or(AttachError::NoFreeSlot { slots: geo.max_producers })?;
         let att = Arc::new(Attachment { mem, slot, me, generation });
         let h = att.mem.header();
-        let consumer = Owner::decode(h.consumer.owner.load(Ordering::Acquire));
+        let consumer = Owner::decode(h.consumer.owner.load(ord!(Acquire)));
         let consumer_at_attach =
-            (h.consumer.generation.load(Ordering::Acquire), consumer.state == identity::ATTACHED);
-        let head = h.head.load(Ordering::Acquire);
-        let tail = h.tail.load(Ordering::Acquire);
+            (h.consumer.generation.load(ord!(Acquire)), consumer.state == identity::ATTACHED);
+        let head = h.head.load(ord!(Acquire));
+        let tail = h.tail.load(ord!(Acquire));
         ring::check_positions(head, tail, geo.capacity)?;
         let st = ProducerState { head_cache: head, consumer_at_attach, liveness: LivenessClock::default() };
         Ok(Producer { att, geo, st })
@@ -190,8 +190,8 @@ impl<M: Memory> Producer<M> {
     /// Bytes claimed and not yet handed back by the consumer.
     pub fn len_bytes(&self) -> usize {
         let h = self.mem().header();
-        let head = h.head.load(Ordering::Acquire);
-        h.tail.load(Ordering::Acquire).saturating_sub(head).min(self.geo.capacity) as usize
+        let head = h.head.load(ord!(Acquire));
+        h.tail.load(ord!(Acquire)).saturating_sub(head).min(self.geo.capacity) as usize
     }
 
     /// Whether nothing is in flight.
@@ -217,7 +217,7 @@ impl<M: Memory> Producer<M> {
             return Err(Retry::Stop(SendError::Disconnected(())));
         }
         let rec = record_size(len);
-        let t = h.tail.load(Ordering::Acquire);
+        let t = h.tail.load(ord!(Acquire));
         if t % 8 != 0 || t >= ring::MAX_POSITION {
             return Err(Retry::Stop(corrupt_send("producer position", t, t, "a multiple of 8 below 2^62")));
         }
@@ -229,10 +229,10 @@ impl<M: Memory> Producer<M> {
         if end > st.head_cache.saturating_add(geo.capacity) {
             // SYNC POINT: Acquire pairs with the consumer's Release store of head: the space it
             // hands back has been rewritten as free for the next lap.
-            let head = h.head.load(Ordering::Acquire);
+            let head = h.head.load(ord!(Acquire));
             // The tail never falls behind the consumer position (the consumer moves it up before
             // handing space back), and a tail read after `head` is at least that head.
-            if h.tail.load(Ordering::Acquire) != t {
+            if h.tail.load(ord!(Acquire)) != t {
                 return Err(Retry::Again); // others moved on
             }
             if head > t || t - head > geo.capacity {
@@ -265,10 +265,10 @@ impl<M: Memory> Producer<M> {
         // expected value is lap(t)'s keyed free word: if `t` went stale and the ring lapped, the
         // word at its index is another lap's free word, a record header or payload, none of
         // which equals it (see `layout::free_word`), and the claim fails.
-        match mem.record(idx).compare_exchange(free, word.to_word(), Ordering::AcqRel, Ordering::Acquire) {
+        match mem.record(idx).compare_exchange(free, word.to_word(), ord!(AcqRel), ord!(Acquire)) {
             Ok(_) => {
                 if advance || pad > 0 {
-                    let _ = h.tail.compare_exchange(t, t + size as u64, Ordering::AcqRel, Ordering::Relaxed);
+                    let _ = h.tail.compare_exchange(t, t + size as u64, ord!(AcqRel), Ordering::Relaxed);
                 }
                 if pad > 0 {
                     return Err(Retry::Again); // padding placed: claim the record at index 0
@@ -281,12 +281,12 @@ impl<M: Memory> Producer<M> {
                 // means our `t` is stale, even if a re-read of the tail still returns it: the
                 // read may lag behind the word. Retrying is bounded by the caller.)
                 let found = RecordHeader::from_word(found);
-                if found.kind() == TYPE_FREE || h.tail.load(Ordering::Acquire) != t {
+                if found.kind() == TYPE_FREE || h.tail.load(ord!(Acquire)) != t {
                     return Err(Retry::Again);
                 }
                 // Someone claimed `t`: help the tail past their record, then retry.
                 let size = claimed_size(geo, idx, found, t).map_err(Retry::Stop)?;
-                let _ = h.tail.compare_exchange(t, t + size as u64, Ordering::AcqRel, Ordering::Relaxed);
+                let _ = h.tail.compare_exchange(t, t + size as u64, ord!(AcqRel), Ordering::Relaxed);
                 Err(Retry::Again)
             }
         }
@@ -362,7 +362,7 @@ impl<M: Memory> Producer<M> {
         let word = RecordHeader::new(kind, c.len as u32, self.att.slot as u8, self.att.generation);
         // SYNC POINT: Release pairs with the consumer's Acquire load of the record word: the
         // payload is visible once the word says "message".
-        mem.record(c.idx).store(word.to_word(), Ordering::Release);
+        mem.record(c.idx).store(word.to_word(), ord!(Release));
         wait::notify(mem, &mem.header().data_ready);
     }
 
@@ -503,6 +503,9 @@ struct ConsumerState {
     me: Held,
     /// Test hook called at each step of the hand-back (see [`HandBackStep`]).
     hook: Option<fn(HandBackStep)>,
+    /// Under loom: return from the hand-back at this step, as a consumer killed there would.
+    #[cfg(loom)]
+    crash_at: Option<HandBackStep>,
     /// Rate limit for the `/proc` checks of producers on an empty ring.
     liveness: LivenessClock,
     /// The claimed record we are waiting at, and when we last checked its producer.
@@ -593,10 +596,10 @@ fn abandoned<M: Memory>(
         return Err(corrupt("producer slot", slot as u64, position, "below the ring's producer count"));
     }
     let s: &Slot = mem.slot(slot);
-    if s.generation.load(Ordering::Acquire) as u16 != w.generation() {
+    if s.generation.load(ord!(Acquire)) as u16 != w.generation() {
         return Ok(true); // the slot was taken over: its holder when it claimed is gone
     }
-    let word = s.owner.load(Ordering::Acquire);
+    let word = s.owner.load(ord!(Acquire));
     Ok(match Owner::decode(word).state {
         identity::CLOSED => true,
         identity::ATTACHED => check_alive && ring::holder_gone(mem, End::Producer(slot), word),
@@ -612,6 +615,8 @@ impl<M: Memory> Consumer<M> {
             published: head,
             me,
             hook: None,
+            #[cfg(loom)]
+            crash_at: None,
             liveness: LivenessClock::default(),
             stuck: None,
         };
@@ -627,11 +632,11 @@ impl<M: Memory> Consumer<M> {
     fn finish_hand_back(mem: &M, geo: &Geometry, st: &mut ConsumerState) -> Result<(), CorruptError> {
         let h = mem.header();
         // SYNC POINT: Acquire pairs with the Release store of the intent in `publish_head`.
-        let intent = h.hand_back.load(Ordering::Acquire);
+        let intent = h.hand_back.load(ord!(Acquire));
         if intent == st.head {
             return Ok(());
         }
-        let tail = h.tail.load(Ordering::Acquire);
+        let tail = h.tail.load(ord!(Acquire));
         if intent < st.head || intent - st.head > geo.capacity || intent % 8 != 0 || intent > tail {
             return Err(CorruptError {
                 what: "hand-back position",
@@ -670,7 +675,7 @@ impl<M: Memory> Consumer<M> {
             // like a record, and the tail need not be read at all.
             // SYNC POINT: Acquire pairs with the producer's Release commit store (and with the
             // AcqRel claim CAS).
-            let raw = mem.record(idx).load(Ordering::Acquire);
+            let raw = mem.record(idx).load(ord!(Acquire));
             if raw == free_word(geo.free_key, st.head / geo.capacity) {
                 Self::publish_head(mem, geo, st);
                 return Ok(None);
@@ -719,7 +724,7 @@ impl<M: Memory> Consumer<M> {
                         // The slot check synchronised with the producer's close or the slot's
                         // takeover, both after any commit it made: look at the word once more,
                         // so a commit we read too early is not taken for an abandoned claim.
-                        if mem.record(idx).load(Ordering::Acquire) != raw {
+                        if mem.record(idx).load(ord!(Acquire)) != raw {
                             continue;
                         }
                         st.head += rec as u64; // its producer is gone: skip it
@@ -764,27 +769,45 @@ impl<M: Memory> Consumer<M> {
                 f(step)
             }
         };
-        hook(HandBackStep::Start);
+        #[cfg(loom)]
+        let crash_at = st.crash_at;
+        #[cfg(loom)]
+        let hook = move |step| {
+            hook(step);
+            crash_at == Some(step)
+        };
+        #[cfg(not(loom))]
+        let hook = move |step| {
+            hook(step);
+            false
+        };
+        if hook(HandBackStep::Start) {
+            return;
+        }
         // Records we consumed whose producers have not advanced the tail past them yet (slow,
         // or dead between claim and advance): move the tail up to our position first, so
         // producers never claim behind us.
         let h = mem.header();
         // Bounded: producers only ever move the tail forward, so a few failed attempts mean it
         // passed us (or a hostile peer keeps rewriting it, which the next call checks).
-        let mut tail = h.tail.load(Ordering::Acquire);
+        let mut tail = h.tail.load(ord!(Acquire));
         for _ in 0..64 {
             if tail >= st.head {
                 break;
             }
-            match h.tail.compare_exchange(tail, st.head, Ordering::AcqRel, Ordering::Acquire) {
+            match h.tail.compare_exchange(tail, st.head, ord!(AcqRel), ord!(Acquire)) {
                 Ok(_) => break,
                 Err(now) => tail = now,
             }
         }
-        hook(HandBackStep::TailMoved);
+        if hook(HandBackStep::TailMoved) {
+            return;
+        }
         // SYNC POINT: Release pairs with the Acquire in `finish_hand_back` of a successor.
-        h.hand_back.store(st.head, Ordering::Release);
-        hook(HandBackStep::IntentStored);
+        h.hand_back.store(st.head, ord!(Release));
+        if hook(HandBackStep::IntentStored) {
+            return;
+        }
         let half = st.published + (st.head - st.published) / 16 * 8;
         for (from, to) in [(st.published, half), (half, st.head)] {
             let mut p = from;
@@ -794,16 +817,20 @@ impl<M: Memory> Consumer<M> {
                 mem.fill_words((p & geo.mask) as usize, (end - p) as usize, free_word(geo.free_key, lap + 1));
                 p = end;
             }
-            if to == half {
-                hook(HandBackStep::HalfFreed);
+            if to == half && hook(HandBackStep::HalfFreed) {
+                return;
             }
         }
-        hook(HandBackStep::Freed);
+        if hook(HandBackStep::Freed) {
+            return;
+        }
         st.published = st.head;
         // SYNC POINT: Release pairs with the producers' Acquire load of head: the free words
         // written above are visible to a producer that sees the new head.
-        h.head.store(st.head, Ordering::Release);
-        hook(HandBackStep::HeadStored);
+        h.head.store(st.head, ord!(Release));
+        if hook(HandBackStep::HeadStored) {
+            return;
+        }
         wait::notify(mem, &h.space_ready);
     }
 
@@ -813,7 +840,7 @@ impl<M: Memory> Consumer<M> {
         for i in 0..geo.max_producers as usize {
             match ring::peer(mem, End::Producer(i), check_alive) {
                 Peer::Present => {
-                    let o = Owner::decode(mem.slot(i).owner.load(Ordering::Acquire));
+                    let o = Owner::decode(mem.slot(i).owner.load(ord!(Acquire)));
                     if o.state == identity::ATTACHED {
                         return None; // a live producer
                     }
@@ -930,6 +957,17 @@ region_constructors!(
 );
 #[cfg(not(loom))]
 region_constructors!(Consumer, crate::layout::Kind::Mpsc, "MPSC", "its consumer", |this| this.mem);
+
+#[cfg(loom)]
+impl Consumer {
+    /// Model of a consumer killed at `step` of its next hand-back: it hands back what it
+    /// consumed, stopping at `step`, and is forgotten without closing (its slot stays taken).
+    pub fn crash_in_hand_back(mut self, step: HandBackStep) {
+        self.st.crash_at = Some(step);
+        Self::publish_head(&self.mem, &self.geo, &mut self.st);
+        std::mem::forget(self);
+    }
+}
 
 /// `producers` producers and a consumer on heap memory with loom atomics, for the models.
 #[cfg(loom)]

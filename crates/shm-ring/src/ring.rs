@@ -163,7 +163,7 @@ pub(crate) fn init_header(
     fill_data: impl FnOnce(u64),
 ) -> Result<u64, InitError> {
     let refused = || InitError::AlreadyInitialized {
-        state: h.state.load(Ordering::Acquire),
+        state: h.state.load(ord!(Acquire)),
         magic: h.magic.load(Ordering::Relaxed),
     };
     // Our lock on the creator word first (file, shm, memfd): it proves us alive while we
@@ -177,20 +177,19 @@ pub(crate) fn init_header(
     // Claim the creator word first: it names who is initialising, so an opener (or `status`)
     // can tell a creator at work from one that crashed half-way, whose ring is taken over here.
     let mine = Owner::word(identity::ATTACHED, identity::me(), lock.is_some());
-    if let Err(creator) = h.creator.compare_exchange(0, mine, Ordering::AcqRel, Ordering::Acquire) {
-        let crashed = h.state.load(Ordering::Acquire) != STATE_READY
+    if let Err(creator) = h.creator.compare_exchange(0, mine, ord!(AcqRel), ord!(Acquire)) {
+        let crashed = h.state.load(ord!(Acquire)) != STATE_READY
             && creator_gone(h, creator, lock.is_some(), probe_creator);
-        if !crashed || h.creator.compare_exchange(creator, mine, Ordering::AcqRel, Ordering::Acquire).is_err()
-        {
+        if !crashed || h.creator.compare_exchange(creator, mine, ord!(AcqRel), ord!(Acquire)).is_err() {
             return Err(refused());
         }
-    } else if h.state.load(Ordering::Acquire) != STATE_EMPTY {
+    } else if h.state.load(ord!(Acquire)) != STATE_EMPTY {
         // A ring made before (its creator word was cleared) or garbage: never overwrite it.
-        h.creator.store(0, Ordering::Release);
+        h.creator.store(0, ord!(Release));
         return Err(refused());
     }
     identity::publish_namespace(&h.creator, &h.creator_ns, mine);
-    h.state.store(STATE_INITIALIZING, Ordering::Release);
+    h.state.store(STATE_INITIALIZING, ord!(Release));
     h.magic.store(MAGIC, Ordering::Relaxed);
     h.version.store(LAYOUT_VERSION, Ordering::Relaxed);
     h.header_size.store(geo.header_size as u32, Ordering::Relaxed);
@@ -210,7 +209,7 @@ pub(crate) fn init_header(
     fill_data(layout::free_word(key, 0));
     // SYNC POINT: Release pairs with the Acquire in `wait_ready`: every field above (and the
     // zeroed slots and free data words) is visible to an opener that sees READY.
-    h.state.store(STATE_READY, Ordering::Release);
+    h.state.store(STATE_READY, ord!(Release));
     // Unlock only now: a checker that finds the creator's lock gone then sees READY.
     drop(lock);
     Ok(key)
@@ -227,22 +226,30 @@ fn creator_gone(h: &Header, creator: u64, we_hold_lock: bool, probe: impl FnOnce
         identity::liveness(&h.creator, &h.creator_ns, creator, probe) == Liveness::Gone
     };
     // A creator that finished stored READY before it unlocked: look at the state again.
-    gone && h.state.load(Ordering::Acquire) != STATE_READY
+    gone && h.state.load(ord!(Acquire)) != STATE_READY
 }
 
 /// Wait (bounded) for the creator to publish the header, then copy the descriptor.
-#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn wait_ready(h: &Header, timeout: Duration) -> Result<Descriptor, AttachError> {
     let start = Instant::now();
     let mut state;
+    let mut polls = 0u32;
     loop {
         // SYNC POINT: Acquire pairs with the creator's Release store of READY.
-        state = h.state.load(Ordering::Acquire);
-        if state == STATE_READY || start.elapsed() >= timeout {
+        state = h.state.load(ord!(Acquire));
+        polls += 1;
+        // (Under loom, time does not pass: a few polls stand for the timeout.)
+        let out_of_time =
+            if cfg!(loom) { polls > 3 || timeout.is_zero() } else { start.elapsed() >= timeout };
+        if state == STATE_READY || out_of_time {
             break;
         }
         // The creator initialises in microseconds; poll gently while it does.
-        std::thread::sleep(Duration::from_micros(200));
+        if cfg!(loom) {
+            crate::sync::spin_hint();
+        } else {
+            std::thread::sleep(Duration::from_micros(200));
+        }
     }
     if state != STATE_READY {
         return Err(AttachError::NotInitialized { state, waited_ms: start.elapsed().as_millis() as u64 });
@@ -263,7 +270,6 @@ pub(crate) fn wait_ready(h: &Header, timeout: Duration) -> Result<Descriptor, At
 
 /// Check a descriptor read from shared memory against what this build understands and what
 /// the memory can hold. Nothing in it is trusted before this passes.
-#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn validate(d: &Descriptor, expect: Kind, total_len: usize) -> Result<Geometry, AttachError> {
     let bad =
         |field: &'static str, found: u64, expected: String| AttachError::BadHeader { field, found, expected };
@@ -395,7 +401,7 @@ fn take_lock<M: Memory>(mem: &M, end: End, role: Role) -> Result<Option<EndLock>
             Ok(lock) => return Ok(lock),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // A holder that closes marks its word closed, then unlocks: give it a moment.
-                let o = Owner::decode(end.slot(mem).owner.load(Ordering::Acquire));
+                let o = Owner::decode(end.slot(mem).owner.load(ord!(Acquire)));
                 let now = Instant::now();
                 if o.state == identity::ATTACHED || now >= *give_up.get_or_insert(now + CLOSING) {
                     return Err(AttachError::AlreadyAttached { role, pid: o.pid });
@@ -414,14 +420,14 @@ pub(crate) fn claim_slot<M: Memory>(mem: &M, end: End, role: Role) -> Result<(He
     let slot = end.slot(mem);
     let refuse = |w: u64| AttachError::AlreadyAttached { role, pid: Owner::decode(w).pid };
     // A cheap look first, so a held slot is refused without opening anything.
-    let cur = slot.owner.load(Ordering::Acquire);
+    let cur = slot.owner.load(ord!(Acquire));
     if Owner::decode(cur).state == identity::ATTACHED && !holder_gone(mem, end, cur) {
         return Err(refuse(cur));
     }
     // Our lock before our word: a checker that sees our word with `L` always finds the lock.
     let lock = take_lock(mem, end, role)?;
     let mine = Owner::word(identity::ATTACHED, identity::me(), lock.is_some());
-    let mut cur = slot.owner.load(Ordering::Acquire);
+    let mut cur = slot.owner.load(ord!(Acquire));
     loop {
         let o = Owner::decode(cur);
         if o.state == identity::ATTACHED {
@@ -432,9 +438,9 @@ pub(crate) fn claim_slot<M: Memory>(mem: &M, end: End, role: Role) -> Result<(He
                 return Err(refuse(cur));
             }
         }
-        match slot.owner.compare_exchange(cur, mine, Ordering::AcqRel, Ordering::Acquire) {
+        match slot.owner.compare_exchange(cur, mine, ord!(AcqRel), ord!(Acquire)) {
             Ok(_) => {
-                let generation = slot.generation.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
+                let generation = slot.generation.fetch_add(1, ord!(AcqRel)).wrapping_add(1);
                 let word = identity::publish_namespace(&slot.owner, &slot.pid_ns, mine);
                 return Ok((Held { word, _lock: lock }, generation));
             }
@@ -450,8 +456,8 @@ pub(crate) fn attach_consumer<M: Memory>(mem: &M, geo: &Geometry) -> Result<(Hel
     let h = mem.header();
     let (held, _generation) = claim_slot(mem, End::Consumer, Role::Consumer)?;
     h.data_ready.waiters.store(0, Ordering::Relaxed);
-    let head = h.head.load(Ordering::Acquire);
-    let tail = h.tail.load(Ordering::Acquire);
+    let head = h.head.load(ord!(Acquire));
+    let tail = h.tail.load(ord!(Acquire));
     if let Err(e) = check_positions(head, tail, geo.capacity) {
         release_slot(&h.consumer, &held);
         return Err(e.into());
@@ -463,15 +469,14 @@ pub(crate) fn attach_consumer<M: Memory>(mem: &M, geo: &Geometry) -> Result<(Hel
 /// over meanwhile (only possible on positive evidence that we died). The caller drops `held`,
 /// and with it the lock, afterwards.
 pub(crate) fn release_slot(slot: &Slot, held: &Held) {
-    let _ =
-        slot.owner.compare_exchange(held.word, Owner::closed(held.word), Ordering::AcqRel, Ordering::Relaxed);
+    let _ = slot.owner.compare_exchange(held.word, Owner::closed(held.word), ord!(AcqRel), Ordering::Relaxed);
 }
 
 /// What a producer notes about the consumer when it attaches: the consumer slot's generation,
 /// and whether a consumer was attached then.
 pub(crate) fn consumer_snapshot(h: &Header) -> (u32, bool) {
-    let owner = Owner::decode(h.consumer.owner.load(Ordering::Acquire));
-    (h.consumer.generation.load(Ordering::Acquire), owner.state == identity::ATTACHED)
+    let owner = Owner::decode(h.consumer.owner.load(ord!(Acquire)));
+    (h.consumer.generation.load(ord!(Acquire)), owner.state == identity::ATTACHED)
 }
 
 /// Whether a closed consumer slot means "disconnected" for a producer that took
@@ -480,7 +485,7 @@ pub(crate) fn consumer_snapshot(h: &Header) -> (u32, bool) {
 /// attached then, or attached and closed since, does.
 pub(crate) fn consumer_left(h: &Header, snapshot: (u32, bool)) -> bool {
     let (generation, was_attached) = snapshot;
-    was_attached || h.consumer.generation.load(Ordering::Acquire) != generation
+    was_attached || h.consumer.generation.load(ord!(Acquire)) != generation
 }
 
 /// How an end's peer stands, read from its slot.
@@ -497,7 +502,7 @@ pub(crate) enum Peer {
 /// Read a peer slot. Liveness (a lock probe, or `kill` and a `/proc` read) is checked only when
 /// `check_alive`, and only positive evidence makes a peer dead.
 pub(crate) fn peer<M: Memory>(mem: &M, end: End, check_alive: bool) -> Peer {
-    let w = end.slot(mem).owner.load(Ordering::Acquire);
+    let w = end.slot(mem).owner.load(ord!(Acquire));
     let o = Owner::decode(w);
     match o.state {
         identity::CLOSED => Peer::Closed,

@@ -110,8 +110,8 @@ impl<M: Memory> Producer<M> {
         let consumer_at_attach = ring::consumer_snapshot(h);
         // A producer that died asleep may have left its announcement; only we wait here.
         h.space_ready.waiters.store(0, Ordering::Relaxed);
-        let head = h.head.load(Ordering::Acquire);
-        let tail = h.tail.load(Ordering::Acquire);
+        let head = h.head.load(ord!(Acquire));
+        let tail = h.tail.load(ord!(Acquire));
         if let Err(e) = ring::check_positions(head, tail, geo.capacity) {
             ring::release_slot(mem.slot(0), &me);
             return Err(e.into());
@@ -131,7 +131,7 @@ impl<M: Memory> Producer<M> {
 
     /// Bytes currently in flight (sent, not yet consumed), as far as this end knows.
     pub fn len_bytes(&self) -> usize {
-        let head = self.mem.header().head.load(Ordering::Acquire);
+        let head = self.mem.header().head.load(ord!(Acquire));
         self.st.tail.saturating_sub(head).min(self.geo.capacity) as usize
     }
 
@@ -155,7 +155,7 @@ impl<M: Memory> Producer<M> {
         if st.tail + need - st.head_cache > geo.capacity {
             // SYNC POINT: Acquire pairs with the consumer's Release store of head: the space it
             // released is no longer being read.
-            let head = h.head.load(Ordering::Acquire);
+            let head = h.head.load(ord!(Acquire));
             if head < st.head_cache || head > st.tail {
                 return Err(SendError::Corrupt {
                     msg: (),
@@ -196,7 +196,7 @@ impl<M: Memory> Producer<M> {
     fn flush_tail(mem: &M, st: &ProducerState) {
         // SYNC POINT: Release pairs with the consumer's Acquire load of tail: the record words
         // and payloads written before are visible before the new tail is.
-        mem.header().tail.store(st.tail, Ordering::Release);
+        mem.header().tail.store(st.tail, ord!(Release));
         wait::notify(mem, &mem.header().data_ready);
     }
 
@@ -516,7 +516,7 @@ impl<M: Memory> Consumer<M> {
         loop {
             if st.head == st.tail_cache {
                 // SYNC POINT: Acquire pairs with the producer's Release store of tail.
-                let tail = mem.header().tail.load(Ordering::Acquire);
+                let tail = mem.header().tail.load(ord!(Acquire));
                 if tail % 8 != 0 || tail < st.head || tail - st.head > geo.capacity {
                     return Err(corrupt(
                         "producer position",
@@ -534,7 +534,7 @@ impl<M: Memory> Consumer<M> {
             }
             let idx = (st.head & geo.mask) as usize;
             let avail = st.tail_cache - st.head;
-            let rh = RecordHeader::from_word(mem.record(idx).load(Ordering::Acquire));
+            let rh = RecordHeader::from_word(mem.record(idx).load(ord!(Acquire)));
             match rh.kind() {
                 TYPE_PAD => {
                     let size = geo.capacity as usize - idx;
@@ -582,7 +582,7 @@ impl<M: Memory> Consumer<M> {
             st.published = st.head;
             // SYNC POINT: Release pairs with the producer's Acquire load of head: we are done
             // reading the released records before the producer may overwrite them.
-            mem.header().head.store(st.head, Ordering::Release);
+            mem.header().head.store(st.head, ord!(Release));
             wait::notify(mem, &mem.header().space_ready);
         }
     }

@@ -54,16 +54,16 @@ pub(crate) fn futex_wake(word: &AtomicU32) {
 #[inline]
 pub(crate) fn notify<M: Memory>(mem: &M, wp: &WaitPoint) {
     // SYNC POINT: pairs with the fence in `block_on` (see the module docs).
-    fence(Ordering::SeqCst);
+    fence(ord!(SeqCst));
     if wp.waiters.load(Ordering::Relaxed) != 0 {
-        wp.seq.fetch_add(1, Ordering::Release);
+        wp.seq.fetch_add(1, ord!(Release));
         mem.wake(&wp.seq);
     }
 }
 
 /// Wake everyone on `wp` unconditionally (close, death of a peer).
 pub(crate) fn wake_all<M: Memory>(mem: &M, wp: &WaitPoint) {
-    wp.seq.fetch_add(1, Ordering::SeqCst);
+    wp.seq.fetch_add(1, ord!(SeqCst));
     mem.wake(&wp.seq);
 }
 
@@ -125,22 +125,22 @@ pub(crate) fn block_on<M: Memory, T, E>(
         if let Some(e) = peer_gone(check_alive) {
             return finish(attempt(), e);
         }
-        let seq = wp.seq.load(Ordering::Acquire);
-        wp.waiters.fetch_add(1, Ordering::SeqCst);
+        let seq = wp.seq.load(ord!(Acquire));
+        wp.waiters.fetch_add(1, ord!(SeqCst));
         // SYNC POINT: pairs with the fence in `notify`.
-        fence(Ordering::SeqCst);
+        fence(ord!(SeqCst));
         if let Step::Done(r) = attempt() {
-            wp.waiters.fetch_sub(1, Ordering::SeqCst);
+            wp.waiters.fetch_sub(1, ord!(SeqCst));
             return r;
         }
         // A close that happened before our read of `seq` is visible now (the closer bumps `seq`
         // after marking itself closed); a later one bumps `seq` and ends the wait below.
         if let Some(e) = peer_gone(false) {
-            wp.waiters.fetch_sub(1, Ordering::SeqCst);
+            wp.waiters.fetch_sub(1, ord!(SeqCst));
             return finish(attempt(), e);
         }
         mem.wait(&wp.seq, seq, Some(sleep));
-        wp.waiters.fetch_sub(1, Ordering::SeqCst);
+        wp.waiters.fetch_sub(1, ord!(SeqCst));
     }
 }
 

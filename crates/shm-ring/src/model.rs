@@ -1,0 +1,73 @@
+//! Loom model support (`--cfg loom` only): a ring in heap memory that the models initialise and
+//! attach to from their own threads, through the same handshake code a region uses.
+
+use std::sync::Arc;
+
+use crate::error::{AttachError, InitError};
+use crate::layout::Kind;
+use crate::memory::{HeapMemory, Memory};
+use crate::ring::{self, Geometry};
+use crate::{mpsc, spsc, RingConfig};
+
+/// Heap memory for one ring, shared by the threads of a model.
+#[derive(Clone, Debug)]
+pub struct ModelMemory {
+    mem: Arc<HeapMemory>,
+    geo: Geometry,
+    kind: Kind,
+}
+
+impl ModelMemory {
+    /// Zeroed memory for a ring of `config`, not initialised yet.
+    pub fn zeroed(config: &RingConfig) -> ModelMemory {
+        let geo = config.validate().expect("a valid config");
+        let mem = Arc::new(HeapMemory::new(geo.capacity as usize, geo.max_producers as usize));
+        ModelMemory { mem, geo, kind: config.kind() }
+    }
+
+    /// Initialise the ring (what `shm_ring::init` does to a region).
+    pub fn init(&self) -> Result<(), InitError> {
+        let mem = &self.mem;
+        ring::init_header(
+            mem.header(),
+            &self.geo,
+            || Ok(None),
+            || shm_core::Liveness::Unknown,
+            |w| mem.fill_words(0, self.geo.capacity as usize, w),
+        )
+        .map(|_key| ())
+    }
+
+    /// The attach handshake of `open`: wait (a few polls) for READY, copy and check the
+    /// descriptor.
+    fn attach(&self) -> Result<Geometry, AttachError> {
+        let desc = ring::wait_ready(self.mem.header(), std::time::Duration::from_secs(1))?;
+        ring::validate(&desc, self.kind, self.mem.total_len())
+    }
+
+    /// `spsc::Producer::open`.
+    pub fn spsc_producer(&self) -> Result<spsc::Producer, AttachError> {
+        spsc::Producer::attach_mem(self.mem.clone(), self.attach()?)
+    }
+
+    /// `spsc::Consumer::open`.
+    pub fn spsc_consumer(&self) -> Result<spsc::Consumer, AttachError> {
+        spsc::Consumer::attach_mem(self.mem.clone(), self.attach()?)
+    }
+
+    /// `mpsc::Producer::open`.
+    pub fn mpsc_producer(&self) -> Result<mpsc::Producer, AttachError> {
+        mpsc::Producer::attach_mem(self.mem.clone(), self.attach()?)
+    }
+
+    /// `mpsc::Consumer::open`.
+    pub fn mpsc_consumer(&self) -> Result<mpsc::Consumer, AttachError> {
+        mpsc::Consumer::attach_mem(self.mem.clone(), self.attach()?)
+    }
+
+    /// The consumer slot is free again, as when a consumer killed without closing is taken over
+    /// (under loom no process dies, so the model frees the slot itself).
+    pub fn free_consumer_slot(&self) {
+        self.mem.header().consumer.owner.store(0, crate::sync::Ordering::SeqCst);
+    }
+}
