@@ -9,6 +9,12 @@ use shm_ring::{AttachError, RecvError, RingConfig};
 /// An opener that sees READY sees the whole descriptor (the creator's Release store of the
 /// state, the opener's Acquire load): it never attaches with a half-written geometry, and a
 /// message sent after the init arrives.
+///
+/// The opener runs in a thread of its own, not in the thread that made the zeroed memory: loom
+/// never lets a thread that yielded read again a store it saw before its yield (to make spin
+/// loops progress), and the thread that made the memory has "seen" every zero in it, so an
+/// opener polling there could never read a stale zero field after READY, whatever the
+/// orderings.
 #[test]
 fn opener_sees_the_whole_header_once_ready() {
     loom::model(|| {
@@ -23,7 +29,7 @@ fn opener_sees_the_whole_header_once_ready() {
                 p
             })
         };
-        match mem.spsc_consumer() {
+        let opener = thread::spawn(move || match mem.spsc_consumer() {
             Ok(mut c) => {
                 assert_eq!(c.capacity(), 64, "the geometry the creator wrote");
                 let mut buf = Vec::new();
@@ -38,7 +44,8 @@ fn opener_sees_the_whole_header_once_ready() {
             }
             Err(AttachError::NotInitialized { .. }) => {} // polled before the creator finished
             Err(e) => panic!("attached to a half-initialised ring: {e}"),
-        }
+        });
+        opener.join().unwrap();
         drop(creator.join().unwrap());
     });
 }
