@@ -210,3 +210,46 @@ fn stale_producer_claim_fails_inside_a_payload() {
         assert_eq!(recv_spin(&mut c), [0xABu8; 8]);
     });
 }
+
+/// A consumer killed right after it stored its hand-back intent, and a successor in another
+/// thread that learns of the death with no synchronisation: the dead consumer skipped a claim
+/// whose producer closed before advancing the tail, moved the tail up past it, then stored the
+/// intent. A successor that sees the intent (Acquire, pairing with the Release store) must see
+/// the tail it moved too, or it refuses the ring as corrupt (intent ahead of the tail).
+#[test]
+fn successor_completes_the_hand_back_intent() {
+    use shm_ring::model::ModelMemory;
+    use shm_ring::mpsc::HandBackStep;
+    use shm_ring::AttachError;
+    loom::model(|| {
+        let config = RingConfig::mpsc(64, 1).max_message(24);
+        let mem = ModelMemory::zeroed(&config);
+        mem.init().unwrap();
+        let mut c = mem.mpsc_consumer().unwrap();
+        let mut p = mem.mpsc_producer().unwrap();
+        assert!(p.claim_without_advancing(8)); // record 0..16 claimed, tail still 0
+        drop(p); // closed: its claim is abandoned
+        let dead = {
+            let mem = mem.clone();
+            thread::spawn(move || {
+                c.crash_at(HandBackStep::IntentStored);
+                // Skips the abandoned claim, moves the tail to 16, stores the intent, dies.
+                assert_eq!(c.try_recv(&mut Vec::new()), Err(RecvError::Disconnected));
+                std::mem::forget(c);
+                mem.free_consumer_slot();
+            })
+        };
+        let successor = thread::spawn(move || {
+            let mut next = loop {
+                match mem.mpsc_consumer() {
+                    Ok(c) => break c,
+                    Err(AttachError::AlreadyAttached { .. }) => thread::yield_now(),
+                    Err(e) => panic!("the successor refused the ring: {e}"),
+                }
+            };
+            assert_eq!(next.try_recv(&mut Vec::new()), Err(RecvError::Disconnected));
+        });
+        dead.join().unwrap();
+        successor.join().unwrap();
+    });
+}

@@ -66,8 +66,10 @@ impl ModelMemory {
     }
 
     /// The consumer slot is free again, as when a consumer killed without closing is taken over
-    /// (under loom no process dies, so the model frees the slot itself).
+    /// (under loom no process dies, so the model frees the slot itself). Relaxed: learning of a
+    /// death (a lock the kernel dropped, a pid gone) is no synchronisation the ring relies on, so
+    /// a successor in another thread sees the dead consumer's writes only through the ring.
     pub fn free_consumer_slot(&self) {
-        self.mem.header().consumer.owner.store(0, crate::sync::Ordering::SeqCst);
+        self.mem.header().consumer.owner.store(0, crate::sync::Ordering::Relaxed);
     }
 }

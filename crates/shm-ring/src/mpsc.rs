@@ -967,6 +967,12 @@ impl Consumer {
         Self::publish_head(&self.mem, &self.geo, &mut self.st);
         std::mem::forget(self);
     }
+
+    /// Model of a consumer that will be killed at `step` of its hand-backs: each later hand-back
+    /// (inside `try_recv` too) stops there. Forget the consumer afterwards, as a dead one is.
+    pub fn crash_at(&mut self, step: HandBackStep) {
+        self.st.crash_at = Some(step);
+    }
 }
 
 /// `producers` producers and a consumer on heap memory with loom atomics, for the models.
