@@ -253,3 +253,41 @@ fn successor_completes_the_hand_back_intent() {
         successor.join().unwrap();
     });
 }
+
+/// A producer that attaches after the ring filled, while the consumer drains it: it claims the
+/// space handed back with the consumer position it read at attach (Acquire, pairing with the
+/// consumer's Release store of head), without reading head again, so the consumer must be done
+/// reading that space (loom's race detector checks the payload cells).
+#[test]
+fn late_producer_claims_released_space() {
+    use shm_ring::model::ModelMemory;
+    loom::model(|| {
+        let config = RingConfig::mpsc(64, 1).max_message(24);
+        let mem = ModelMemory::zeroed(&config);
+        mem.init().unwrap();
+        let mut c = mem.mpsc_consumer().unwrap();
+        let mut first = mem.mpsc_producer().unwrap();
+        first.try_send([1u8; 24]).unwrap();
+        first.try_send([2u8; 24]).unwrap(); // full
+        drop(first);
+        let consumer = thread::spawn(move || {
+            assert_eq!(recv_spin(&mut c), [1u8; 24]);
+            assert_eq!(recv_spin(&mut c), [2u8; 24]);
+            c
+        });
+        let late = thread::spawn(move || {
+            let mut p = loop {
+                match mem.mpsc_producer() {
+                    Ok(p) => break p,
+                    Err(shm_ring::AttachError::NoFreeSlot { .. }) => thread::yield_now(),
+                    Err(e) => panic!("{e}"),
+                }
+            };
+            p.try_send([3u8; 24]).is_ok()
+        });
+        let mut c = consumer.join().unwrap();
+        if late.join().unwrap() {
+            assert_eq!(recv_spin(&mut c), [3u8; 24]);
+        }
+    });
+}

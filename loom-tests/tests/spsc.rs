@@ -194,3 +194,41 @@ fn close_while_producer_sleeps() {
         t.join().unwrap();
     });
 }
+
+/// A producer that attaches after the ring filled, while the consumer drains it: the consumer
+/// position it reads at attach (Acquire, pairing with the consumer's Release store of head)
+/// is the room it writes into without reading head again, so the consumer must be done
+/// reading that space (loom's race detector checks the payload cells).
+#[test]
+fn late_producer_writes_into_released_space() {
+    use shm_ring::model::ModelMemory;
+    use shm_ring::AttachError;
+    loom::model(|| {
+        let mem = ModelMemory::zeroed(&config());
+        mem.init().unwrap();
+        let mut c = mem.spsc_consumer().unwrap();
+        let mut first = mem.spsc_producer().unwrap();
+        first.try_send([1u8; 24]).unwrap();
+        first.try_send([2u8; 24]).unwrap(); // full
+        drop(first);
+        let consumer = thread::spawn(move || {
+            assert_eq!(recv_spin(&mut c), [1u8; 24]);
+            assert_eq!(recv_spin(&mut c), [2u8; 24]);
+            c
+        });
+        let late = thread::spawn(move || {
+            let mut p = loop {
+                match mem.spsc_producer() {
+                    Ok(p) => break p,
+                    Err(AttachError::AlreadyAttached { .. }) => thread::yield_now(),
+                    Err(e) => panic!("{e}"),
+                }
+            };
+            p.try_send([3u8; 24]).is_ok()
+        });
+        let mut c = consumer.join().unwrap();
+        if late.join().unwrap() {
+            assert_eq!(c.try_recv(&mut Vec::new()).map(|_| ()), Ok(()));
+        }
+    });
+}
