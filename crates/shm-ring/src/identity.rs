@@ -120,8 +120,10 @@ pub(crate) fn my_pid_ns() -> u32 {
 pub(crate) fn publish_namespace(owner: &AtomicU64, pid_ns: &AtomicU32, mine: u64) -> u64 {
     // SYNC POINT: Release pairs with the Acquire load in `liveness`: a checker that sees `N`
     // (set below, after this store) sees our namespace, not the previous holder's.
+    // Open under loom: pid evidence is skipped there (no processes), so no model shows this Release; needed all the same.
     pid_ns.store(my_pid_ns(), ord!(Release));
     let with_ns = mine | NS_BIT;
+    // AcqRel: the Release half is needed (a checker that sees `N` sees the namespace; not loom-checked, pid evidence is skipped there); the Acquire half is not needed (the result is only compared).
     match owner.compare_exchange(mine, with_ns, ord!(AcqRel), Ordering::Relaxed) {
         Ok(_) => with_ns,
         Err(_) => mine,
@@ -148,6 +150,7 @@ pub(crate) fn liveness(
         let v = probe();
         if v == Liveness::Gone {
             // The holder marks its word closed before unlocking: look again.
+            // Not reached under loom (no locks on heap memory); stronger than needed: the fence only keeps the re-read after the probe system call, which the memory model does not see, and the word is only compared.
             fence(ord!(SeqCst));
             if owner.load(ord!(Acquire)) != w {
                 return Liveness::Unknown;
@@ -162,7 +165,9 @@ pub(crate) fn liveness(
         return Liveness::Unknown;
     }
     // SYNC POINT: Acquire pairs with the Release store in `publish_namespace`.
+    // Not reached under loom (pid evidence is skipped); needed: keeps the re-read below after this load, and pairs with a later claimant's Release of its namespace.
     let ns = pid_ns.load(ord!(Acquire));
+    // Acquire on this re-read: not needed (only compared; the Acquire load of `ns` above orders it).
     if owner.load(ord!(Acquire)) != w || ns == 0 || ns != my_pid_ns() {
         return Liveness::Unknown;
     }

@@ -181,6 +181,7 @@ macro_rules! consumer_methods {
         /// Bytes waiting to be consumed or still being written (records, their headers and
         /// padding).
         pub fn len_bytes(&self) -> usize {
+            // Acquire: not needed (a byte count for the caller, no record is read after it).
             let tail = self.mem.header().tail.load(ord!(Acquire));
             tail.saturating_sub(self.st.head).min(self.geo.capacity) as usize
         }

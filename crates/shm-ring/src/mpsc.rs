@@ -168,10 +168,12 @@ impl<M: Memory> Producer<M> {
         let (slot, me, generation) = taken.ok_or(AttachError::NoFreeSlot { slots: geo.max_producers })?;
         let att = Arc::new(Attachment { mem, slot, me, generation });
         let h = att.mem.header();
+        // Acquire (owner, generation): not needed (a snapshot only compared later).
         let consumer = Owner::decode(h.consumer.owner.load(ord!(Acquire)));
         let consumer_at_attach =
             (h.consumer.generation.load(ord!(Acquire)), consumer.state == identity::ATTACHED);
         let head = h.head.load(ord!(Acquire));
+        // Acquire: not needed (only checked; claims go through the record word, room through head above).
         let tail = h.tail.load(ord!(Acquire));
         ring::check_positions(head, tail, geo.capacity)?;
         let st = ProducerState { head_cache: head, consumer_at_attach, liveness: LivenessClock::default() };
@@ -190,6 +192,7 @@ impl<M: Memory> Producer<M> {
     /// Bytes claimed and not yet handed back by the consumer.
     pub fn len_bytes(&self) -> usize {
         let h = self.mem().header();
+        // Acquire (head, tail): not needed (a byte count for the caller).
         let head = h.head.load(ord!(Acquire));
         h.tail.load(ord!(Acquire)).saturating_sub(head).min(self.geo.capacity) as usize
     }
@@ -217,6 +220,7 @@ impl<M: Memory> Producer<M> {
             return Err(Retry::Stop(SendError::Disconnected(())));
         }
         let rec = record_size(len);
+        // Acquire: not needed (a stale `t` fails the keyed claim CAS; room is synchronised by head, not tail).
         let t = h.tail.load(ord!(Acquire));
         if t % 8 != 0 || t >= ring::MAX_POSITION {
             return Err(Retry::Stop(corrupt_send("producer position", t, t, "a multiple of 8 below 2^62")));
@@ -232,6 +236,7 @@ impl<M: Memory> Producer<M> {
             let head = h.head.load(ord!(Acquire));
             // The tail never falls behind the consumer position (the consumer moves it up before
             // handing space back), and a tail read after `head` is at least that head.
+            // Acquire: not needed (only compared; the Acquire of head just above orders it).
             if h.tail.load(ord!(Acquire)) != t {
                 return Err(Retry::Again); // others moved on
             }
@@ -265,9 +270,11 @@ impl<M: Memory> Producer<M> {
         // expected value is lap(t)'s keyed free word: if `t` went stale and the ring lapped, the
         // word at its index is another lap's free word, a record header or payload, none of
         // which equals it (see `layout::free_word`), and the claim fails.
+        // AcqRel/Acquire: not needed (free words are Relaxed fills, synchronised through head; helpers and the consumer use the claim word's value only, and a padding record has no payload); kept: it is the hot claim, reviewed as is.
         match mem.record(idx).compare_exchange(free, word.to_word(), ord!(AcqRel), ord!(Acquire)) {
             Ok(_) => {
                 if advance || pad > 0 {
+                    // AcqRel: not needed (the tail is only compared and helped; claims are published by the record word).
                     let _ = h.tail.compare_exchange(t, t + size as u64, ord!(AcqRel), Ordering::Relaxed);
                 }
                 if pad > 0 {
@@ -281,11 +288,13 @@ impl<M: Memory> Producer<M> {
                 // means our `t` is stale, even if a re-read of the tail still returns it: the
                 // read may lag behind the word. Retrying is bounded by the caller.)
                 let found = RecordHeader::from_word(found);
+                // Acquire: not needed (only compared).
                 if found.kind() == TYPE_FREE || h.tail.load(ord!(Acquire)) != t {
                     return Err(Retry::Again);
                 }
                 // Someone claimed `t`: help the tail past their record, then retry.
                 let size = claimed_size(geo, idx, found, t).map_err(Retry::Stop)?;
+                // AcqRel: not needed (as the tail CAS above).
                 let _ = h.tail.compare_exchange(t, t + size as u64, ord!(AcqRel), Ordering::Relaxed);
                 Err(Retry::Again)
             }
@@ -596,6 +605,7 @@ fn abandoned<M: Memory>(
         return Err(corrupt("producer slot", slot as u64, position, "below the ring's producer count"));
     }
     let s: &Slot = mem.slot(slot);
+    // Acquire: not needed (only compared: a takeover publishes nothing of the dead claimant, only its close does, below).
     if s.generation.load(ord!(Acquire)) as u16 != w.generation() {
         return Ok(true); // the slot was taken over: its holder when it claimed is gone
     }
@@ -636,6 +646,7 @@ impl<M: Memory> Consumer<M> {
         if intent == st.head {
             return Ok(());
         }
+        // Acquire: not needed (only checked; the Acquire of the intent above makes the moved tail visible).
         let tail = h.tail.load(ord!(Acquire));
         if intent < st.head || intent - st.head > geo.capacity || intent % 8 != 0 || intent > tail {
             return Err(CorruptError {
@@ -724,6 +735,7 @@ impl<M: Memory> Consumer<M> {
                         // The slot check synchronised with the producer's close or the slot's
                         // takeover, both after any commit it made: look at the word once more,
                         // so a commit we read too early is not taken for an abandoned claim.
+                        // Acquire: not needed (only compared; a changed word is read again with Acquire at the loop's top).
                         if mem.record(idx).load(ord!(Acquire)) != raw {
                             continue;
                         }
@@ -790,6 +802,7 @@ impl<M: Memory> Consumer<M> {
         let h = mem.header();
         // Bounded: producers only ever move the tail forward, so a few failed attempts mean it
         // passed us (or a hostile peer keeps rewriting it, which the next call checks).
+        // Acquire here and in the CAS below: not needed (the tail is only compared; producers get the space through the intent and head).
         let mut tail = h.tail.load(ord!(Acquire));
         for _ in 0..64 {
             if tail >= st.head {

@@ -163,6 +163,7 @@ pub(crate) fn init_header(
     fill_data: impl FnOnce(u64),
 ) -> Result<u64, InitError> {
     let refused = || InitError::AlreadyInitialized {
+        // Acquire: not needed (only reported in the error).
         state: h.state.load(ord!(Acquire)),
         magic: h.magic.load(Ordering::Relaxed),
     };
@@ -177,6 +178,7 @@ pub(crate) fn init_header(
     // Claim the creator word first: it names who is initialising, so an opener (or `status`)
     // can tell a creator at work from one that crashed half-way, whose ring is taken over here.
     let mine = Owner::word(identity::ATTACHED, identity::me(), lock.is_some());
+    // Creator claim, here down to `creator.store(0)`: not needed (these words are only compared; openers read the descriptor after READY, whose Release covers it); kept, init runs once.
     if let Err(creator) = h.creator.compare_exchange(0, mine, ord!(AcqRel), ord!(Acquire)) {
         let crashed = h.state.load(ord!(Acquire)) != STATE_READY
             && creator_gone(h, creator, lock.is_some(), probe_creator);
@@ -189,6 +191,7 @@ pub(crate) fn init_header(
         return Err(refused());
     }
     identity::publish_namespace(&h.creator, &h.creator_ns, mine);
+    // Release: not needed (INITIALIZING is only compared with READY; the READY store below publishes the header).
     h.state.store(STATE_INITIALIZING, ord!(Release));
     h.magic.store(MAGIC, Ordering::Relaxed);
     h.version.store(LAYOUT_VERSION, Ordering::Relaxed);
@@ -226,6 +229,7 @@ fn creator_gone(h: &Header, creator: u64, we_hold_lock: bool, probe: impl FnOnce
         identity::liveness(&h.creator, &h.creator_ns, creator, probe) == Liveness::Gone
     };
     // A creator that finished stored READY before it unlocked: look at the state again.
+    // Acquire: not needed (only compared; nothing is read on the strength of it).
     gone && h.state.load(ord!(Acquire)) != STATE_READY
 }
 
@@ -401,6 +405,7 @@ fn take_lock<M: Memory>(mem: &M, end: End, role: Role) -> Result<Option<EndLock>
             Ok(lock) => return Ok(lock),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // A holder that closes marks its word closed, then unlocks: give it a moment.
+                // Not reached under loom (no locks on heap memory); Acquire not needed (the word is only compared).
                 let o = Owner::decode(end.slot(mem).owner.load(ord!(Acquire)));
                 let now = Instant::now();
                 if o.state == identity::ATTACHED || now >= *give_up.get_or_insert(now + CLOSING) {
@@ -420,6 +425,7 @@ pub(crate) fn claim_slot<M: Memory>(mem: &M, end: End, role: Role) -> Result<(He
     let slot = end.slot(mem);
     let refuse = |w: u64| AttachError::AlreadyAttached { role, pid: Owner::decode(w).pid };
     // A cheap look first, so a held slot is refused without opening anything.
+    // Acquire: not needed (a cheap look, only compared; the CAS below decides).
     let cur = slot.owner.load(ord!(Acquire));
     if Owner::decode(cur).state == identity::ATTACHED && !holder_gone(mem, end, cur) {
         return Err(refuse(cur));
@@ -427,6 +433,7 @@ pub(crate) fn claim_slot<M: Memory>(mem: &M, end: End, role: Role) -> Result<(He
     // Our lock before our word: a checker that sees our word with `L` always finds the lock.
     let lock = take_lock(mem, end, role)?;
     let mine = Owner::word(identity::ATTACHED, identity::me(), lock.is_some());
+    // Acquire: not needed (only the CAS's expected value; the CAS below synchronises).
     let mut cur = slot.owner.load(ord!(Acquire));
     loop {
         let o = Owner::decode(cur);
@@ -438,8 +445,10 @@ pub(crate) fn claim_slot<M: Memory>(mem: &M, end: End, role: Role) -> Result<(He
                 return Err(refuse(cur));
             }
         }
+        // AcqRel: the Acquire pairs with `release_slot`'s Release (the previous holder's last position is visible); the Release half is not needed (`publish_namespace` publishes).
         match slot.owner.compare_exchange(cur, mine, ord!(AcqRel), ord!(Acquire)) {
             Ok(_) => {
+                // AcqRel: not needed (the generation is only compared; a takeover publishes nothing of the claimant it replaces).
                 let generation = slot.generation.fetch_add(1, ord!(AcqRel)).wrapping_add(1);
                 let word = identity::publish_namespace(&slot.owner, &slot.pid_ns, mine);
                 return Ok((Held { word, _lock: lock }, generation));
@@ -456,6 +465,7 @@ pub(crate) fn attach_consumer<M: Memory>(mem: &M, geo: &Geometry) -> Result<(Hel
     let h = mem.header();
     let (held, _generation) = claim_slot(mem, End::Consumer, Role::Consumer)?;
     h.data_ready.waiters.store(0, Ordering::Relaxed);
+    // Acquire (head, tail): not needed (positions to start from, checked; what the consumer reads is published by the producers' own Release stores, a predecessor's close by the slot claim).
     let head = h.head.load(ord!(Acquire));
     let tail = h.tail.load(ord!(Acquire));
     if let Err(e) = check_positions(head, tail, geo.capacity) {
@@ -469,12 +479,14 @@ pub(crate) fn attach_consumer<M: Memory>(mem: &M, geo: &Geometry) -> Result<(Hel
 /// over meanwhile (only possible on positive evidence that we died). The caller drops `held`,
 /// and with it the lock, afterwards.
 pub(crate) fn release_slot(slot: &Slot, held: &Held) {
+    // AcqRel: Release pairs with the Acquire of the slot's next claim (it sees our last position); the Acquire half is not needed (nothing is read after it).
     let _ = slot.owner.compare_exchange(held.word, Owner::closed(held.word), ord!(AcqRel), Ordering::Relaxed);
 }
 
 /// What a producer notes about the consumer when it attaches: the consumer slot's generation,
 /// and whether a consumer was attached then.
 pub(crate) fn consumer_snapshot(h: &Header) -> (u32, bool) {
+    // Acquire (owner, generation): not needed (a snapshot only compared later, no data read on it).
     let owner = Owner::decode(h.consumer.owner.load(ord!(Acquire)));
     (h.consumer.generation.load(ord!(Acquire)), owner.state == identity::ATTACHED)
 }
@@ -485,6 +497,7 @@ pub(crate) fn consumer_snapshot(h: &Header) -> (u32, bool) {
 /// attached then, or attached and closed since, does.
 pub(crate) fn consumer_left(h: &Header, snapshot: (u32, bool)) -> bool {
     let (generation, was_attached) = snapshot;
+    // Acquire: not needed (only compared).
     was_attached || h.consumer.generation.load(ord!(Acquire)) != generation
 }
 

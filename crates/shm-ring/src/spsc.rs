@@ -111,6 +111,7 @@ impl<M: Memory> Producer<M> {
         // A producer that died asleep may have left its announcement; only we wait here.
         h.space_ready.waiters.store(0, Ordering::Relaxed);
         let head = h.head.load(ord!(Acquire));
+        // Acquire: not needed (our own position: the previous producer's last tail is made visible by the slot claim).
         let tail = h.tail.load(ord!(Acquire));
         if let Err(e) = ring::check_positions(head, tail, geo.capacity) {
             ring::release_slot(mem.slot(0), &me);
@@ -131,6 +132,7 @@ impl<M: Memory> Producer<M> {
 
     /// Bytes currently in flight (sent, not yet consumed), as far as this end knows.
     pub fn len_bytes(&self) -> usize {
+        // Acquire: not needed (a byte count for the caller).
         let head = self.mem.header().head.load(ord!(Acquire));
         self.st.tail.saturating_sub(head).min(self.geo.capacity) as usize
     }
@@ -534,6 +536,7 @@ impl<M: Memory> Consumer<M> {
             }
             let idx = (st.head & geo.mask) as usize;
             let avail = st.tail_cache - st.head;
+            // Acquire: not needed (the Acquire load of tail that covers this record already synchronised with the producer).
             let rh = RecordHeader::from_word(mem.record(idx).load(ord!(Acquire)));
             match rh.kind() {
                 TYPE_PAD => {

@@ -56,6 +56,7 @@ pub(crate) fn notify<M: Memory>(mem: &M, wp: &WaitPoint) {
     // SYNC POINT: pairs with the fence in `block_on` (see the module docs).
     fence(ord!(SeqCst));
     if wp.waiters.load(Ordering::Relaxed) != 0 {
+        // Release: not needed (the futex compares the value only; data is published by the position store, ordered by the fences).
         wp.seq.fetch_add(1, ord!(Release));
         mem.wake(&wp.seq);
     }
@@ -125,21 +126,26 @@ pub(crate) fn block_on<M: Memory, T, E>(
         if let Some(e) = peer_gone(check_alive) {
             return finish(attempt(), e);
         }
+        // Acquire: not needed (only compared by the futex; the SeqCst fence below is the acquire that makes a closer's mark, made before its bump, visible to the re-check).
         let seq = wp.seq.load(ord!(Acquire));
+        // SeqCst: the store-buffer pairing rests on the SeqCst fence below (loom treats SeqCst accesses as AcqRel and cannot weigh this); on the RMW itself it is belt and braces.
         wp.waiters.fetch_add(1, ord!(SeqCst));
         // SYNC POINT: pairs with the fence in `notify`.
         fence(ord!(SeqCst));
         if let Step::Done(r) = attempt() {
+            // SeqCst: not needed (leaving needs no order: a stale count costs the notifier one futex wake, and the next announce comes after this in the word's order).
             wp.waiters.fetch_sub(1, ord!(SeqCst));
             return r;
         }
         // A close that happened before our read of `seq` is visible now (the closer bumps `seq`
         // after marking itself closed); a later one bumps `seq` and ends the wait below.
         if let Some(e) = peer_gone(false) {
+            // SeqCst: not needed (leaving needs no order: a stale count costs the notifier one futex wake, and the next announce comes after this in the word's order).
             wp.waiters.fetch_sub(1, ord!(SeqCst));
             return finish(attempt(), e);
         }
         mem.wait(&wp.seq, seq, Some(sleep));
+        // SeqCst: not needed (leaving needs no order: a stale count costs the notifier one futex wake, and the next announce comes after this in the word's order).
         wp.waiters.fetch_sub(1, ord!(SeqCst));
     }
 }
