@@ -68,6 +68,9 @@ pub struct EndLock {
     fd: OwnedFd,
     /// Offset of the locked byte in the backing object.
     offset: u64,
+    /// The process that took the lock: a child forked from it shares the open file description,
+    /// and dropping the child's copy must not unlock the parent's lock.
+    pid: u32,
 }
 
 impl EndLock {
@@ -87,8 +90,12 @@ impl fmt::Debug for EndLock {
 impl Drop for EndLock {
     fn drop(&mut self) {
         // Unlock explicitly before closing: a child forked meanwhile shares this open file
-        // description, and only an unlock releases the lock while the child keeps it open.
-        let _ = sys::ofd_unlock(self.fd.as_fd(), self.offset);
+        // description, and only an unlock releases the lock while the child keeps it open. In
+        // such a child (a copy of the end dropped after fork) only close our descriptor: the
+        // lock is the parent's.
+        if std::process::id() == self.pid {
+            let _ = sys::ofd_unlock(self.fd.as_fd(), self.offset);
+        }
     }
 }
 
@@ -112,7 +119,7 @@ impl Region {
         let at = self.lock_offset(offset)?;
         let Some(own) = self.reopen(fd) else { return Ok(None) };
         match sys::ofd_lock(own.as_fd(), at, self.is_writable()) {
-            Ok(()) => Ok(Some(EndLock { fd: own, offset: at })),
+            Ok(()) => Ok(Some(EndLock { fd: own, offset: at, pid: std::process::id() })),
             Err(Errno::EAGAIN | Errno::EACCES) => Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 format!(

@@ -99,7 +99,9 @@ pub(crate) fn pid_verdict(
     // A process has this pid. Whether it is the recorded one only /proc can tell.
     let Some(Ok(st)) = stat() else { return Liveness::Unknown };
     if matches!(st.state, b'Z' | b'X') {
-        return Liveness::Gone; // exited: whether it was ours or a later one, ours is gone
+        // Exited (whether it was ours or a later one, ours is gone) — unless only its main
+        // thread did and other threads still run: the leader then shows `Z` too.
+        return if st.threads <= 1 { Liveness::Gone } else { Liveness::Unknown };
     }
     if recorded_start == 0 {
         return Liveness::Unknown;
@@ -118,7 +120,7 @@ mod tests {
     use super::*;
 
     fn stat(state: u8, start_time: u64) -> Option<nix::Result<ProcStat>> {
-        Some(Ok(ProcStat { state, start_time }))
+        Some(Ok(ProcStat { state, start_time, threads: 1 }))
     }
 
     #[test]
@@ -153,12 +155,18 @@ mod tests {
         }
         // kill itself failing otherwise says nothing.
         assert_eq!(v(Err(Errno::EINVAL), stat(b'Z', 1)), Liveness::Unknown);
+        // A leader that exited while its other threads run shows `Z`: not dead.
+        let leader_gone = Some(Ok(ProcStat { state: b'Z', start_time: 500, threads: 2 }));
+        assert_eq!(v(Ok(()), leader_gone), Liveness::Unknown);
     }
 
     #[test]
     fn stat_lines_parse_with_odd_command_names() {
-        let line = "42 (a b) c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 10";
-        assert_eq!(sys::parse_proc_stat(line), Some(ProcStat { state: b'S', start_time: 123456 }));
+        let line = "42 (a b) c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 3 0 123456 1000 10";
+        assert_eq!(
+            sys::parse_proc_stat(line),
+            Some(ProcStat { state: b'S', start_time: 123456, threads: 3 })
+        );
         assert_eq!(sys::parse_proc_stat("42 (x) Z"), None);
     }
 

@@ -364,6 +364,9 @@ pub(crate) struct ProcStat {
     pub state: u8,
     /// Field 22: start time in clock ticks since boot, as seen from the reader's time namespace.
     pub start_time: u64,
+    /// Field 20: threads in the process. A process whose main thread exited while others run
+    /// shows state `Z` with more than one thread: it is alive.
+    pub threads: u64,
 }
 
 fn io_errno(e: std::io::Error) -> Errno {
@@ -377,8 +380,9 @@ pub(crate) fn parse_proc_stat(stat: &str) -> Option<ProcStat> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_ascii_whitespace();
     let state = *fields.next()?.as_bytes().first()?;
-    let start_time = fields.nth(18)?.parse().ok()?;
-    Some(ProcStat { state, start_time })
+    let threads = fields.nth(16)?.parse().ok()?;
+    let start_time = fields.nth(1)?.parse().ok()?;
+    Some(ProcStat { state, start_time, threads })
 }
 
 /// Read `/proc/PID/stat` (`pid` None: `/proc/self/stat`). The errno of the failing read

@@ -53,6 +53,9 @@ struct Attachment<M: Memory> {
 
 impl<M: Memory> Drop for Attachment<M> {
     fn drop(&mut self) {
+        if !self.me.is_ours() {
+            return; // a forked child's copy: the slot is the parent's
+        }
         let h = self.mem.header();
         ring::release_slot(self.mem.slot(self.slot), &self.me);
         wait::wake_all(&self.mem, &h.data_ready);
@@ -172,9 +175,20 @@ impl<M: Memory> Producer<M> {
         let consumer = Owner::decode(h.consumer.owner.load(ord!(Acquire)));
         let consumer_at_attach =
             (h.consumer.generation.load(ord!(Acquire)), consumer.state == identity::ATTACHED);
-        let head = h.head.load(ord!(Acquire));
-        // Acquire: not needed (only checked; claims go through the record word, room through head above).
-        let tail = h.tail.load(ord!(Acquire));
+        // Tail, head, tail again: other producers and the consumer move both meanwhile, and only
+        // a head read between two equal tails is known to be within capacity of it.
+        let mut positions = (0, 0);
+        for _ in 0..64 {
+            // Acquire (tails): not needed (only checked; claims go through the record word,
+            // room through head).
+            let before = h.tail.load(ord!(Acquire));
+            let head = h.head.load(ord!(Acquire));
+            positions = (head, h.tail.load(ord!(Acquire)));
+            if positions.1 == before {
+                break;
+            }
+        }
+        let (head, tail) = positions;
         ring::check_positions(head, tail, geo.capacity)?;
         let st = ProducerState { head_cache: head, consumer_at_attach, liveness: LivenessClock::default() };
         Ok(Producer { att, geo, st })
@@ -512,6 +526,10 @@ struct ConsumerState {
     me: Held,
     /// Test hook called at each step of the hand-back (see [`HandBackStep`]).
     hook: Option<fn(HandBackStep)>,
+    /// Check the producer of a claim at our position at once (not after it has been stuck
+    /// for a while): set once the producers are found gone, so that their last claims are
+    /// skipped and the messages behind them read before `Disconnected`/`PeerDead` is given.
+    force_check: bool,
     /// Under loom: return from the hand-back at this step, as a consumer killed there would.
     #[cfg(loom)]
     crash_at: Option<HandBackStep>,
@@ -554,6 +572,9 @@ impl ConsumerState {
     /// Whether to check (with a `/proc` read) that the producer of the claim at `head` lives:
     /// once we have waited at the same claim for a few milliseconds, then every few ms.
     fn check_claimant(&mut self) -> bool {
+        if self.force_check {
+            return !cfg!(loom);
+        }
         if cfg!(loom) {
             return false;
         }
@@ -625,6 +646,7 @@ impl<M: Memory> Consumer<M> {
             published: head,
             me,
             hook: None,
+            force_check: false,
             #[cfg(loom)]
             crash_at: None,
             liveness: LivenessClock::default(),
@@ -808,6 +830,7 @@ impl<M: Memory> Consumer<M> {
             if tail >= st.head {
                 break;
             }
+            // AcqRel/Acquire: not needed (see the load of the tail above).
             match h.tail.compare_exchange(tail, st.head, ord!(AcqRel), ord!(Acquire)) {
                 Ok(_) => break,
                 Err(now) => tail = now,
@@ -876,24 +899,43 @@ impl<M: Memory> Consumer<M> {
         let check = self.st.liveness.due();
         match Self::producers_gone(&self.mem, &self.geo, check) {
             None => Err(RecvError::Empty),
-            Some(gone) => Self::next(&self.mem, &self.geo, &mut self.st)?.ok_or(gone),
+            Some(gone) => {
+                // Skip the gone producers' abandoned claims now: messages behind them come
+                // before the error.
+                self.st.force_check = true;
+                let last = Self::next(&self.mem, &self.geo, &mut self.st);
+                self.st.force_check = false;
+                last?.ok_or(gone)
+            }
         }
     }
 
     fn wait_next(&mut self, deadline: Option<Instant>) -> Result<Next, RecvError> {
         let (mem, geo, st) = (&self.mem, &self.geo, &mut self.st);
-        wait::block_on(
+        // Once the producers are found gone, the last attempt skips their abandoned claims at
+        // once (see `force_check`).
+        let gone_seen = std::cell::Cell::new(false);
+        let r = wait::block_on(
             mem,
             &mem.header().data_ready,
             deadline,
-            || match Self::next(mem, geo, st) {
-                Ok(Some(n)) => Step::Done(Ok(n)),
-                Ok(None) => Step::Pending,
-                Err(e) => Step::Done(Err(e)),
+            || {
+                st.force_check = gone_seen.get();
+                match Self::next(mem, geo, st) {
+                    Ok(Some(n)) => Step::Done(Ok(n)),
+                    Ok(None) => Step::Pending,
+                    Err(e) => Step::Done(Err(e)),
+                }
             },
-            |check_alive| Self::producers_gone(mem, geo, check_alive),
+            |check_alive| {
+                let gone = Self::producers_gone(mem, geo, check_alive);
+                gone_seen.set(gone.is_some());
+                gone
+            },
             || RecvError::Timeout,
-        )
+        );
+        self.st.force_check = false;
+        r
     }
 
     fn consume(&mut self, n: Next) {
@@ -922,6 +964,9 @@ impl<M: Memory> Consumer<M> {
     /// Hand up to `max` waiting messages to `f`, then release them with one store
     /// (`recv_batch` and `recv_batch_unchecked`).
     fn batch(&mut self, max: usize, mut f: impl FnMut(&M, Next)) -> Result<usize, RecvError> {
+        if max == 0 {
+            return Ok(0); // asked for nothing: nothing is consumed
+        }
         let mut n = self.try_next()?;
         let mut count = 0;
         loop {
@@ -946,6 +991,9 @@ impl<M: Memory> Consumer<M> {
 
 impl<M: Memory> Drop for Consumer<M> {
     fn drop(&mut self) {
+        if !self.st.me.is_ours() {
+            return; // a forked child's copy: handing back or closing would be the parent's
+        }
         Self::publish_head(&self.mem, &self.geo, &mut self.st);
         let h = self.mem.header();
         ring::release_slot(&h.consumer, &self.st.me);

@@ -187,6 +187,7 @@ pub(crate) fn init_header(
         }
     } else if h.state.load(ord!(Acquire)) != STATE_EMPTY {
         // A ring made before (its creator word was cleared) or garbage: never overwrite it.
+        // Release: not needed (only compared; see the creator claim above).
         h.creator.store(0, ord!(Release));
         return Err(refused());
     }
@@ -380,6 +381,16 @@ impl End {
 pub(crate) struct Held {
     word: u64,
     _lock: Option<EndLock>,
+    /// The process that attached. A child forked after the attach holds a copy of the end
+    /// that is not its own: dropping it there must not close the parent's end.
+    pid: u32,
+}
+
+impl Held {
+    /// Whether this process is the one that attached (not a child forked since).
+    pub(crate) fn is_ours(&self) -> bool {
+        cfg!(loom) || std::process::id() == self.pid
+    }
 }
 
 /// What the evidence says about the holder named by the attached owner word `w` of `end`.
@@ -435,7 +446,9 @@ pub(crate) fn claim_slot<M: Memory>(mem: &M, end: End, role: Role) -> Result<(He
     let mine = Owner::word(identity::ATTACHED, identity::me(), lock.is_some());
     // Acquire: not needed (only the CAS's expected value; the CAS below synchronises).
     let mut cur = slot.owner.load(ord!(Acquire));
-    loop {
+    // Bounded: each failed CAS means another claimant changed the word; a word that keeps
+    // changing (a hostile peer) ends in a refusal.
+    for _ in 0..64 {
         let o = Owner::decode(cur);
         if o.state == identity::ATTACHED {
             // Holding the slot's lock ourselves proves that a holder that locked holds it no
@@ -451,11 +464,12 @@ pub(crate) fn claim_slot<M: Memory>(mem: &M, end: End, role: Role) -> Result<(He
                 // AcqRel: not needed (the generation is only compared; a takeover publishes nothing of the claimant it replaces).
                 let generation = slot.generation.fetch_add(1, ord!(AcqRel)).wrapping_add(1);
                 let word = identity::publish_namespace(&slot.owner, &slot.pid_ns, mine);
-                return Ok((Held { word, _lock: lock }, generation));
+                return Ok((Held { word, _lock: lock, pid: std::process::id() }, generation));
             }
             Err(now) => cur = now,
         }
     }
+    Err(refuse(cur))
 }
 
 /// Take the consumer slot and read the positions to start from: what we hold and the
@@ -479,6 +493,9 @@ pub(crate) fn attach_consumer<M: Memory>(mem: &M, geo: &Geometry) -> Result<(Hel
 /// over meanwhile (only possible on positive evidence that we died). The caller drops `held`,
 /// and with it the lock, afterwards.
 pub(crate) fn release_slot(slot: &Slot, held: &Held) {
+    if !held.is_ours() {
+        return; // a copy of the end in a forked child: the slot is the parent's
+    }
     // AcqRel: Release pairs with the Acquire of the slot's next claim (it sees our last position); the Acquire half is not needed (nothing is read after it).
     let _ = slot.owner.compare_exchange(held.word, Owner::closed(held.word), ord!(AcqRel), Ordering::Relaxed);
 }

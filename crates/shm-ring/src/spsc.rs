@@ -355,6 +355,9 @@ impl<M: Memory> Producer<M> {
 
 impl<M: Memory> Drop for Producer<M> {
     fn drop(&mut self) {
+        if !self.st.me.is_ours() {
+            return; // a forked child's copy: the end (and the slot) is the parent's
+        }
         let h = self.mem.header();
         // Closed first; our lock (in `st.me`) is released after this, when the state drops.
         ring::release_slot(self.mem.slot(0), &self.st.me);
@@ -664,6 +667,9 @@ impl<M: Memory> Consumer<M> {
     /// Hand up to `max` waiting messages to `f` in order, then release all of them with one
     /// store of the consumer position (`recv_batch` and `recv_batch_unchecked`).
     fn batch(&mut self, max: usize, mut f: impl FnMut(&M, Next)) -> Result<usize, RecvError> {
+        if max == 0 {
+            return Ok(0); // asked for nothing: nothing is consumed
+        }
         let first = self.try_next()?;
         let mut n = first;
         let mut count = 0;
@@ -694,6 +700,9 @@ impl<M: Memory> Consumer<M> {
 
 impl<M: Memory> Drop for Consumer<M> {
     fn drop(&mut self) {
+        if !self.st.me.is_ours() {
+            return; // a forked child's copy: handing back or closing would be the parent's
+        }
         Self::publish_head(&self.mem, &mut self.st);
         let h = self.mem.header();
         // Closed first; our lock (in `st.me`) is released after this, when the state drops.

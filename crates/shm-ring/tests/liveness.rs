@@ -454,3 +454,53 @@ fn ends_on_one_region_see_each_other() {
     drop(p);
     assert_eq!(shm_ring::status(&region).unwrap().producers[0].state, EndState::Closed);
 }
+
+/// A process whose main thread exited while another thread goes on using the ring shows as a
+/// zombie in `/proc/PID/stat`: it is not dead, and its end is not taken over.
+#[test]
+fn a_process_whose_main_thread_exited_is_not_dead() {
+    let config = RingConfig::mpsc(256, 1);
+    let region = Arc::new(Region::anonymous(config.region_len()).unwrap());
+    let mut c = mpsc::Consumer::create(region.clone(), &config).unwrap();
+    let leader_done = shm_testkit::Gate::new();
+    let checked = shm_testkit::Gate::new();
+    let child = {
+        let region = region.clone();
+        let (done_fd, checked_read) = (leader_done.write_fd(), &checked);
+        let checked_read: *const shm_testkit::Gate = checked_read;
+        let checked_read = checked_read as usize;
+        fork(move || {
+            let mut p = mpsc::Producer::open(region).unwrap();
+            std::thread::spawn(move || {
+                // SAFETY: the Gate lives in the parent's stack frame, copied into this child by
+                // fork; the frame is never unwound here (the main thread exits with SYS_exit).
+                let checked = unsafe { &*(checked_read as *const shm_testkit::Gate) };
+                assert!(checked.wait(1, Duration::from_secs(60)));
+                let ok = p.try_send(b"alive").is_ok();
+                // SAFETY: ends the whole process, without running the parent's destructors.
+                unsafe { libc::_exit(if ok { 0 } else { 3 }) }
+            });
+            shm_testkit::Gate::open_fd(done_fd);
+            // SAFETY: ends only the calling (main) thread; the spawned one goes on.
+            unsafe { libc::syscall(libc::SYS_exit, 0) };
+            0
+        })
+    };
+    assert!(leader_done.wait(1, Duration::from_secs(20)));
+    let stat = format!("/proc/{}/stat", child.pid());
+    let zombie_leader = wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&stat)
+            .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+    });
+    assert!(zombie_leader, "the leader shows as a zombie");
+    match mpsc::Producer::open(region.clone()) {
+        Err(AttachError::NoFreeSlot { .. } | AttachError::AlreadyAttached { .. }) => {}
+        other => panic!("the live producer's slot was taken over: {other:?}"),
+    }
+    assert_eq!(c.try_recv(&mut Vec::new()), Err(RecvError::Empty), "not reported dead");
+    checked.open();
+    child.join(); // its thread sent successfully
+    let mut buf = Vec::new();
+    c.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, b"alive");
+}

@@ -192,3 +192,93 @@ fn a_consumer_killed_at_each_step_of_its_hand_back_loses_nothing() {
         }
     }
 }
+
+/// A forked child that drops its inherited copy of the parent's producer (as a child unwinding
+/// through the frames that own it would) must not close the parent's end: the parent's claim is
+/// not skipped, its slot not taken over, and nothing is lost or overwritten.
+#[test]
+fn a_forked_child_dropping_an_inherited_end_leaves_the_parents_end_open() {
+    let (region, mut c) = ring(256, 2);
+    let mut hold = Some(Producer::open(region.clone()).unwrap());
+    let child = fork(|| {
+        drop(hold.take());
+        0
+    });
+    child.join();
+    let mut p = hold.unwrap();
+    let mut g = p.reserve(8).unwrap(); // a claim at position 0
+    let mut buf = Vec::new();
+    assert_eq!(c.try_recv(&mut buf), Err(RecvError::Empty), "the live parent's claim is waited for");
+    let mut q = Producer::open(region).unwrap();
+    assert_eq!(q.slot(), 1, "the parent's slot is still the parent's");
+    let mut sent = 0u64;
+    while q.try_send(sent.to_le_bytes()).is_ok() {
+        sent += 1;
+    }
+    g.copy_from_slice(b"PARENT!!");
+    g.commit();
+    c.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, b"PARENT!!");
+    for i in 0..sent {
+        c.try_recv(&mut buf).unwrap();
+        assert_eq!(buf, i.to_le_bytes());
+    }
+    assert_eq!(c.try_recv(&mut buf), Err(RecvError::Empty));
+
+    // The same for a consumer: the child's copy neither hands space back nor closes.
+    let (region, c) = ring(256, 1);
+    let mut p = Producer::open(region).unwrap();
+    p.try_send(b"kept").unwrap();
+    let mut hold = Some(c);
+    let child = fork(|| {
+        drop(hold.take());
+        0
+    });
+    child.join();
+    let mut c = hold.unwrap();
+    assert!(p.try_send(b"more").is_ok(), "the consumer is not closed for the producer");
+    c.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, b"kept");
+    c.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, b"more");
+}
+
+/// A producer that died holding a claim: the messages another producer committed behind it are
+/// all received before `PeerDead`/`Disconnected` is reported, at the first call.
+#[test]
+fn messages_behind_a_dead_claim_come_before_the_error() {
+    let (region, mut c) = ring(256, 2);
+    let mut q = Producer::open(region.clone()).unwrap();
+    let dead = {
+        let region = region.clone();
+        fork(move || {
+            let mut d = Producer::open(region).unwrap();
+            assert!(d.claim_without_advancing(8));
+            std::mem::forget(d);
+            0 // _exit: dies holding its claim, the tail not advanced
+        })
+    };
+    dead.join();
+    q.try_send(b"after").unwrap();
+    drop(q);
+    let mut buf = Vec::new();
+    assert_eq!(c.try_recv(&mut buf), Ok(5), "the message behind the dead claim comes first");
+    assert_eq!(buf, b"after");
+    // Then the error, once the (rate-limited) liveness check has run; never another message.
+    assert!(shm_testkit::wait_until(Duration::from_secs(20), || match c.try_recv(&mut buf) {
+        Err(RecvError::PeerDead { .. } | RecvError::Disconnected) => true,
+        Err(RecvError::Empty) => false,
+        other => panic!("{other:?}"),
+    }));
+}
+
+#[test]
+fn recv_batch_of_zero_messages_consumes_nothing() {
+    let (region, mut c) = ring(256, 1);
+    let mut p = Producer::open(region).unwrap();
+    p.try_send(b"one").unwrap();
+    let mut calls = 0;
+    assert_eq!(c.recv_batch(0, |_| calls += 1), Ok(0));
+    assert_eq!(calls, 0);
+    assert_eq!(c.recv_pod::<[u8; 3]>(), Ok(*b"one"));
+}
