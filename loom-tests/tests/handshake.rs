@@ -59,7 +59,7 @@ fn two_openers_one_end() {
         mem.init().unwrap();
         let other = {
             let mem = mem.clone();
-            thread::spawn(move || mem.mpsc_consumer().map(|c| std::mem::forget(c)).is_ok())
+            thread::spawn(move || mem.mpsc_consumer().map(std::mem::forget).is_ok())
         };
         let mine = mem.mpsc_consumer().map(std::mem::forget).is_ok();
         let theirs = other.join().unwrap();

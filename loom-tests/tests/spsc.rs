@@ -83,7 +83,7 @@ fn reserve_commit_abort() {
                         Ok(mut g) => {
                             g.copy_from_slice(&[i; 16]);
                             if i == 1 {
-                                drop(g); // aborted: never delivered
+                                let _aborted = g; // dropped unpublished: never delivered
                             } else {
                                 g.commit_len(8 + i as usize);
                             }

@@ -33,7 +33,9 @@ pub(crate) const fn site(o: Ordering, _at: &'static str) -> Ordering {
 pub(crate) fn site(o: Ordering, at: &'static str) -> Ordering {
     use std::sync::{Mutex, OnceLock};
     static WEAKEN: OnceLock<Option<String>> = OnceLock::new();
-    static LIST: OnceLock<Option<Mutex<(String, std::collections::HashSet<&'static str>)>>> = OnceLock::new();
+    /// The listing file and the sites already written to it.
+    type Listing = Mutex<(String, std::collections::HashSet<&'static str>)>;
+    static LIST: OnceLock<Option<Listing>> = OnceLock::new();
     let list = LIST.get_or_init(|| {
         std::env::var("SHM_LOOM_SITES").ok().map(|f| Mutex::new((f, std::collections::HashSet::new())))
     });
