@@ -79,7 +79,10 @@
 //!   the exact 64-bit free word of a lap, which depends on the ring's random key. Payloads that do
 //!   not know the key (zeros, counters, text, copies of another ring) match it with probability
 //!   2^-56 per stale attempt. (With the lap itself as the free word, eight zero bytes in lap 0
-//!   were enough.)
+//!   were enough.) Within the lap of a stale position nothing is needed of the key: a tail
+//!   value is always a record boundary of its own lap, whose word is that record's header; only
+//!   in a later lap can the same index fall inside a record, and there the expected word is an
+//!   earlier lap's free word, which the consumer has rewritten everywhere it consumed.
 //!
 //! # Hand-back
 //! The MPSC consumer hands consumed space back in three stores: `hand_back = h` (intent), the
