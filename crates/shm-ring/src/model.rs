@@ -72,4 +72,11 @@ impl ModelMemory {
     pub fn free_consumer_slot(&self) {
         self.mem.header().consumer.owner.store(0, crate::sync::Ordering::Relaxed);
     }
+
+    /// Producer slot `i` is free again, as when a producer killed without closing is taken
+    /// over (see [`free_consumer_slot`](ModelMemory::free_consumer_slot)). The next producer to
+    /// attach takes it with the next generation.
+    pub fn free_producer_slot(&self, i: usize) {
+        self.mem.slot(i).owner.store(0, crate::sync::Ordering::Relaxed);
+    }
 }
