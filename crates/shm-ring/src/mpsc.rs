@@ -113,6 +113,13 @@ struct Claim {
     len: usize,
 }
 
+/// Records one step of a timed or blocking receive walks before it checks its deadline.
+const WAIT_WALK_RECORDS: u64 = 4096;
+
+/// Bytes one walk of the consumer covers at most (so one hand-back rewrites at most this much,
+/// plus one record): a timed call checks its deadline between such steps.
+const WALK_BYTES: u64 = 1 << 20;
+
 /// How many claim attempts one call makes before it reports the ring full (or, blocking, goes
 /// back to its wait loop, which checks the deadline and the consumer's liveness). Each failed
 /// attempt means another end moved the tail (or a hostile one rewrote it), so legitimate
@@ -530,6 +537,10 @@ struct ConsumerState {
     /// for a while): set once the producers are found gone, so that their last claims are
     /// skipped and the messages behind them read before `Disconnected`/`PeerDead` is given.
     force_check: bool,
+    /// The most records one `next` looks at (at most a lap's worth: `try_*` calls), and whether
+    /// the last `next` stopped there with records left to walk.
+    walk_limit: u64,
+    walk_incomplete: bool,
     /// Under loom: return from the hand-back at this step, as a consumer killed there would.
     #[cfg(loom)]
     crash_at: Option<HandBackStep>,
@@ -647,6 +658,8 @@ impl<M: Memory> Consumer<M> {
             me,
             hook: None,
             force_check: false,
+            walk_limit: u64::MAX,
+            walk_incomplete: false,
             #[cfg(loom)]
             crash_at: None,
             liveness: LivenessClock::default(),
@@ -695,7 +708,12 @@ impl<M: Memory> Consumer<M> {
     /// Bounded: it looks at no more records than one lap holds, and never reads a word of space
     /// it consumed but has not handed back (that would be last lap's record, read again).
     fn next(mem: &M, geo: &Geometry, st: &mut ConsumerState) -> Result<Option<Next>, RecvError> {
-        for _ in 0..=geo.capacity / 8 {
+        st.walk_incomplete = false;
+        let start = st.head;
+        for _ in 0..st.walk_limit.min(geo.capacity / 8 + 1) {
+            if st.head - start >= WALK_BYTES {
+                break; // bound the hand-back below too
+            }
             if st.head - st.published >= geo.capacity {
                 // A whole lap consumed (skipped records, padding): the word at our position is
                 // one we consumed a lap ago. Hand the lap back first, which makes it free.
@@ -785,6 +803,9 @@ impl<M: Memory> Consumer<M> {
                 }
             }
         }
+        // The walk budget is spent and records are left (skipped claims, padding): hand back
+        // what was walked; the caller comes back for the rest.
+        st.walk_incomplete = true;
         Self::publish_head(mem, geo, st);
         Ok(None)
     }
@@ -896,6 +917,9 @@ impl<M: Memory> Consumer<M> {
         if let Some(n) = Self::next(&self.mem, &self.geo, &mut self.st)? {
             return Ok(n);
         }
+        if self.st.walk_incomplete {
+            return Err(RecvError::Empty); // nothing found within the budget of one call
+        }
         let check = self.st.liveness.due();
         match Self::producers_gone(&self.mem, &self.geo, check) {
             None => Err(RecvError::Empty),
@@ -905,7 +929,11 @@ impl<M: Memory> Consumer<M> {
                 self.st.force_check = true;
                 let last = Self::next(&self.mem, &self.geo, &mut self.st);
                 self.st.force_check = false;
-                last?.ok_or(gone)
+                match last? {
+                    Some(n) => Ok(n),
+                    None if self.st.walk_incomplete => Err(RecvError::Empty), // more to walk
+                    None => Err(gone),
+                }
             }
         }
     }
@@ -921,10 +949,16 @@ impl<M: Memory> Consumer<M> {
             deadline,
             || {
                 st.force_check = gone_seen.get();
-                match Self::next(mem, geo, st) {
-                    Ok(Some(n)) => Step::Done(Ok(n)),
-                    Ok(None) => Step::Pending,
-                    Err(e) => Step::Done(Err(e)),
+                // Walk in bounded steps, checking the deadline between them: a ring full of
+                // skipped records is no reason to overrun a timeout.
+                st.walk_limit = WAIT_WALK_RECORDS;
+                loop {
+                    match Self::next(mem, geo, st) {
+                        Ok(Some(n)) => return Step::Done(Ok(n)),
+                        Ok(None) if st.walk_incomplete && deadline.is_none_or(|d| Instant::now() < d) => {}
+                        Ok(None) => return Step::Pending,
+                        Err(e) => return Step::Done(Err(e)),
+                    }
                 }
             },
             |check_alive| {
@@ -935,6 +969,7 @@ impl<M: Memory> Consumer<M> {
             || RecvError::Timeout,
         );
         self.st.force_check = false;
+        self.st.walk_limit = u64::MAX;
         r
     }
 

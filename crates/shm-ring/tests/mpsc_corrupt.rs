@@ -342,3 +342,35 @@ fn hostile_process_writing_garbage_concurrently() {
     child.join();
     assert!(corrupt > 0, "garbage was never noticed");
 }
+
+/// A large ring full of skipped records (aborted grants of a producer, or a hostile one):
+/// `try_recv` walks it in bounded steps and a timed receive still returns within its timeout,
+/// then the message behind the skips arrives.
+#[test]
+fn a_large_ring_of_skipped_records_does_not_overrun_a_timeout() {
+    let dog = Watchdog::start(LIMIT);
+    let config = RingConfig::mpsc(1 << 26, 1); // 64 MiB: 8 million 8-byte skip records
+    let region = Arc::new(Region::anonymous(config.region_len()).unwrap());
+    let mut c = Consumer::create(region.clone(), &config).unwrap();
+    let mut p = Producer::open(region).unwrap();
+    while let Ok(g) = p.reserve(0) {
+        drop(g); // an aborted grant: an 8-byte skip record
+    }
+    let mut buf = Vec::new();
+    dog.feed(|| "recv_timeout over 64 MiB of skip records".into());
+    let start = Instant::now();
+    assert_eq!(c.recv_timeout(&mut buf, Duration::from_millis(10)), Err(RecvError::Timeout));
+    assert!(start.elapsed() < Duration::from_millis(10) + SLACK, "took {:?}", start.elapsed());
+    // The walk went on: once it is done, the producer has room again.
+    dog.feed(|| "walking the rest with try_recv".into());
+    let mut calls = 0;
+    while c.try_recv(&mut buf) == Err(RecvError::Empty) && calls < 10_000 {
+        calls += 1;
+        if p.try_send(b"behind").is_ok() {
+            break;
+        }
+    }
+    dog.feed(|| "the message behind the skips".into());
+    assert_eq!(c.recv_timeout(&mut buf, Duration::from_secs(10)), Ok(6));
+    assert_eq!(buf, b"behind");
+}
