@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use shm_core::Region;
 use shm_ring::mpsc::{Consumer, Producer};
 use shm_ring::{spsc, RecvError, RingConfig, SendError};
-use shm_testkit::{fork, pattern, Watchdog};
+use shm_testkit::{fork, pattern, Rng, Watchdog};
 
 const CAP: u64 = 1024;
 /// Data area offset for 4 producer slots (see `shm_ring::layout`).
@@ -22,27 +22,8 @@ const LIMIT: Duration = Duration::from_secs(20);
 /// How much longer than its timeout a timed call may take (scheduling on a loaded 2-core CI).
 const SLACK: Duration = Duration::from_millis(500);
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = pattern::mix(self.0);
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn evil_value(rng: &mut Rng) -> u64 {
-    match rng.below(7) {
-        0 => rng.below(CAP * 4),
-        1 => CAP + rng.below(16),
-        2 => u64::MAX - rng.below(16),
-        3 => u32::MAX as u64 + rng.below(16),
-        4 => rng.below(64) * 8,
-        5 => 0,
-        _ => rng.next(),
-    }
+    rng.evil_value(CAP)
 }
 
 fn write_u64(region: &Region, off: usize, v: u64) {

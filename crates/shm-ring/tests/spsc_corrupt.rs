@@ -7,34 +7,15 @@ use std::time::Duration;
 use shm_core::Region;
 use shm_ring::spsc::{Consumer, Producer};
 use shm_ring::{AttachError, RecvError, RingConfig, SendError};
-use shm_testkit::{fork, pattern};
+use shm_testkit::{fork, pattern, Rng};
 
 const CAP: u64 = 1024;
 const HEADER: usize = 896;
 /// Header words a peer can write: tail, head, futex words, slots (see `shm_ring::layout`).
 const HOT_WORDS: [usize; 7] = [128, 256, 384, 388, 512, 516, 640];
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = pattern::mix(self.0);
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// Interesting values: small, around the capacity, huge, and random.
 fn evil_value(rng: &mut Rng) -> u64 {
-    match rng.below(6) {
-        0 => rng.below(CAP * 2),
-        1 => CAP + rng.below(16),
-        2 => u64::MAX - rng.below(16),
-        3 => u32::MAX as u64 + rng.below(16),
-        4 => rng.below(64) * 8,
-        _ => rng.next(),
-    }
+    rng.evil_value(CAP)
 }
 
 fn corrupt_once(region: &Region, rng: &mut Rng) {

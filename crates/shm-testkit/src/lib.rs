@@ -168,6 +168,38 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
+/// A small deterministic random generator for corruption tests (SplitMix64 steps).
+#[derive(Clone, Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next value.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 = pattern::mix(self.0);
+        self.0
+    }
+
+    /// A value below `n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// A value a hostile peer might write where a position or length of a ring of `capacity`
+    /// bytes belongs: small, around the capacity, aligned, huge, zero, or random.
+    pub fn evil_value(&mut self, capacity: u64) -> u64 {
+        match self.below(7) {
+            0 => self.below(capacity * 4),
+            1 => capacity + self.below(16),
+            2 => u64::MAX - self.below(16),
+            3 => u32::MAX as u64 + self.below(16),
+            4 => self.below(64) * 8,
+            5 => 0,
+            _ => self.next(),
+        }
+    }
+}
+
 /// Deterministic test messages: message `seq` of a stream has a length and content derived
 /// from `(stream, seq)`, so a receiver that knows which message it expects next detects any
 /// loss, duplicate, reordering or torn write by regenerating it.
