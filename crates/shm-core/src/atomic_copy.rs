@@ -45,11 +45,6 @@ unsafe fn store_word(p: *mut u64, v: u64) {
 ///   does not overlap the source.
 #[inline]
 pub unsafe fn load_words(src: *const u64, dst: *mut u8, words: usize) {
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if words >= STRING_COPY_WORDS {
-        // SAFETY: the caller's contract covers both ranges; see `string_copy`.
-        return unsafe { string_copy(src.cast(), dst, words) };
-    }
     let mut i = 0;
     // Four words per round: fewer loop steps; the loads are never merged, being atomic.
     while i + 4 <= words {
@@ -83,11 +78,6 @@ pub unsafe fn load_words(src: *const u64, dst: *mut u8, words: usize) {
 ///   overlap the destination.
 #[inline]
 pub unsafe fn store_words(src: *const u8, dst: *mut u64, words: usize) {
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if words >= STRING_COPY_WORDS {
-        // SAFETY: the caller's contract covers both ranges; see `string_copy`.
-        return unsafe { string_copy(src, dst.cast(), words) };
-    }
     let mut i = 0;
     while i + 4 <= words {
         // SAFETY: i + 3 < words: inside both ranges (the caller's contract).
@@ -107,40 +97,6 @@ pub unsafe fn store_words(src: *const u8, dst: *mut u64, words: usize) {
         unsafe { store_word(dst.add(i), src.add(i * 8).cast::<u64>().read_unaligned()) };
         i += 1;
     }
-}
-
-/// From this many words on (2 KiB), x86_64 copies with the processor's string move instead of a
-/// loop of 8-byte moves: `rep movsq` moves whole cache lines at a time (the fast-string engine
-/// memcpy also uses), which the word loop cannot match for large messages.
-#[cfg(all(target_arch = "x86_64", not(miri)))]
-const STRING_COPY_WORDS: usize = 256;
-
-/// Copy `words` 8-byte words with one `rep movsq`.
-///
-/// Why this is as sound as the atomic word loop: the copy happens inside an `asm!` block, which
-/// the compiler treats as opaque machine code, not as Rust reads and writes it could reason
-/// about (or assume race-free); at the machine level every byte access is single-copy atomic on
-/// x86_64, so a concurrent writer in another process can only make the copy see a mix of old
-/// and new bytes. Nothing is assumed about the order or grouping of the accesses.
-///
-/// # Safety
-/// `src` valid for reads and `dst` for writes of `words * 8` bytes for the whole call, not
-/// overlapping.
-#[cfg(all(target_arch = "x86_64", not(miri)))]
-#[inline]
-unsafe fn string_copy(src: *const u8, dst: *mut u8, words: usize) {
-    // SAFETY: rep movsq reads words * 8 bytes at rsi and writes as many at rdi, moving forward
-    // (the direction flag is clear on entry to asm! blocks, as Rust guarantees); the caller
-    // guarantees both ranges. It touches no stack and changes no flags we rely on.
-    unsafe {
-        std::arch::asm!(
-            "rep movsq",
-            inout("rcx") words => _,
-            inout("rsi") src => _,
-            inout("rdi") dst => _,
-            options(nostack, preserves_flags)
-        )
-    };
 }
 
 /// How many bytes from `p` to the next 8-aligned address (0 if aligned), at most `len`.
@@ -195,7 +151,7 @@ mod tests {
 
     #[test]
     fn large_copies_copy_exactly() {
-        // Long enough for the string-move path on x86_64, with ragged edges.
+        // Long copies (64 KiB messages), with ragged edges.
         let shared: Vec<u64> = (0..4096u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
         let base = shared.as_ptr().cast::<u8>();
         for (start, len) in [(0usize, 2048usize), (8, 4096), (3, 8000), (0, 32768 - 8), (5, 20000)] {
