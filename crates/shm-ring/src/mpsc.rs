@@ -335,8 +335,20 @@ impl<M: Memory> Producer<M> {
         if len > self.geo.max_message {
             return Err(SendError::TooLarge { msg: (), len, max: self.geo.max_message });
         }
+        Self::claim_attempts(&self.att, &self.geo, &mut self.st, len, advance, &mut stall)
+    }
+
+    /// Up to [`CLAIM_ATTEMPTS`] claim attempts; `Full` when none succeeded.
+    fn claim_attempts(
+        att: &Attachment<M>,
+        geo: &Geometry,
+        st: &mut ProducerState,
+        len: usize,
+        advance: bool,
+        stall: &mut impl FnMut(),
+    ) -> Result<Claim, SendError<()>> {
         for _ in 0..CLAIM_ATTEMPTS {
-            match Self::try_claim(&self.att, &self.geo, &mut self.st, len, advance, &mut stall) {
+            match Self::try_claim(att, geo, st, len, advance, stall) {
                 Ok(c) => return Ok(c),
                 Err(Retry::Again) => crate::sync::spin_hint(),
                 Err(Retry::Stop(e)) => return Err(e),
@@ -361,16 +373,9 @@ impl<M: Memory> Producer<M> {
             mem,
             &h.space_ready,
             deadline,
-            || {
-                for _ in 0..CLAIM_ATTEMPTS {
-                    match Self::try_claim(att, geo, st, len, true, &mut || {}) {
-                        Ok(c) => return Step::Done(Ok(c)),
-                        Err(Retry::Again) => crate::sync::spin_hint(),
-                        Err(Retry::Stop(SendError::Full(()))) => return Step::Pending,
-                        Err(Retry::Stop(e)) => return Step::Done(Err(e)),
-                    }
-                }
-                Step::Pending
+            || match Self::claim_attempts(att, geo, st, len, true, &mut || {}) {
+                Err(SendError::Full(())) => Step::Pending,
+                r => Step::Done(r),
             },
             |check_alive| match ring::peer(mem, End::Consumer, check_alive) {
                 Peer::Dead(pid) => Some(SendError::PeerDead { msg: (), pid }),
@@ -541,8 +546,8 @@ struct ConsumerState {
     /// the last `next` stopped there with records left to walk.
     walk_limit: u64,
     walk_incomplete: bool,
-    /// Under loom: return from the hand-back at this step, as a consumer killed there would.
-    #[cfg(loom)]
+    /// Return from the hand-back at this step, as a consumer killed there would (set only by
+    /// the loom models; always `None` otherwise).
     crash_at: Option<HandBackStep>,
     /// Rate limit for the `/proc` checks of producers on an empty ring.
     liveness: LivenessClock,
@@ -660,7 +665,6 @@ impl<M: Memory> Consumer<M> {
             force_check: false,
             walk_limit: u64::MAX,
             walk_incomplete: false,
-            #[cfg(loom)]
             crash_at: None,
             liveness: LivenessClock::default(),
             stuck: None,
@@ -818,23 +822,13 @@ impl<M: Memory> Consumer<M> {
         if st.head == st.published {
             return;
         }
-        let hook_fn = st.hook;
+        // The test hook, then whether to stop here (a modelled crash).
+        let (hook_fn, crash_at) = (st.hook, st.crash_at);
         let hook = move |step| {
             if let Some(f) = hook_fn {
                 f(step)
             }
-        };
-        #[cfg(loom)]
-        let crash_at = st.crash_at;
-        #[cfg(loom)]
-        let hook = move |step| {
-            hook(step);
             crash_at == Some(step)
-        };
-        #[cfg(not(loom))]
-        let hook = move |step| {
-            hook(step);
-            false
         };
         if hook(HandBackStep::Start) {
             return;
@@ -1074,21 +1068,8 @@ impl Consumer {
 /// `producers` producers and a consumer on heap memory with loom atomics, for the models.
 #[cfg(loom)]
 pub fn model(config: &crate::RingConfig, producers: usize) -> (Vec<Producer>, Consumer) {
-    let mut geo = config.validate().expect("valid config");
-    let mem = std::sync::Arc::new(crate::memory::HeapMemory::new(
-        geo.capacity as usize,
-        geo.max_producers as usize,
-    ));
-    geo.free_key = ring::init_header(
-        mem.header(),
-        &geo,
-        || Ok(None),
-        || shm_core::Liveness::Unknown,
-        |w| mem.fill_words(0, geo.capacity as usize, w),
-    )
-    .expect("init");
-    let ps = (0..producers).map(|_| Producer::attach_mem(mem.clone(), geo).expect("producer")).collect();
-    // In the model every producer is "process 1": give each its own slot by hand.
-    let c = Consumer::attach_mem(mem, geo).expect("consumer");
-    (ps, c)
+    let mem = crate::model::ModelMemory::zeroed(config);
+    mem.init().expect("init");
+    let ps = (0..producers).map(|_| mem.mpsc_producer().expect("producer")).collect();
+    (ps, mem.mpsc_consumer().expect("consumer"))
 }

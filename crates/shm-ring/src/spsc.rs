@@ -726,17 +726,7 @@ region_constructors!(Consumer, crate::layout::Kind::Spsc, "SPSC", "its consumer"
 /// A producer and consumer on heap memory with loom atomics, for the model checks.
 #[cfg(loom)]
 pub fn model_pair(config: &crate::RingConfig) -> (Producer, Consumer) {
-    let mut geo = config.validate().expect("valid config");
-    let mem = std::sync::Arc::new(crate::memory::HeapMemory::new(geo.capacity as usize, 1));
-    geo.free_key = ring::init_header(
-        mem.header(),
-        &geo,
-        || Ok(None),
-        || shm_core::Liveness::Unknown,
-        |w| mem.fill_words(0, geo.capacity as usize, w),
-    )
-    .expect("init");
-    let p = Producer::attach_mem(mem.clone(), geo).expect("producer");
-    let c = Consumer::attach_mem(mem, geo).expect("consumer");
-    (p, c)
+    let mem = crate::model::ModelMemory::zeroed(config);
+    mem.init().expect("init");
+    (mem.spsc_producer().expect("producer"), mem.spsc_consumer().expect("consumer"))
 }
