@@ -29,7 +29,9 @@
 //! word before its namespace is stored therefore sees `N` clear and uses no pid evidence, never
 //! the previous holder's namespace. A checker reads word, namespace, word again and uses the
 //! namespace only if the word did not change, so a namespace stored by a later claimant is never
-//! applied to an earlier word. (A holder killed between its claim and setting `N`, a window of
+//! applied to an earlier word. (Orderings: the first read of the word is Acquire and pairs with
+//! the Release of the CAS that set `N`; the namespace read is Acquire and pairs with a later
+//! claimant's Release store of its namespace, so the second read sees that claimant's word.) (A holder killed between its claim and setting `N`, a window of
 //! two instructions, leaves a word without `L` or `N`: it never looks dead. Conservative.)
 //!
 //! # Verdicts
@@ -99,32 +101,91 @@ impl Owner {
 
 /// The calling process.
 pub(crate) fn me() -> ProcessIdentity {
-    if cfg!(loom) {
-        return ProcessIdentity { pid: 1, start_time: 1 };
-    }
+    #[cfg(loom)]
+    return model_process::me();
+    #[cfg(not(loom))]
     ProcessIdentity::current()
 }
 
 /// The caller's PID namespace as recorded in slots: 0 when unknown.
 pub(crate) fn my_pid_ns() -> u32 {
-    if cfg!(loom) {
-        return 1;
-    }
+    #[cfg(loom)]
+    return model_process::pid_ns();
     // Not cached: a child forked after its parent unshared its PID namespace lives in another.
+    #[cfg(not(loom))]
     shm_core::pid_namespace().unwrap_or(0)
+}
+
+/// Pid evidence about `id`, in the caller's PID namespace.
+fn pid_liveness(id: ProcessIdentity) -> Liveness {
+    #[cfg(loom)]
+    return model_process::liveness(id);
+    #[cfg(not(loom))]
+    id.liveness()
+}
+
+/// Processes under loom (`--cfg loom`): each model thread acts as one process, pid 1 in PID
+/// namespace 1 unless it says otherwise ([`crate::model::act_as`]), and a pid is gone only if
+/// the thread was told so ([`crate::model::dead_here`]). So the models run the namespace rule
+/// of [`liveness`] as it runs across processes, with the kernel's answers chosen by the model.
+#[cfg(loom)]
+pub(crate) mod model_process {
+    use std::cell::RefCell;
+
+    use shm_core::{Liveness, ProcessIdentity};
+
+    #[derive(Default)]
+    struct Process {
+        pid: Option<u32>,
+        pid_ns: Option<u32>,
+        /// Pids that no longer exist in this thread's namespace.
+        dead: Vec<u32>,
+    }
+
+    loom::thread_local! {
+        static PROCESS: RefCell<Process> = RefCell::new(Process::default());
+    }
+
+    pub(crate) fn act_as(pid: u32, pid_ns: u32) {
+        PROCESS.with(|p| {
+            let mut p = p.borrow_mut();
+            p.pid = Some(pid);
+            p.pid_ns = Some(pid_ns);
+        });
+    }
+
+    pub(crate) fn dead_here(pids: &[u32]) {
+        PROCESS.with(|p| p.borrow_mut().dead = pids.to_vec());
+    }
+
+    pub(crate) fn me() -> ProcessIdentity {
+        ProcessIdentity { pid: PROCESS.with(|p| p.borrow().pid.unwrap_or(1)), start_time: 1 }
+    }
+
+    pub(crate) fn pid_ns() -> u32 {
+        PROCESS.with(|p| p.borrow().pid_ns.unwrap_or(1))
+    }
+
+    pub(crate) fn liveness(id: ProcessIdentity) -> Liveness {
+        if PROCESS.with(|p| p.borrow().dead.contains(&id.pid)) {
+            Liveness::Gone
+        } else {
+            Liveness::Alive
+        }
+    }
 }
 
 /// Record our namespace for the word `mine` we just wrote into `owner`, then set `N`. Returns
 /// the word now in `owner` (`mine` unchanged if someone replaced it meanwhile, which only a
 /// claimant with positive evidence of our death could do).
 pub(crate) fn publish_namespace(owner: &AtomicU64, pid_ns: &AtomicU32, mine: u64) -> u64 {
-    // SYNC POINT: Release pairs with the Acquire load in `liveness`: a checker that sees `N`
-    // (set below, after this store) sees our namespace, not the previous holder's.
-    // Open under loom: pid evidence is skipped there (no processes), so no model shows this Release; needed all the same.
+    // SYNC POINT: Release pairs with the Acquire load of the namespace in `liveness`: a checker
+    // that reads our namespace and then the word sees our word, not the one we replaced.
     pid_ns.store(my_pid_ns(), ord!(Release));
     let with_ns = mine | NS_BIT;
-    // AcqRel: the Release half is needed (a checker that sees `N` sees the namespace; not loom-checked, pid evidence is skipped there); the Acquire half is not needed (the result is only compared).
-    match owner.compare_exchange(mine, with_ns, ord!(AcqRel), Ordering::Relaxed) {
+    // SYNC POINT: the Release half pairs with the Acquire load of the word in `liveness`: a
+    // checker that sees `N` sees our namespace. No Acquire: the result is only compared.
+    match owner.compare_exchange(mine, with_ns, ord!(Release), Ordering::Relaxed) {
         Ok(_) => with_ns,
         Err(_) => mine,
     }
@@ -158,20 +219,25 @@ pub(crate) fn liveness(
         }
         return v;
     }
-    if cfg!(loom) {
-        return Liveness::Alive;
-    }
     if !o.ns_known {
         return Liveness::Unknown;
     }
-    // SYNC POINT: Acquire pairs with the Release store in `publish_namespace`.
-    // Not reached under loom (pid evidence is skipped); needed: keeps the re-read below after this load, and pairs with a later claimant's Release of its namespace.
+    // SYNC POINT: the word again, Acquire: pairs with the Release of the CAS that set `N` in
+    // `publish_namespace`, so the namespace read next is this holder's (or a later claimant's),
+    // whatever ordering the caller read `w` with. Needed though no model fails without it:
+    // loom's search does not produce that stale namespace read (it does when the CAS is
+    // weakened instead; see docs/loom-sites.md).
+    if owner.load(ord!(Acquire)) != w {
+        return Liveness::Unknown;
+    }
+    // SYNC POINT: Acquire pairs with a later claimant's Release store of its namespace: if we
+    // read that namespace, the re-read below sees the claimant's word, not `w`.
     let ns = pid_ns.load(ord!(Acquire));
     // Acquire on this re-read: not needed (only compared; the Acquire load of `ns` above orders it).
     if owner.load(ord!(Acquire)) != w || ns == 0 || ns != my_pid_ns() {
         return Liveness::Unknown;
     }
-    ProcessIdentity { pid: o.pid, start_time: o.start }.liveness()
+    pid_liveness(ProcessIdentity { pid: o.pid, start_time: o.start })
 }
 
 #[cfg(all(test, not(loom)))]

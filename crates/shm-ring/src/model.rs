@@ -6,8 +6,33 @@ use std::sync::Arc;
 use crate::error::{AttachError, InitError};
 use crate::layout::Kind;
 use crate::memory::{HeapMemory, Memory};
-use crate::ring::{self, Geometry};
+use crate::ring::{self, End, Geometry};
 use crate::{mpsc, spsc, RingConfig};
+
+/// From now on the calling model thread acts as process `pid` in PID namespace `pid_ns` (a
+/// thread that does not say is pid 1 in namespace 1): the words it writes name that pid and
+/// namespace, and it checks others from that namespace.
+pub fn act_as(pid: u32, pid_ns: u32) {
+    crate::identity::model_process::act_as(pid, pid_ns);
+}
+
+/// In the calling thread's PID namespace, `pids` no longer exist: pid evidence about them says
+/// gone (any other pid is alive). Locks are not modelled (heap memory has none), so pid
+/// evidence under the namespace rule is the only liveness evidence a model sees.
+pub fn dead_here(pids: &[u32]) {
+    crate::identity::model_process::dead_here(pids);
+}
+
+/// What an end's check of its peer finds ([`ModelMemory::check_consumer`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerCheck {
+    /// Never attached, or attached and not known dead.
+    Present,
+    /// Detached cleanly.
+    Closed,
+    /// Attached, and positive evidence says this pid is gone.
+    Dead(u32),
+}
 
 /// Heap memory for one ring, shared by the threads of a model.
 #[derive(Clone, Debug)]
@@ -78,5 +103,15 @@ impl ModelMemory {
     /// attach takes it with the next generation.
     pub fn free_producer_slot(&self, i: usize) {
         self.mem.slot(i).owner.store(0, crate::sync::Ordering::Relaxed);
+    }
+
+    /// A producer's check of the consumer with liveness evidence, as a blocked producer makes
+    /// it: the slot's word, and if attached, the evidence about its holder.
+    pub fn check_consumer(&self) -> PeerCheck {
+        match ring::peer(&self.mem, End::Consumer, true) {
+            ring::Peer::Present => PeerCheck::Present,
+            ring::Peer::Closed => PeerCheck::Closed,
+            ring::Peer::Dead(pid) => PeerCheck::Dead(pid),
+        }
     }
 }

@@ -444,8 +444,9 @@ pub(crate) fn claim_slot<M: Memory>(mem: &M, end: End, role: Role) -> Result<(He
     // Our lock before our word: a checker that sees our word with `L` always finds the lock.
     let lock = take_lock(mem, end, role)?;
     let mine = Owner::word(identity::ATTACHED, identity::me(), lock.is_some());
-    // Acquire: not needed (only the CAS's expected value; the CAS below synchronises).
-    let mut cur = slot.owner.load(ord!(Acquire));
+    // Relaxed: the CAS's expected value, and the word `liveness` checks (it reads the word again
+    // with Acquire before it reads the namespace); the CAS below synchronises.
+    let mut cur = slot.owner.load(Ordering::Relaxed);
     // Bounded: each failed CAS means another claimant changed the word; a word that keeps
     // changing (a hostile peer) ends in a refusal.
     for _ in 0..64 {
@@ -458,8 +459,12 @@ pub(crate) fn claim_slot<M: Memory>(mem: &M, end: End, role: Role) -> Result<(He
                 return Err(refuse(cur));
             }
         }
-        // AcqRel: the Acquire pairs with `release_slot`'s Release (the previous holder's last position is visible); the Release half is not needed (`publish_namespace` publishes).
-        match slot.owner.compare_exchange(cur, mine, ord!(AcqRel), ord!(Acquire)) {
+        // SYNC POINT: Acquire pairs with `release_slot`'s Release: the previous holder's last
+        // position is visible to us. No Release (`publish_namespace` publishes our word's
+        // namespace); a failure is Relaxed (`liveness` reads the word again with Acquire).
+        // Needed though no model fails without it: loom's search does not produce the stale
+        // position read it prevents (see docs/loom-sites.md).
+        match slot.owner.compare_exchange(cur, mine, ord!(Acquire), Ordering::Relaxed) {
             Ok(_) => {
                 // AcqRel: not needed (the generation is only compared; a takeover publishes nothing of the claimant it replaces).
                 let generation = slot.generation.fetch_add(1, ord!(AcqRel)).wrapping_add(1);
@@ -479,9 +484,11 @@ pub(crate) fn attach_consumer<M: Memory>(mem: &M, geo: &Geometry) -> Result<(Hel
     let h = mem.header();
     let (held, _generation) = claim_slot(mem, End::Consumer, Role::Consumer)?;
     h.data_ready.waiters.store(0, Ordering::Relaxed);
-    // Acquire (head, tail): not needed (positions to start from, checked; what the consumer reads is published by the producers' own Release stores, a predecessor's close by the slot claim).
-    let head = h.head.load(ord!(Acquire));
-    let tail = h.tail.load(ord!(Acquire));
+    // Relaxed: a predecessor's last head is ordered before us by the slot claim (its Acquire
+    // pairs with `release_slot`'s Release); the tail only checks the positions, and what the
+    // consumer reads is published by the producers' own Release stores, loaded again later.
+    let head = h.head.load(Ordering::Relaxed);
+    let tail = h.tail.load(Ordering::Relaxed);
     if let Err(e) = check_positions(head, tail, geo.capacity) {
         release_slot(&h.consumer, &held);
         return Err(e.into());
@@ -496,8 +503,12 @@ pub(crate) fn release_slot(slot: &Slot, held: &Held) {
     if !held.is_ours() {
         return; // a copy of the end in a forked child: the slot is the parent's
     }
-    // AcqRel: Release pairs with the Acquire of the slot's next claim (it sees our last position); the Acquire half is not needed (nothing is read after it).
-    let _ = slot.owner.compare_exchange(held.word, Owner::closed(held.word), ord!(AcqRel), Ordering::Relaxed);
+    // SYNC POINT: Release pairs with the Acquire of the slot's next claim: it sees our last
+    // position. (The SeqCst fence of our last `notify`, after every position store, orders it
+    // too, so models catch this only with that fence weakened as well.) No Acquire: nothing is
+    // read after it.
+    let _ =
+        slot.owner.compare_exchange(held.word, Owner::closed(held.word), ord!(Release), Ordering::Relaxed);
 }
 
 /// What a producer notes about the consumer when it attaches: the consumer slot's generation,

@@ -111,8 +111,9 @@ impl<M: Memory> Producer<M> {
         // A producer that died asleep may have left its announcement; only we wait here.
         h.space_ready.waiters.store(0, Ordering::Relaxed);
         let head = h.head.load(ord!(Acquire));
-        // Acquire: not needed (our own position: the previous producer's last tail is made visible by the slot claim).
-        let tail = h.tail.load(ord!(Acquire));
+        // Relaxed: our own position; the previous producer's last tail is ordered before us by
+        // the slot claim (its Acquire pairs with `release_slot`'s Release).
+        let tail = h.tail.load(Ordering::Relaxed);
         if let Err(e) = ring::check_positions(head, tail, geo.capacity) {
             ring::release_slot(mem.slot(0), &me);
             return Err(e.into());

@@ -11,7 +11,7 @@ pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// The ordering of one synchronisation site: `ord!(Release)` is `Ordering::Release`. Every
 /// Release, Acquire, AcqRel and SeqCst of the protocol is written this way, so that under
 /// `--cfg loom` a model run can weaken exactly one site to `Relaxed` (the site named by
-/// `SHM_LOOM_WEAKEN=path:line:column`, as `loom-tests/weaken-orderings` does) and show which
+/// `SHM_LOOM_WEAKEN=path:line:column`, or several separated by commas, as `loom-tests/weaken-orderings` does) and show which
 /// model depends on it. In production it is the constant, nothing else.
 macro_rules! ord {
     ($o:ident) => {
@@ -49,7 +49,7 @@ pub(crate) fn site(o: Ordering, at: &'static str) -> Ordering {
         }
     }
     match WEAKEN.get_or_init(|| std::env::var("SHM_LOOM_WEAKEN").ok().filter(|s| !s.is_empty())) {
-        Some(site) if at.ends_with(site.as_str()) => Ordering::Relaxed,
+        Some(sites) if sites.split(',').any(|site| at.ends_with(site)) => Ordering::Relaxed,
         _ => o,
     }
 }
