@@ -145,7 +145,7 @@ pub enum AttachError {
     #[error("region must be mapped shared and writable to attach a ring end")]
     NotWritable,
     /// The file or shm object belongs to another user, or group/others may write it.
-    #[error("ring object is owned by uid {owner} with mode {mode:#o}: expected owner uid {expected_owner} and no group/other write permission (set AttachOptions::allow_foreign to accept it)")]
+    #[error("ring object is owned by uid {owner} with mode {mode:#o}: expected owner uid {expected_owner} and no group/other write permission (use AttachOptions::allow_foreign(true) to accept it)")]
     UnsafePermissions {
         /// Owner found.
         owner: u32,
@@ -318,4 +318,9 @@ impl RecvError {
     pub fn is_empty(&self) -> bool {
         matches!(self, RecvError::Empty | RecvError::Timeout)
     }
+}
+
+/// A `Corrupt` receive error.
+pub(crate) fn corrupt(what: &'static str, found: u64, position: u64, expected: &'static str) -> RecvError {
+    RecvError::Corrupt(CorruptError { what, found, position, expected })
 }

@@ -25,7 +25,7 @@ pub fn consume_bytes(data: &[u8]) -> usize {
         return 0;
     }
     let region = Arc::new(region);
-    let opts = AttachOptions { init_timeout: Duration::ZERO, allow_foreign: false };
+    let opts = AttachOptions::new().init_timeout(Duration::ZERO);
     let selector = data.get(n.saturating_sub(1)).copied().unwrap_or(0);
     let kind = data.get(16..20).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(1);
     let touch = |m: &[u8]| {
@@ -93,7 +93,7 @@ pub fn produce_bytes(data: &[u8]) -> usize {
         return 0;
     }
     let region = Arc::new(region);
-    let opts = AttachOptions { init_timeout: Duration::ZERO, allow_foreign: false };
+    let opts = AttachOptions::new().init_timeout(Duration::ZERO);
     let kind = data.get(16..20).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(1);
     let script: Vec<(usize, u64)> = data
         .get(PRODUCER_IMAGE..)

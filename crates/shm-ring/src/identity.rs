@@ -224,9 +224,7 @@ pub(crate) fn liveness(
     }
     // SYNC POINT: the word again, Acquire: pairs with the Release of the CAS that set `N` in
     // `publish_namespace`, so the namespace read next is this holder's (or a later claimant's),
-    // whatever ordering the caller read `w` with. Needed though no model fails without it:
-    // loom's search does not produce that stale namespace read (it does when the CAS is
-    // weakened instead; see docs/loom-sites.md).
+    // whatever ordering the caller read `w` with.
     if owner.load(ord!(Acquire)) != w {
         return Liveness::Unknown;
     }

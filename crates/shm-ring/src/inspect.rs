@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use shm_core::{Liveness, OpenOptions, Region};
 
 use crate::error::AttachError;
+use crate::handshake;
 use crate::identity::{self, Owner};
 use crate::layout::{
     self, Header, Kind, RecordHeader, CONSUMER_SLOT, CREATOR_WORD, FIXED_HEADER, MAGIC, STATE_INITIALIZING,
     STATE_READY,
 };
-use crate::ring;
 use crate::sync::Ordering;
 
 /// How an attach slot stands.
@@ -200,10 +200,10 @@ pub fn status(region: &Region) -> Result<RingStatus, AttachError> {
             producers: Vec::new(),
         });
     }
-    let desc = ring::wait_ready(h, std::time::Duration::ZERO)?;
+    let desc = handshake::wait_ready(h, std::time::Duration::ZERO)?;
     let kind =
         Kind::from_u32(desc.kind).ok_or(AttachError::WrongKind { found: desc.kind, expected: Kind::Spsc })?;
-    let geo = ring::validate(&desc, kind, region.len())?;
+    let geo = handshake::validate(&desc, kind, region.len())?;
     let head = h.head.load(Ordering::Acquire);
     let tail = h.tail.load(Ordering::Acquire).max(head);
     let in_flight = (tail - head).min(geo.capacity);

@@ -133,6 +133,14 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The most producers a ring of this kind has (slots in its producer table).
+    pub fn max_producers(self) -> u32 {
+        match self {
+            Kind::Spsc => 1,
+            Kind::Mpsc => MAX_PRODUCERS,
+        }
+    }
+
     /// The kind with this raw header value.
     pub fn from_u32(v: u32) -> Option<Kind> {
         match v {
@@ -381,6 +389,11 @@ impl RecordHeader {
         RecordHeader { len: w as u32, meta: (w >> 32) as u32 }
     }
 }
+
+/// Positions (bytes since the ring was created) at or above this are corrupt: a real stream
+/// reaches it after 2^62 bytes (146 years at 1 GB/s), and keeping positions below it means no
+/// position arithmetic can overflow, whatever a peer writes.
+pub(crate) const MAX_POSITION: u64 = 1 << 62;
 
 #[cfg(test)]
 mod tests {

@@ -92,7 +92,7 @@ macro_rules! region_constructors {
                 region: impl Into<std::sync::Arc<shm_core::Region>>,
                 config: &$crate::RingConfig,
             ) -> Result<Self, $crate::InitError> {
-                let (mem, geo) = $crate::init_region(region.into(), config, $kind)?;
+                let (mem, geo) = $crate::handshake::init_region(region.into(), config, $kind)?;
                 Ok(Self::attach_mem(mem, geo)?)
             }
 
@@ -106,7 +106,7 @@ macro_rules! region_constructors {
                 region: impl Into<std::sync::Arc<shm_core::Region>>,
                 options: &$crate::AttachOptions,
             ) -> Result<Self, $crate::AttachError> {
-                let (mem, geo) = $crate::attach_region(region.into(), $kind, options)?;
+                let (mem, geo) = $crate::handshake::attach_region(region.into(), $kind, options)?;
                 Self::attach_mem(mem, geo)
             }
 
@@ -153,7 +153,7 @@ macro_rules! producer_methods {
             msg: T,
             timeout: std::time::Duration,
         ) -> Result<(), $crate::SendError<T>> {
-            self.send_deadline(msg, $crate::ring::deadline(timeout))
+            self.send_deadline(msg, $crate::wait::deadline(timeout))
         }
 
         /// Send a plain-old-data value as its bytes.
@@ -239,7 +239,7 @@ macro_rules! consumer_methods {
             buf: &mut Vec<u8>,
             timeout: std::time::Duration,
         ) -> Result<usize, $crate::RecvError> {
-            let n = self.wait_next($crate::ring::deadline(timeout))?;
+            let n = self.wait_next($crate::wait::deadline(timeout))?;
             Ok(self.copy_out(n, buf))
         }
 
@@ -280,7 +280,7 @@ macro_rules! consumer_methods {
             &mut self,
             timeout: std::time::Duration,
         ) -> Result<T, $crate::RecvError> {
-            let n = self.wait_next($crate::ring::deadline(timeout))?;
+            let n = self.wait_next($crate::wait::deadline(timeout))?;
             self.take_pod(n)
         }
 
@@ -504,10 +504,12 @@ mod sync;
 
 #[cfg(not(loom))]
 mod cleanup;
+mod config;
 mod error;
 #[cfg(not(loom))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod handshake;
 mod identity;
 #[cfg(not(loom))]
 pub mod inspect;
@@ -516,7 +518,7 @@ mod memory;
 #[cfg(loom)]
 pub mod model;
 pub mod mpsc;
-mod ring;
+mod slots;
 pub mod spsc;
 mod wait;
 
@@ -524,7 +526,11 @@ mod wait;
 pub use cleanup::{
     cleanup, CleanupEntry, CleanupOptions, CleanupOutcome, CleanupReport, KeepReason, Undelivered,
 };
+pub use config::{RingConfig, MAX_CAPACITY};
 pub use error::{AttachError, CorruptError, InitError, RecvError, Role, SendError};
+#[cfg(not(loom))]
+pub use handshake::init;
+pub use handshake::AttachOptions;
 #[cfg(not(loom))]
 pub use inspect::{find_rings, status, EndInfo, EndState, Evidence, FoundRing, InitState, RingStatus};
 pub use layout::Kind;
@@ -533,94 +539,3 @@ pub use memory::HeapMemory;
 pub use memory::Memory;
 #[cfg(not(loom))]
 pub use memory::RegionMemory;
-pub use ring::{AttachOptions, RingConfig, MAX_CAPACITY};
-
-#[cfg(not(loom))]
-use std::sync::Arc;
-
-#[cfg(not(loom))]
-use shm_core::Region;
-
-/// Initialise a ring in `region` without attaching an end: for a parent that will `fork`, or a
-/// process that only sets the ring up. The region must be shared, writable, at least
-/// [`RingConfig::region_len`] long, and hold no ring yet (fresh regions are zero-filled). The data area is filled with free words.
-#[cfg(not(loom))]
-pub fn init(region: &Region, config: &RingConfig) -> Result<(), InitError> {
-    let geo = check_init(region, config)?;
-    // SAFETY: check_init verified the region holds header_size + capacity bytes; Header is all
-    // atomics and padding, valid for any bytes, and regions are page-aligned.
-    let header = unsafe { &*(region.as_ptr() as *const layout::Header) };
-    ring::init_header(
-        header,
-        &geo,
-        || region.lock_end(layout::CREATOR_WORD),
-        || region.probe_end(layout::CREATOR_WORD),
-        |word| {
-            let data = region.as_mut_ptr().wrapping_add(geo.header_size) as *const crate::sync::AtomicU64;
-            for i in 0..geo.capacity as usize / 8 {
-                // SAFETY: the data area (capacity bytes at header_size, a multiple of 128 in a
-                // page-aligned mapping) lies inside the region, checked above; an AtomicU64 is
-                // valid for any bytes, and atomic stores stay sound whatever another process does.
-                unsafe { (*data.add(i)).store(word, crate::sync::Ordering::Relaxed) };
-            }
-        },
-    )
-    .map(|_key| ())
-}
-
-#[cfg(not(loom))]
-fn check_init(region: &Region, config: &RingConfig) -> Result<ring::Geometry, InitError> {
-    let geo = config.validate()?;
-    if !region.is_writable() || !region.is_shared() {
-        return Err(InitError::NotWritable);
-    }
-    let need = geo.header_size as u64 + geo.capacity;
-    if (region.len() as u64) < need {
-        return Err(InitError::RegionTooSmall { need, have: region.len() as u64 });
-    }
-    Ok(geo)
-}
-
-#[cfg(not(loom))]
-pub(crate) fn init_region(
-    region: Arc<Region>,
-    config: &RingConfig,
-    kind: Kind,
-) -> Result<(RegionMemory, ring::Geometry), InitError> {
-    if config.kind() != kind {
-        return Err(AttachError::WrongKind { found: config.kind() as u32, expected: kind }.into());
-    }
-    init(&region, config)?;
-    Ok(attach_region(region, kind, &AttachOptions::default())?)
-}
-
-#[cfg(not(loom))]
-pub(crate) fn attach_region(
-    region: Arc<Region>,
-    kind: Kind,
-    options: &AttachOptions,
-) -> Result<(RegionMemory, ring::Geometry), AttachError> {
-    if region.len() < ring::MIN_REGION {
-        return Err(AttachError::RegionTooSmall { need: ring::MIN_REGION as u64, have: region.len() as u64 });
-    }
-    if !region.is_writable() || !region.is_shared() {
-        return Err(AttachError::NotWritable);
-    }
-    if !options.allow_foreign
-        && matches!(region.backing(), shm_core::Backing::File(_) | shm_core::Backing::Shm(_))
-    {
-        if let (Some(owner), Some(mode)) = (region.owner_uid(), region.mode()) {
-            // SAFETY: geteuid cannot fail and touches no memory.
-            let me = unsafe { libc::geteuid() };
-            if owner != me || mode & 0o022 != 0 {
-                return Err(AttachError::UnsafePermissions { owner, mode, expected_owner: me });
-            }
-        }
-    }
-    // SAFETY: the region holds at least the fixed header (checked above) and is page-aligned;
-    // Header is all atomics and padding.
-    let header = unsafe { &*(region.as_ptr() as *const layout::Header) };
-    let desc = ring::wait_ready(header, options.init_timeout)?;
-    let geo = ring::validate(&desc, kind, region.len())?;
-    Ok((RegionMemory::new(region, geo.header_size), geo))
-}

@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
+use crate::config::Geometry;
 use crate::error::{AttachError, InitError};
+use crate::handshake;
 use crate::layout::Kind;
 use crate::memory::{HeapMemory, Memory};
-use crate::ring::{self, End, Geometry};
+use crate::slots::{self, End};
 use crate::{mpsc, spsc, RingConfig};
 
 /// From now on the calling model thread acts as process `pid` in PID namespace `pid_ns` (a
@@ -53,7 +55,7 @@ impl ModelMemory {
     /// Initialise the ring (what `shm_ring::init` does to a region).
     pub fn init(&self) -> Result<(), InitError> {
         let mem = &self.mem;
-        ring::init_header(
+        handshake::init_header(
             mem.header(),
             &self.geo,
             || Ok(None),
@@ -66,8 +68,8 @@ impl ModelMemory {
     /// The attach handshake of `open`: wait (a few polls) for READY, copy and check the
     /// descriptor.
     fn attach(&self) -> Result<Geometry, AttachError> {
-        let desc = ring::wait_ready(self.mem.header(), std::time::Duration::from_secs(1))?;
-        ring::validate(&desc, self.kind, self.mem.total_len())
+        let desc = handshake::wait_ready(self.mem.header(), std::time::Duration::from_secs(1))?;
+        handshake::validate(&desc, self.kind, self.mem.total_len())
     }
 
     /// `spsc::Producer::open`.
@@ -108,10 +110,10 @@ impl ModelMemory {
     /// A producer's check of the consumer with liveness evidence, as a blocked producer makes
     /// it: the slot's word, and if attached, the evidence about its holder.
     pub fn check_consumer(&self) -> PeerCheck {
-        match ring::peer(&self.mem, End::Consumer, true) {
-            ring::Peer::Present => PeerCheck::Present,
-            ring::Peer::Closed => PeerCheck::Closed,
-            ring::Peer::Dead(pid) => PeerCheck::Dead(pid),
+        match slots::peer(&self.mem, End::Consumer, true) {
+            slots::Peer::Present => PeerCheck::Present,
+            slots::Peer::Closed => PeerCheck::Closed,
+            slots::Peer::Dead(pid) => PeerCheck::Dead(pid),
         }
     }
 }

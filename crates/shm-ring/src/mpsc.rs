@@ -28,15 +28,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::config::{self, Geometry};
+use crate::error::corrupt;
 use crate::error::{AttachError, CorruptError, RecvError, Role, SendError};
 use crate::identity::{self, Owner};
 use crate::layout::{
-    free_word, record_size, RecordHeader, Slot, RECORD_HEADER, TYPE_CLAIMED, TYPE_FREE, TYPE_MSG, TYPE_PAD,
-    TYPE_SKIP,
+    self, free_word, record_size, RecordHeader, Slot, RECORD_HEADER, TYPE_CLAIMED, TYPE_FREE, TYPE_MSG,
+    TYPE_PAD, TYPE_SKIP,
 };
 use crate::memory::Memory;
-use crate::ring::{self, corrupt, deadline, End, Geometry, Held, LivenessClock, Peer};
+use crate::slots::{self, End, Held, LivenessClock, Peer};
 use crate::sync::Ordering;
+use crate::wait::deadline;
 use crate::wait::{self, Step};
 
 #[doc(hidden)]
@@ -57,7 +60,7 @@ impl<M: Memory> Drop for Attachment<M> {
             return; // a forked child's copy: the slot is the parent's
         }
         let h = self.mem.header();
-        ring::release_slot(self.mem.slot(self.slot), &self.me);
+        slots::release_slot(self.mem.slot(self.slot), &self.me);
         wait::wake_all(&self.mem, &h.data_ready);
         wait::wake_all(&self.mem, &h.space_ready);
     }
@@ -166,7 +169,7 @@ impl<M: Memory> Producer<M> {
     pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
         let mut taken = None;
         for i in 0..geo.max_producers as usize {
-            match ring::claim_slot(&mem, End::Producer(i), Role::Producer) {
+            match slots::claim_slot(&mem, End::Producer(i), Role::Producer) {
                 Ok((me, generation)) => {
                     taken = Some((i, me, generation as u16));
                     break;
@@ -196,7 +199,7 @@ impl<M: Memory> Producer<M> {
             }
         }
         let (head, tail) = positions;
-        ring::check_positions(head, tail, geo.capacity)?;
+        config::check_positions(head, tail, geo.capacity)?;
         let st = ProducerState { head_cache: head, consumer_at_attach, liveness: LivenessClock::default() };
         Ok(Producer { att, geo, st })
     }
@@ -235,15 +238,15 @@ impl<M: Memory> Producer<M> {
     ) -> Result<Claim, Retry> {
         let mem = &att.mem;
         let h = mem.header();
-        if ring::peer(mem, End::Consumer, false) == Peer::Closed
-            && ring::consumer_left(h, st.consumer_at_attach)
+        if slots::peer(mem, End::Consumer, false) == Peer::Closed
+            && slots::consumer_left(h, st.consumer_at_attach)
         {
             return Err(Retry::Stop(SendError::Disconnected(())));
         }
         let rec = record_size(len);
         // Acquire: not needed (a stale `t` fails the keyed claim CAS; room is synchronised by head, not tail).
         let t = h.tail.load(ord!(Acquire));
-        if t % 8 != 0 || t >= ring::MAX_POSITION {
+        if t % 8 != 0 || t >= layout::MAX_POSITION {
             return Err(Retry::Stop(corrupt_send("producer position", t, t, "a multiple of 8 below 2^62")));
         }
         let idx = (t & geo.mask) as usize;
@@ -272,7 +275,7 @@ impl<M: Memory> Producer<M> {
             st.head_cache = st.head_cache.max(head);
             if end > head + geo.capacity {
                 if st.liveness.due() {
-                    if let Peer::Dead(pid) = ring::peer(mem, End::Consumer, true) {
+                    if let Peer::Dead(pid) = slots::peer(mem, End::Consumer, true) {
                         return Err(Retry::Stop(SendError::PeerDead { msg: (), pid }));
                     }
                 }
@@ -377,9 +380,9 @@ impl<M: Memory> Producer<M> {
                 Err(SendError::Full(())) => Step::Pending,
                 r => Step::Done(r),
             },
-            |check_alive| match ring::peer(mem, End::Consumer, check_alive) {
+            |check_alive| match slots::peer(mem, End::Consumer, check_alive) {
                 Peer::Dead(pid) => Some(SendError::PeerDead { msg: (), pid }),
-                Peer::Closed if ring::consumer_left(h, at_attach) => Some(SendError::Disconnected(())),
+                Peer::Closed if slots::consumer_left(h, at_attach) => Some(SendError::Disconnected(())),
                 _ => None,
             },
             || SendError::Timeout(()),
@@ -649,14 +652,14 @@ fn abandoned<M: Memory>(
     let word = s.owner.load(ord!(Acquire));
     Ok(match Owner::decode(word).state {
         identity::CLOSED => true,
-        identity::ATTACHED => check_alive && ring::holder_gone(mem, End::Producer(slot), word),
+        identity::ATTACHED => check_alive && slots::holder_gone(mem, End::Producer(slot), word),
         _ => false,
     })
 }
 
 impl<M: Memory> Consumer<M> {
     pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
-        let (me, head) = ring::attach_consumer(&mem, &geo)?;
+        let (me, head) = slots::attach_consumer(&mem, &geo)?;
         let mut st = ConsumerState {
             head,
             published: head,
@@ -670,7 +673,7 @@ impl<M: Memory> Consumer<M> {
             stuck: None,
         };
         if let Err(e) = Self::finish_hand_back(&mem, &geo, &mut st) {
-            ring::release_slot(&mem.header().consumer, &st.me);
+            slots::release_slot(&mem.header().consumer, &st.me);
             return Err(e.into());
         }
         Ok(Consumer { mem, geo, st })
@@ -889,7 +892,7 @@ impl<M: Memory> Consumer<M> {
     fn producers_gone(mem: &M, geo: &Geometry, check_alive: bool) -> Option<RecvError> {
         let (mut closed, mut dead) = (false, None);
         for i in 0..geo.max_producers as usize {
-            match ring::peer(mem, End::Producer(i), check_alive) {
+            match slots::peer(mem, End::Producer(i), check_alive) {
                 Peer::Present => {
                     let o = Owner::decode(mem.slot(i).owner.load(ord!(Acquire)));
                     if o.state == identity::ATTACHED {
@@ -1025,7 +1028,7 @@ impl<M: Memory> Drop for Consumer<M> {
         }
         Self::publish_head(&self.mem, &self.geo, &mut self.st);
         let h = self.mem.header();
-        ring::release_slot(&h.consumer, &self.st.me);
+        slots::release_slot(&h.consumer, &self.st.me);
         wait::wake_all(&self.mem, &h.space_ready);
         wait::wake_all(&self.mem, &h.data_ready);
     }

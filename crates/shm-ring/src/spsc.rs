@@ -7,10 +7,11 @@
 
 use std::time::{Duration, Instant};
 
+use crate::config::{self, Geometry};
 use crate::error::{AttachError, CorruptError, RecvError, Role, SendError};
 use crate::layout::{record_size, RecordHeader, RECORD_HEADER, TYPE_MSG, TYPE_PAD};
 use crate::memory::Memory;
-use crate::ring::{self, End, Geometry, Held, LivenessClock, Peer};
+use crate::slots::{self, End, Held, LivenessClock, Peer};
 use crate::sync::Ordering;
 use crate::wait::{self, Step};
 
@@ -89,7 +90,8 @@ impl<M: Memory> std::fmt::Debug for Consumer<M> {
     }
 }
 
-use crate::ring::{corrupt, deadline};
+use crate::error::corrupt;
+use crate::wait::deadline;
 
 // ---------------------------------------------------------------------------------------------
 // Producer
@@ -106,16 +108,16 @@ impl<M: Memory> Producer<M> {
     /// Attach as the producer to initialised memory whose geometry was validated.
     pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
         let h = mem.header();
-        let (me, _gen) = ring::claim_slot(&mem, End::Producer(0), Role::Producer)?;
-        let consumer_at_attach = ring::consumer_snapshot(h);
+        let (me, _gen) = slots::claim_slot(&mem, End::Producer(0), Role::Producer)?;
+        let consumer_at_attach = slots::consumer_snapshot(h);
         // A producer that died asleep may have left its announcement; only we wait here.
         h.space_ready.waiters.store(0, Ordering::Relaxed);
         let head = h.head.load(ord!(Acquire));
         // Relaxed: our own position; the previous producer's last tail is ordered before us by
         // the slot claim (its Acquire pairs with `release_slot`'s Release).
         let tail = h.tail.load(Ordering::Relaxed);
-        if let Err(e) = ring::check_positions(head, tail, geo.capacity) {
-            ring::release_slot(mem.slot(0), &me);
+        if let Err(e) = config::check_positions(head, tail, geo.capacity) {
+            slots::release_slot(mem.slot(0), &me);
             return Err(e.into());
         }
         Ok(Producer {
@@ -146,8 +148,8 @@ impl<M: Memory> Producer<M> {
     /// Find room for a record of `rec` bytes, reloading the consumer position if needed.
     fn room(mem: &M, geo: &Geometry, st: &mut ProducerState, rec: usize) -> Result<Spot, SendError<()>> {
         let h = mem.header();
-        if ring::peer(mem, End::Consumer, false) == Peer::Closed
-            && ring::consumer_left(h, st.consumer_at_attach)
+        if slots::peer(mem, End::Consumer, false) == Peer::Closed
+            && slots::consumer_left(h, st.consumer_at_attach)
         {
             return Err(SendError::Disconnected(()));
         }
@@ -173,7 +175,7 @@ impl<M: Memory> Producer<M> {
             st.head_cache = head;
             if st.tail + need - head > geo.capacity {
                 if st.liveness.due() {
-                    if let Peer::Dead(pid) = ring::peer(mem, End::Consumer, true) {
+                    if let Peer::Dead(pid) = slots::peer(mem, End::Consumer, true) {
                         return Err(SendError::PeerDead { msg: (), pid });
                     }
                 }
@@ -252,9 +254,9 @@ impl<M: Memory> Producer<M> {
                 Err(SendError::Full(())) => Step::Pending,
                 r => Step::Done(r),
             },
-            |check_alive| match ring::peer(mem, End::Consumer, check_alive) {
+            |check_alive| match slots::peer(mem, End::Consumer, check_alive) {
                 Peer::Dead(pid) => Some(SendError::PeerDead { msg: (), pid }),
-                Peer::Closed if ring::consumer_left(h, at_attach) => Some(SendError::Disconnected(())),
+                Peer::Closed if slots::consumer_left(h, at_attach) => Some(SendError::Disconnected(())),
                 Peer::Closed => None,
                 Peer::Present => None,
             },
@@ -361,7 +363,7 @@ impl<M: Memory> Drop for Producer<M> {
         }
         let h = self.mem.header();
         // Closed first; our lock (in `st.me`) is released after this, when the state drops.
-        ring::release_slot(self.mem.slot(0), &self.st.me);
+        slots::release_slot(self.mem.slot(0), &self.st.me);
         wait::wake_all(&self.mem, &h.data_ready);
         wait::wake_all(&self.mem, &h.space_ready);
     }
@@ -511,7 +513,7 @@ struct Next {
 impl<M: Memory> Consumer<M> {
     /// Attach as the consumer to initialised memory whose geometry was validated.
     pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
-        let (me, head) = ring::attach_consumer(&mem, &geo)?;
+        let (me, head) = slots::attach_consumer(&mem, &geo)?;
         let st =
             ConsumerState { head, published: head, tail_cache: head, me, liveness: LivenessClock::default() };
         Ok(Consumer { mem, geo, st })
@@ -597,7 +599,7 @@ impl<M: Memory> Consumer<M> {
     /// The error for an empty ring: the producer closed, died, or simply has sent nothing yet.
     fn empty(mem: &M, st: &mut ConsumerState, check_alive: bool) -> RecvError {
         Self::publish_head(mem, st);
-        match ring::peer(mem, End::Producer(0), check_alive) {
+        match slots::peer(mem, End::Producer(0), check_alive) {
             Peer::Closed => RecvError::Disconnected,
             Peer::Dead(pid) => RecvError::PeerDead { pid },
             Peer::Present => RecvError::Empty,
@@ -630,7 +632,7 @@ impl<M: Memory> Consumer<M> {
                 Ok(None) => Step::Pending,
                 Err(e) => Step::Done(Err(e)),
             },
-            |check_alive| match ring::peer(mem, End::Producer(0), check_alive) {
+            |check_alive| match slots::peer(mem, End::Producer(0), check_alive) {
                 Peer::Closed => Some(RecvError::Disconnected),
                 Peer::Dead(pid) => Some(RecvError::PeerDead { pid }),
                 Peer::Present => None,
@@ -707,7 +709,7 @@ impl<M: Memory> Drop for Consumer<M> {
         Self::publish_head(&self.mem, &mut self.st);
         let h = self.mem.header();
         // Closed first; our lock (in `st.me`) is released after this, when the state drops.
-        ring::release_slot(&h.consumer, &self.st.me);
+        slots::release_slot(&h.consumer, &self.st.me);
         wait::wake_all(&self.mem, &h.space_ready);
         wait::wake_all(&self.mem, &h.data_ready);
     }

@@ -157,3 +157,8 @@ fn finish<T, E>(last: Step<T, E>, gone: E) -> Result<T, E> {
         Step::Pending => Err(gone),
     }
 }
+
+/// A deadline `timeout` from now (`None` if it overflows: wait forever).
+pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}

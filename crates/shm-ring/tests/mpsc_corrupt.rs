@@ -274,7 +274,7 @@ fn random_headers_never_attach_or_crash() {
             }
         }
         region.write_at(0, &bytes).unwrap();
-        let opts = shm_ring::AttachOptions { init_timeout: Duration::ZERO, ..Default::default() };
+        let opts = shm_ring::AttachOptions::new().init_timeout(Duration::ZERO);
         dog.feed(|| format!("seed {seed}: attach"));
         if let Ok(mut c) = Consumer::open_with(region.clone(), &opts) {
             read_everything(&mut c, &mut rng, &dog, seed);

@@ -94,7 +94,7 @@ fn a_ring_whose_creator_crashed_during_init_is_recognised_and_recreated() {
     // As left by a creator killed half-way: state "initialising", creator a dead process.
     write_creator(&region, dead_owner_word());
     assert_eq!(shm_ring::status(&region).unwrap().init, InitState::CrashedDuringInit);
-    let opts = AttachOptions { init_timeout: Duration::from_millis(20), ..Default::default() };
+    let opts = AttachOptions::new().init_timeout(Duration::from_millis(20));
     assert!(matches!(
         Consumer::open_with(region.clone(), &opts),
         Err(AttachError::NotInitialized { state: 1, .. })
@@ -320,7 +320,7 @@ fn rings_others_can_write_are_refused_unless_allowed() {
     let e = Consumer::open(Region::open_file(&path).unwrap()).unwrap_err();
     assert!(matches!(e, AttachError::UnsafePermissions { mode: 0o666, .. }), "{e:?}");
     assert!(e.to_string().contains("allow_foreign"), "{e}");
-    let opts = AttachOptions { allow_foreign: true, ..Default::default() };
+    let opts = AttachOptions::new().allow_foreign(true);
     Consumer::open_with(Region::open_file(&path).unwrap(), &opts).unwrap();
 
     if nix::unistd::geteuid().is_root() {

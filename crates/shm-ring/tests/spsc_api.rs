@@ -320,7 +320,7 @@ fn attach_errors_name_found_and_expected() {
     let fresh = || Arc::new(Region::anonymous(config.region_len()).unwrap());
 
     // Nobody initialised it: NotInitialized after the bounded wait.
-    let opts = AttachOptions { init_timeout: Duration::from_millis(30), ..Default::default() };
+    let opts = AttachOptions::new().init_timeout(Duration::from_millis(30));
     let e = Consumer::open_with(fresh(), &opts).unwrap_err();
     assert!(matches!(e, AttachError::NotInitialized { state: 0, waited_ms } if waited_ms >= 30), "{e:?}");
 

@@ -139,7 +139,7 @@ fn random_headers_never_attach_or_crash() {
             bytes[20..24].copy_from_slice(&2u32.to_le_bytes());
         }
         region.write_at(0, &bytes).unwrap();
-        let opts = shm_ring::AttachOptions { init_timeout: Duration::ZERO, ..Default::default() };
+        let opts = shm_ring::AttachOptions::new().init_timeout(Duration::ZERO);
         if let Ok(mut c) = Consumer::open_with(region, &opts) {
             read_everything(&mut c, &mut rng);
         }

@@ -1,0 +1,162 @@
+//! How a ring is laid out: the configuration a creator chooses ([`RingConfig`]) and the
+//! geometry every end copies at attach ([`Geometry`]), with the one validator both go through.
+
+use crate::error::{AttachError, CorruptError, InitError};
+use crate::layout::{self, Kind, MAX_POSITION, MIN_CAPACITY};
+
+/// The largest data area accepted (1 TiB).
+pub const MAX_CAPACITY: u64 = 1 << 40;
+
+/// How to lay out a new ring.
+///
+/// ```
+/// use shm_ring::RingConfig;
+/// let config = RingConfig::spsc(1 << 16).max_message(1024);
+/// assert_eq!(config.capacity(), 65536);
+/// assert!(config.region_len() >= 65536);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RingConfig {
+    kind: Kind,
+    capacity: u64,
+    max_message: Option<u64>,
+    max_producers: u32,
+}
+
+impl RingConfig {
+    /// A single-producer single-consumer ring with `capacity` data bytes (a power of two).
+    pub fn spsc(capacity: u64) -> RingConfig {
+        RingConfig { kind: Kind::Spsc, capacity, max_message: None, max_producers: 1 }
+    }
+
+    /// A many-producer single-consumer ring with `capacity` data bytes and `max_producers` attach
+    /// slots (at most 255).
+    pub fn mpsc(capacity: u64, max_producers: u32) -> RingConfig {
+        RingConfig { kind: Kind::Mpsc, capacity, max_message: None, max_producers }
+    }
+
+    /// The largest message payload (default and limit: half the capacity less 8 bytes).
+    pub fn max_message(mut self, max: u64) -> RingConfig {
+        self.max_message = Some(max);
+        self
+    }
+
+    /// Data bytes.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// The ring's kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Bytes of header before the data area.
+    pub fn header_len(&self) -> usize {
+        layout::header_size(self.max_producers)
+    }
+
+    /// The region length this ring needs: header plus capacity.
+    pub fn region_len(&self) -> usize {
+        self.header_len().saturating_add(usize::try_from(self.capacity).unwrap_or(usize::MAX))
+    }
+
+    pub(crate) fn validate(&self) -> Result<Geometry, InitError> {
+        let max_message = self.max_message.unwrap_or(layout::max_message_for(self.capacity));
+        Geometry::new(self.kind, self.capacity, max_message, self.max_producers, 0).map_err(|e| {
+            match e.field {
+                "capacity" => InitError::BadCapacity { found: e.found },
+                "max_message" => {
+                    InitError::BadMaxMessage { found: e.found, limit: layout::max_message_for(self.capacity) }
+                }
+                _ => InitError::BadProducers { found: e.found as u32, limit: self.kind.max_producers() },
+            }
+        })
+    }
+}
+
+/// The geometry of a ring, copied into each handle at attach and never re-read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub kind: Kind,
+    pub capacity: u64,
+    pub mask: u64,
+    pub max_message: usize,
+    pub header_size: usize,
+    pub max_producers: u32,
+    /// Key of the MPSC free words ([`layout::free_word`]), chosen at creation.
+    pub free_key: u64,
+}
+
+/// A geometry rule broken: the field, the value found and what was expected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct GeometryError {
+    pub field: &'static str,
+    pub found: u64,
+    pub expected: String,
+}
+
+impl From<GeometryError> for AttachError {
+    fn from(e: GeometryError) -> AttachError {
+        AttachError::BadHeader { field: e.field, found: e.found, expected: e.expected }
+    }
+}
+
+impl Geometry {
+    /// The one geometry validator, for a creator's [`RingConfig`] and for a descriptor read
+    /// from shared memory alike: `capacity` a power of two in range, `max_message` from 1 to
+    /// [`layout::max_message_for`] the capacity, the producer count the kind allows.
+    pub(crate) fn new(
+        kind: Kind,
+        capacity: u64,
+        max_message: u64,
+        max_producers: u32,
+        free_key: u64,
+    ) -> Result<Geometry, GeometryError> {
+        let bad = |field, found, expected: String| GeometryError { field, found, expected };
+        if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+            let expected = format!("a power of two from {MIN_CAPACITY} to {MAX_CAPACITY}");
+            return Err(bad("capacity", capacity, expected));
+        }
+        let limit = layout::max_message_for(capacity);
+        if max_message == 0 || max_message > limit {
+            return Err(bad("max_message", max_message, format!("1 to {limit}")));
+        }
+        let most = kind.max_producers();
+        if !(1..=most).contains(&max_producers) {
+            let expected = if most == 1 { "1".to_owned() } else { format!("1 to {most}") };
+            return Err(bad("max_producers", max_producers.into(), expected));
+        }
+        Ok(Geometry {
+            kind,
+            capacity,
+            mask: capacity - 1,
+            max_message: max_message as usize,
+            header_size: layout::header_size(max_producers),
+            max_producers,
+            free_key,
+        })
+    }
+}
+
+/// Check the shared positions: `head <= tail <= head + capacity`, both 8-aligned and below
+/// [`MAX_POSITION`].
+pub(crate) fn check_positions(head: u64, tail: u64, capacity: u64) -> Result<(), CorruptError> {
+    if head % 8 != 0 || head >= MAX_POSITION {
+        return Err(CorruptError {
+            what: "consumer position",
+            found: head,
+            position: head,
+            expected: "a multiple of 8 below 2^62",
+        });
+    }
+    if tail % 8 != 0 || tail < head || tail - head > capacity {
+        return Err(CorruptError {
+            what: "producer position",
+            found: tail,
+            position: head,
+            expected: "a multiple of 8 within capacity ahead of the consumer position",
+        });
+    }
+    Ok(())
+}
