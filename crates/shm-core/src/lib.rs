@@ -49,13 +49,18 @@
 //! One error type per operation: [`MapError`], [`CreateError`], [`OpenError`]. Each variant names
 //! the object ([`Backing`]) and the sizes involved, and converts into [`std::io::Error`].
 //!
-//! All system calls live in one private module (`sys`), made through `nix`.
+//! Processes sleep on a word of shared memory and wake each other with [`futex`] (shared, not
+//! process-private, futexes).
+//!
+//! All system calls live in one private module (`sys`), made through `nix` (futexes through
+//! `rustix`).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 pub mod atomic_copy;
 mod error;
 mod fdpass;
+pub mod futex;
 mod liveness;
 mod name;
 mod process;

@@ -1,9 +1,10 @@
 //! Every system call of shm-core lives here (mmap, msync, madvise, mlock, open, fstat,
 //! posix_fallocate, ftruncate, fcntl seals and OFD locks, shm_open, memfd_create, SCM_RIGHTS,
-//! kill, and the `/proc` reads behind process identity).
+//! kill, futex, and the `/proc` reads behind process identity).
 //!
 //! Functions take and return plain Rust types and `nix::Result`; callers turn errors into the
-//! operation's own error type, naming what was being opened or mapped.
+//! operation's own error type, naming what was being opened or mapped. The futex calls go
+//! through `rustix` (nix has none); their errors are converted to nix's `Errno` here.
 
 use std::ffi::CStr;
 use std::io::{IoSlice, IoSliceMut};
@@ -12,6 +13,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag, SealFlag};
@@ -336,6 +338,33 @@ pub(crate) fn reopen_fd(fd: BorrowedFd<'_>, writable: bool) -> Result<OwnedFd> {
     let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
     // No O_NOFOLLOW: /proc/self/fd/N is a magic link that must be followed to reach the object.
     retry_eintr(|| nix::fcntl::open(path.as_str(), access | OFlag::O_CLOEXEC, Mode::empty()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Futexes: shared (no FUTEX_PRIVATE_FLAG), since the words live in memory other processes map
+// ---------------------------------------------------------------------------------------------
+
+/// `futex(word, FUTEX_WAIT, expected, timeout)`: sleep while `*word == expected`, for at most
+/// `timeout` (relative, on the monotonic clock) if given.
+pub(crate) fn futex_wait(
+    word: &AtomicU32,
+    expected: u32,
+    timeout: Option<&rustix::thread::futex::Timespec>,
+) -> Result<()> {
+    use rustix::thread::futex;
+    futex::wait(word, futex::Flags::empty(), expected, timeout).map_err(rustix_errno)
+}
+
+/// `futex(word, FUTEX_WAKE, n)`: wake up to `n` sleepers on `word`; returns how many woke. The
+/// kernel reads `n` as an `int`, and `n == 0` still wakes one, so callers pass `1..=i32::MAX`.
+pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> Result<usize> {
+    use rustix::thread::futex;
+    debug_assert!((1..=i32::MAX as u32).contains(&n));
+    futex::wake(word, futex::Flags::empty(), n).map_err(rustix_errno)
+}
+
+fn rustix_errno(e: rustix::io::Errno) -> Errno {
+    Errno::from_raw(e.raw_os_error())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use shm_core::Region;
+use shm_core::{futex, Region};
 use shm_ring::spsc::{Consumer, Producer};
 use shm_ring::{RecvError, RingConfig, SendError};
 
@@ -355,13 +355,14 @@ impl Floor {
     /// Futex ping-pong, pinger side: bump word 0 and wake, sleep on word 1 until it changes.
     pub fn futex_ping(&self, i: u32) {
         self.word32(0).store(i, Ordering::SeqCst);
-        futex(self.word32(0), libc::FUTEX_WAKE, 1);
+        futex::wake(self.word32(0), 1);
         loop {
             let v = self.word32(1).load(Ordering::SeqCst);
             if v == i {
                 return;
             }
-            futex(self.word32(1), libc::FUTEX_WAIT, v);
+            // Any return (woken, value already changed, a signal) means: look again.
+            let _ = futex::wait(self.word32(1), v, None);
         }
     }
 
@@ -372,25 +373,9 @@ impl Floor {
             if v == i {
                 break;
             }
-            futex(self.word32(0), libc::FUTEX_WAIT, v);
+            let _ = futex::wait(self.word32(0), v, None);
         }
         self.word32(1).store(i, Ordering::SeqCst);
-        futex(self.word32(1), libc::FUTEX_WAKE, 1);
-    }
-}
-
-fn futex(word: &AtomicU32, op: i32, val: u32) {
-    // SAFETY: `word` is a live aligned u32 in a shared mapping; no timeout; the kernel only reads
-    // it.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            op,
-            val,
-            std::ptr::null::<libc::timespec>(),
-            0usize,
-            0u32,
-        );
+        futex::wake(self.word32(1), 1);
     }
 }

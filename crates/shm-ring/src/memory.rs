@@ -272,11 +272,12 @@ impl Memory for RegionMemory {
     }
 
     fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-        crate::wait::futex_wait(word, expected, timeout);
+        // Any return, an error included (futexes forbidden), is "look again" for `block_on`.
+        let _ = shm_core::futex::wait(word, expected, timeout);
     }
 
     fn wake(&self, word: &AtomicU32) {
-        crate::wait::futex_wake(word);
+        shm_core::futex::wake_all(word);
     }
 
     fn total_len(&self) -> usize {

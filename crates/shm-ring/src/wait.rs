@@ -4,8 +4,8 @@
 //! notifier N (the other side, after it moved its position):
 //! ```text
 //! W: seq = wp.seq (Acquire); wp.waiters += 1 (SeqCst); fence(SeqCst); re-check condition;
-//!    futex_wait(wp.seq, seq)
-//! N: store position (Release); fence(SeqCst); if wp.waiters != 0 { wp.seq += 1; futex_wake }
+//!    futex::wait(wp.seq, seq)
+//! N: store position (Release); fence(SeqCst); if wp.waiters != 0 { wp.seq += 1; futex::wake_all }
 //! ```
 //! The two SeqCst fences order "announce, then look" against "publish, then look": either W's
 //! re-check sees N's position, or N sees W's announcement and bumps `seq`, which makes the
@@ -18,37 +18,11 @@ use crossbeam_utils::Backoff;
 
 use crate::layout::WaitPoint;
 use crate::memory::Memory;
-#[cfg(not(loom))]
-use crate::sync::AtomicU32;
 use crate::sync::{fence, Ordering};
 
 /// The longest single sleep: a waiter wakes at least this often to check that its peer is alive,
 /// so a peer killed with SIGKILL is noticed within about this long.
 pub(crate) const SLICE: Duration = Duration::from_millis(40);
-
-/// `FUTEX_WAIT` on a shared (not process-private) word, with a relative monotonic timeout.
-#[cfg(not(loom))]
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-    let ts = timeout.map(|d| libc::timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: d.subsec_nanos() as libc::c_long,
-    });
-    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `word` is a live, aligned u32 for the duration of the call; FUTEX_WAIT only reads
-    // it. EINTR, EAGAIN (value changed) and ETIMEDOUT are all "go and look again" for the caller.
-    unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, ts_ptr, 0usize, 0u32);
-    }
-}
-
-/// `FUTEX_WAKE` every sleeper on a shared word.
-#[cfg(not(loom))]
-pub(crate) fn futex_wake(word: &AtomicU32) {
-    // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE does not access memory.
-    unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX, 0usize, 0usize, 0u32);
-    }
-}
 
 /// The notifier's half: call right after publishing a position.
 #[inline]
