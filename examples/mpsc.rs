@@ -10,7 +10,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 use shm_ipc::core::Region;
 use shm_ipc::ring::mpsc::{Consumer, Producer};
-use shm_ipc::ring::{RecvError, RingConfig};
+use shm_ipc::ring::{RecvTimeoutError, RingConfig};
 
 const PRODUCERS: u64 = 3;
 const EACH: u64 = 10_000;
@@ -53,12 +53,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 next[id] += 1;
             }
             // Every producer attached so far has closed; another may still be starting.
-            Err(RecvError::Disconnected) => std::thread::yield_now(),
+            Err(RecvTimeoutError::Disconnected) => std::thread::yield_now(),
             Err(e) => return Err(e.into()),
         }
     }
     // All sent, all closed: the ring reports it.
-    assert_eq!(consumer.recv_timeout(&mut buf, Duration::from_secs(10)), Err(RecvError::Disconnected));
+    assert_eq!(consumer.recv_timeout(&mut buf, Duration::from_secs(10)), Err(RecvTimeoutError::Disconnected));
     for child in children {
         assert_eq!(waitpid(child, None)?, WaitStatus::Exited(child, 0));
     }

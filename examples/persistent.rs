@@ -8,7 +8,7 @@ use std::process::Command;
 
 use shm_ipc::core::Region;
 use shm_ipc::ring::spsc::{Consumer, Producer};
-use shm_ipc::ring::{RecvError, RingConfig};
+use shm_ipc::ring::{RingConfig, TryRecvError};
 
 /// Consumer process: read up to `take` messages (all if 0), print the sequence numbers seen.
 fn consumer(path: &str, take: usize) -> Result<(), Box<dyn std::error::Error>> {
@@ -18,7 +18,7 @@ fn consumer(path: &str, take: usize) -> Result<(), Box<dyn std::error::Error>> {
     while take == 0 || seen.len() < take {
         match rx.try_recv(&mut buf) {
             Ok(_) => seen.push(u64::from_le_bytes(buf[..8].try_into()?)),
-            Err(RecvError::Empty | RecvError::Disconnected) => break,
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             Err(e) => return Err(e.into()),
         }
     }

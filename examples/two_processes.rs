@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use shm_ipc::core::Region;
 use shm_ipc::ring::spsc::{Consumer, Producer};
-use shm_ipc::ring::{RecvError, RingConfig};
+use shm_ipc::ring::{RecvTimeoutError, RingConfig};
 
 const COUNT: u64 = 100_000;
 
@@ -22,7 +22,7 @@ fn consumer(path: &str) -> Result<(), Box<dyn std::error::Error>> {
                 assert_eq!(seq, n, "messages arrive once each, in order");
                 n += 1;
             }
-            Err(RecvError::Disconnected) => break,
+            Err(RecvTimeoutError::Disconnected) => break,
             Err(e) => return Err(e.into()),
         }
     }

@@ -19,31 +19,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rx = Consumer::open(region)?;
 
     // Reserve 64 bytes, write 11 of them in place, publish those 11.
-    let mut grant = tx.reserve(64)?;
+    let mut grant = tx.try_reserve(64)?;
     grant.write_at(0, b"hello, ring");
     grant.commit_len(11);
 
     // A grant dropped without commit sends nothing.
     {
-        let mut unused = tx.reserve(16)?;
+        let mut unused = tx.try_reserve(16)?;
         unused.copy_from_slice(&[0xff; 16]);
     }
 
     // Take the message; the space goes back to the producer when the guard drops.
     {
-        let msg = rx.recv()?;
+        let msg = rx.try_read()?;
         let mut buf = [0u8; 64];
         let n = msg.copy_to(&mut buf);
         println!("read {} bytes: {:?}", msg.len(), std::str::from_utf8(&buf[..n])?);
     }
-    assert!(rx.recv().is_err(), "the aborted grant was never sent");
+    assert!(rx.try_read().is_err(), "the aborted grant was never sent");
 
     // Trusted peer: no copy. Sound here because no other process maps this ring.
-    let mut grant = tx.reserve(5)?;
+    let mut grant = tx.try_reserve(5)?;
     // SAFETY: both ends are in this process, which follows the ring protocol.
     unsafe { grant.as_mut_slice_unchecked() }.copy_from_slice(b"bytes");
     grant.commit();
-    let msg = rx.recv()?;
+    let msg = rx.try_read()?;
     // SAFETY: as above: nobody writes a published message.
     let bytes = unsafe { msg.as_slice_unchecked() };
     println!("borrowed {} bytes in place: {:?}", bytes.len(), std::str::from_utf8(bytes)?);

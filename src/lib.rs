@@ -2,7 +2,7 @@
 //!
 //! This facade re-exports the workspace crates:
 //! - [`core`] (`shm-core`): shared-memory regions (anonymous, file, POSIX shm, memfd, private).
-//! - [`ring`] (`shm-ring`): lock-free SPSC message rings living in a region.
+//! - [`ring`] (`shm-ring`): lock-free SPSC and MPSC message rings living in a region.
 //!
 //! See the README for the two commands that run the benchmark and the tests.
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -10,3 +10,8 @@
 
 pub use shm_core as core;
 pub use shm_ring as ring;
+
+/// The README's Rust blocks, run as doctests (`cargo test --doc -p shm-ipc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -4,7 +4,7 @@
 
 use loom::thread;
 use shm_ring::model::ModelMemory;
-use shm_ring::{AttachError, RecvError, RingConfig};
+use shm_ring::{AttachError, RingConfig, TryRecvError};
 
 /// An opener that sees READY sees the whole descriptor (the creator's Release store of the
 /// state, the opener's Acquire load): it never attaches with a half-written geometry, and a
@@ -36,7 +36,7 @@ fn opener_sees_the_whole_header_once_ready() {
                 loop {
                     match c.try_recv(&mut buf) {
                         Ok(_) => break,
-                        Err(RecvError::Empty) => thread::yield_now(),
+                        Err(TryRecvError::Empty) => thread::yield_now(),
                         Err(e) => panic!("{e}"),
                     }
                 }

@@ -9,7 +9,7 @@
 use loom::thread;
 use shm_ring::model::{self, ModelMemory, PeerCheck};
 use shm_ring::spsc::{Consumer, Producer};
-use shm_ring::{AttachError, RecvError, RingConfig, SendError};
+use shm_ring::{AttachError, RingConfig, TryRecvError, TrySendError};
 
 fn config() -> RingConfig {
     RingConfig::spsc(64).max_message(24)
@@ -19,7 +19,7 @@ fn send_spin(p: &mut Producer, m: &[u8]) {
     loop {
         match p.try_send(m) {
             Ok(()) => return,
-            Err(SendError::Full(_)) => thread::yield_now(),
+            Err(TrySendError::Full(_)) => thread::yield_now(),
             Err(e) => panic!("{e}"),
         }
     }
@@ -31,7 +31,7 @@ fn recv_spin(c: &mut Consumer) -> Vec<u8> {
     loop {
         match c.try_recv(&mut buf) {
             Ok(_) => return buf,
-            Err(RecvError::Empty | RecvError::Disconnected) => thread::yield_now(),
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => thread::yield_now(),
             Err(e) => panic!("{e}"),
         }
     }

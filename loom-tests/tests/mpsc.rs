@@ -4,7 +4,7 @@
 
 use loom::thread;
 use shm_ring::mpsc::{model, Consumer};
-use shm_ring::{RecvError, RingConfig};
+use shm_ring::{RingConfig, TryRecvError};
 
 /// 64 data bytes, messages up to 24 bytes: records of 16-32 bytes, so claims wrap and pad.
 fn config() -> RingConfig {
@@ -23,7 +23,7 @@ fn recv_spin(c: &mut Consumer) -> Vec<u8> {
     loop {
         match c.try_recv(&mut buf) {
             Ok(_) => return buf,
-            Err(RecvError::Empty) => thread::yield_now(),
+            Err(TryRecvError::Empty) => thread::yield_now(),
             Err(e) => panic!("{e}"),
         }
     }
@@ -72,7 +72,7 @@ fn commit_order_differs_from_claim_order() {
         let (mut ps, mut c) = model(&config(), 2);
         let mut p1 = ps.pop().unwrap();
         let mut p0 = ps.pop().unwrap();
-        let mut g = p0.reserve(8).unwrap();
+        let mut g = p0.try_reserve(8).unwrap();
         let t = thread::spawn(move || {
             p1.try_send(msg(1, 0)).unwrap();
         });
@@ -110,7 +110,7 @@ fn sleep_wake_handshake() {
         let mut buf = Vec::new();
         let mut got = Vec::new();
         for _ in 0..4 {
-            c.recv_blocking(&mut buf).unwrap();
+            c.recv(&mut buf).unwrap();
             got.push(buf.clone());
         }
         check_per_producer(&got, 2);
@@ -149,7 +149,7 @@ fn consumer_killed_in_its_hand_back() {
                     loop {
                         match p.try_send(msg(0, i)) {
                             Ok(()) => break,
-                            Err(shm_ring::SendError::Full(_)) => thread::yield_now(),
+                            Err(shm_ring::TrySendError::Full(_)) => thread::yield_now(),
                             Err(e) => panic!("{e}"),
                         }
                     }
@@ -234,7 +234,7 @@ fn successor_completes_the_hand_back_intent() {
             thread::spawn(move || {
                 c.crash_at(HandBackStep::IntentStored);
                 // Skips the abandoned claim, moves the tail to 16, stores the intent, dies.
-                assert_eq!(c.try_recv(&mut Vec::new()), Err(RecvError::Disconnected));
+                assert_eq!(c.try_recv(&mut Vec::new()), Err(TryRecvError::Disconnected));
                 std::mem::forget(c);
                 mem.free_consumer_slot();
             })
@@ -247,7 +247,7 @@ fn successor_completes_the_hand_back_intent() {
                     Err(e) => panic!("the successor refused the ring: {e}"),
                 }
             };
-            assert_eq!(next.try_recv(&mut Vec::new()), Err(RecvError::Disconnected));
+            assert_eq!(next.try_recv(&mut Vec::new()), Err(TryRecvError::Disconnected));
         });
         dead.join().unwrap();
         successor.join().unwrap();

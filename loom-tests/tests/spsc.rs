@@ -4,7 +4,7 @@
 
 use loom::thread;
 use shm_ring::spsc::{model_pair, Consumer, Producer};
-use shm_ring::{RecvError, RingConfig, SendError};
+use shm_ring::{RecvError, RingConfig, SendError, TryRecvError, TrySendError};
 
 /// 64 data bytes, messages up to 24 bytes: two or three records fit, so sends wrap and pad.
 fn config() -> RingConfig {
@@ -19,7 +19,7 @@ fn send_spin(p: &mut Producer, m: &[u8]) {
     loop {
         match p.try_send(m) {
             Ok(()) => return,
-            Err(SendError::Full(_)) => thread::yield_now(),
+            Err(TrySendError::Full(_)) => thread::yield_now(),
             Err(e) => panic!("{e}"),
         }
     }
@@ -30,7 +30,7 @@ fn recv_spin(c: &mut Consumer) -> Vec<u8> {
     loop {
         match c.try_recv(&mut buf) {
             Ok(_) => return buf,
-            Err(RecvError::Empty) => thread::yield_now(),
+            Err(TryRecvError::Empty) => thread::yield_now(),
             Err(e) => panic!("{e}"),
         }
     }
@@ -59,13 +59,13 @@ fn full_and_empty() {
         // Fill: 24-byte payloads take 32-byte records, two fill the ring.
         p.try_send([1u8; 24]).unwrap();
         p.try_send([2u8; 24]).unwrap();
-        assert!(matches!(p.try_send([3u8; 24]), Err(SendError::Full(_))));
+        assert!(matches!(p.try_send([3u8; 24]), Err(TrySendError::Full(_))));
         let t = thread::spawn(move || {
             let a = recv_spin(&mut c);
             let b = recv_spin(&mut c);
             let c3 = recv_spin(&mut c);
             assert_eq!((a[0], b[0], c3[0]), (1, 2, 3));
-            assert_eq!(c.try_recv(&mut Vec::new()), Err(RecvError::Empty));
+            assert_eq!(c.try_recv(&mut Vec::new()), Err(TryRecvError::Empty));
         });
         send_spin(&mut p, &[3u8; 24]);
         t.join().unwrap();
@@ -79,7 +79,7 @@ fn reserve_commit_abort() {
         let t = thread::spawn(move || {
             for i in 0..3u8 {
                 loop {
-                    match p.reserve(16) {
+                    match p.try_reserve(16) {
                         Ok(mut g) => {
                             g.copy_from_slice(&[i; 16]);
                             if i == 1 {
@@ -89,7 +89,7 @@ fn reserve_commit_abort() {
                             }
                             break;
                         }
-                        Err(SendError::Full(())) => thread::yield_now(),
+                        Err(TrySendError::Full(())) => thread::yield_now(),
                         Err(e) => panic!("{e}"),
                     }
                 }
@@ -97,12 +97,12 @@ fn reserve_commit_abort() {
         });
         assert_eq!(recv_spin(&mut c), vec![0u8; 8]);
         loop {
-            match c.recv() {
+            match c.try_read() {
                 Ok(g) => {
                     assert_eq!(g.to_vec(), [2u8; 10]);
                     break;
                 }
-                Err(RecvError::Empty) => thread::yield_now(),
+                Err(TryRecvError::Empty) => thread::yield_now(),
                 Err(e) => panic!("{e}"),
             }
         }
@@ -126,7 +126,7 @@ fn batch_receive() {
                 next += 1;
             }) {
                 Ok(n) => assert!(n >= 1),
-                Err(RecvError::Empty) => thread::yield_now(),
+                Err(TryRecvError::Empty) => thread::yield_now(),
                 Err(e) => panic!("{e}"),
             }
         }
@@ -147,7 +147,7 @@ fn sleep_wake_handshake() {
         });
         let mut buf = Vec::new();
         for i in 0..3u8 {
-            c.recv_blocking(&mut buf).unwrap();
+            c.recv(&mut buf).unwrap();
             assert_eq!(buf, [i; 24]);
         }
         t.join().unwrap();
@@ -167,7 +167,7 @@ fn close_while_consumer_sleeps() {
         let mut buf = Vec::new();
         let mut got = Vec::new();
         loop {
-            match c.recv_blocking(&mut buf) {
+            match c.recv(&mut buf) {
                 Ok(_) => got.push(buf.clone()),
                 Err(RecvError::Disconnected) => break,
                 Err(e) => panic!("{e}"),

@@ -5,14 +5,14 @@
 
 use loom::thread;
 use shm_ring::model::ModelMemory;
-use shm_ring::{mpsc, RecvError, RingConfig, SendError};
+use shm_ring::{mpsc, RingConfig, TryRecvError, TrySendError};
 
 fn recv_spin(c: &mut mpsc::Consumer) -> Vec<u8> {
     let mut buf = Vec::new();
     loop {
         match c.try_recv(&mut buf) {
             Ok(_) => return buf,
-            Err(RecvError::Empty) => thread::yield_now(),
+            Err(TryRecvError::Empty) => thread::yield_now(),
             Err(e) => panic!("{e}"),
         }
     }
@@ -28,7 +28,7 @@ fn a_dead_producers_slot_taken_over_while_the_consumer_reads() {
         let mut dead = mem.mpsc_producer().unwrap();
         dead.try_send([1u8; 8]).unwrap();
         // It claims and dies before committing: the claim stays, its slot stays attached.
-        std::mem::forget(dead.reserve(8).unwrap());
+        std::mem::forget(dead.try_reserve(8).unwrap());
         std::mem::forget(dead);
         let successor = {
             let mem = mem.clone();
@@ -38,7 +38,7 @@ fn a_dead_producers_slot_taken_over_while_the_consumer_reads() {
                 loop {
                     match p.try_send([2u8; 16]) {
                         Ok(()) => break,
-                        Err(SendError::Full(_)) => thread::yield_now(),
+                        Err(TrySendError::Full(_)) => thread::yield_now(),
                         Err(e) => panic!("{e}"),
                     }
                 }

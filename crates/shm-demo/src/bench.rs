@@ -453,7 +453,7 @@ fn stream_ring_batched(n: u64, size: usize) -> io::Result<f64> {
                     // the ring protocol.
                     match unsafe { batch.push_unchecked(size, |m| fill(m, seq)) } {
                         Ok(()) => seq += 1,
-                        Err(shm_ring::SendError::Full(())) => break,
+                        Err(shm_ring::TrySendError::Full(())) => break,
                         Err(_) => return 3,
                     }
                 }
@@ -479,7 +479,7 @@ fn stream_ring_batched(n: u64, size: usize) -> io::Result<f64> {
                 };
                 match r {
                     Ok(_) => {}
-                    Err(shm_ring::RecvError::Empty) => std::hint::spin_loop(),
+                    Err(shm_ring::TryRecvError::Empty) => std::hint::spin_loop(),
                     Err(e) => return Err(io::Error::other(e.to_string())),
                 }
                 if !ok {
@@ -515,9 +515,9 @@ pub fn mpsc_throughput(producers: u32, size: usize, n: u64) -> io::Result<f64> {
                 // Spinning, as the shm-spsc transport does; yield when full, since several
                 // producers may share core 0.
                 let mut g = loop {
-                    match p.reserve(size) {
+                    match p.try_reserve(size) {
                         Ok(g) => break g,
-                        Err(shm_ring::SendError::Full(())) => std::thread::yield_now(),
+                        Err(shm_ring::TrySendError::Full(())) => std::thread::yield_now(),
                         Err(_) => return 3,
                     }
                 };
@@ -538,9 +538,9 @@ pub fn mpsc_throughput(producers: u32, size: usize, n: u64) -> io::Result<f64> {
     let give_up = Instant::now() + Duration::from_secs(120);
     for i in 0..total {
         let g = loop {
-            match c.recv() {
+            match c.try_read() {
                 Ok(g) => break g,
-                Err(shm_ring::RecvError::Empty) if Instant::now() < give_up => std::hint::spin_loop(),
+                Err(shm_ring::TryRecvError::Empty) if Instant::now() < give_up => std::hint::spin_loop(),
                 Err(e) => return Err(io::Error::other(e.to_string())),
             }
         };
@@ -608,7 +608,7 @@ pub fn idle_cpu(wait: Duration) -> io::Result<Measurement> {
             let Ok(mut end) = rings.side_b(Wait::Block, false) else { return 2 };
             let Some(c) = end.consumer() else { return 2 };
             match c.recv_timeout(&mut Vec::new(), wait) {
-                Err(shm_ring::RecvError::Timeout) => 0,
+                Err(shm_ring::RecvTimeoutError::Timeout) => 0,
                 _ => 3,
             }
         },

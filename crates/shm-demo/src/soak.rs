@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use shm_core::Region;
-use shm_ring::{Kind, RecvError, RingConfig};
+use shm_ring::{Kind, RecvTimeoutError, RingConfig};
 
 use crate::bench::{check, fill};
 use crate::pair::{pin_to, spawn_child};
@@ -38,7 +38,7 @@ pub struct SoakReport {
 const MAX: usize = 4096;
 
 /// Receive one message into the buffer, waiting a little: either ring kind's consumer.
-type ReceiveFn = dyn FnMut(&mut Vec<u8>) -> Result<usize, RecvError>;
+type ReceiveFn = dyn FnMut(&mut Vec<u8>) -> Result<usize, RecvTimeoutError>;
 
 /// A small generator for sizes and pauses.
 struct Rng(u64);
@@ -148,9 +148,9 @@ pub fn soak(kind: Kind, producers: u32, duration: Duration) -> io::Result<SoakRe
     loop {
         match recv(&mut buf) {
             Ok(_) => on_message(&buf, &mut report),
-            Err(RecvError::Timeout) if Instant::now() < grace => {}
-            Err(RecvError::Disconnected) if Instant::now() >= end => break,
-            Err(RecvError::Disconnected | RecvError::Timeout) if Instant::now() < grace => {}
+            Err(RecvTimeoutError::Timeout) if Instant::now() < grace => {}
+            Err(RecvTimeoutError::Disconnected) if Instant::now() >= end => break,
+            Err(RecvTimeoutError::Disconnected | RecvTimeoutError::Timeout) if Instant::now() < grace => {}
             Err(e) => return Err(err(e)),
         }
         if rng.next() % 50_000 == 0 {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use shm_core::{CreateError, OpenError, Region};
 use shm_ring::spsc::{Consumer, Producer};
-use shm_ring::{RecvError, RingConfig, SendError};
+use shm_ring::{RecvTimeoutError, RingConfig, SendError};
 
 /// Where the ring lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,7 +175,7 @@ pub fn produce(p: &mut Producer, opts: &ProducerOptions, mut progress: impl FnMu
                 std::thread::sleep(due - now);
             }
         }
-        let mut grant = p.reserve_timeout(opts.size, None).map_err(send_error)?;
+        let mut grant = p.reserve(opts.size).map_err(send_error)?;
         encode(&mut buf, seq);
         grant.copy_from_slice(&buf);
         grant.commit();
@@ -300,13 +300,17 @@ pub fn consume(c: &mut Consumer, opts: &ConsumerOptions) -> io::Result<Stats> {
         if opts.count > 0 && stats.received >= opts.count {
             break;
         }
-        let r = if opts.spin { c.try_recv(&mut buf) } else { c.recv_timeout(&mut buf, opts.every) }
-            .map(|_| stats.record(&buf));
+        let r = if opts.spin {
+            c.try_recv(&mut buf).map_err(RecvTimeoutError::from)
+        } else {
+            c.recv_timeout(&mut buf, opts.every)
+        }
+        .map(|_| stats.record(&buf));
         match r {
             Ok(()) => {}
-            Err(RecvError::Empty | RecvError::Timeout) => std::hint::spin_loop(),
-            Err(RecvError::Disconnected) => break,
-            Err(RecvError::PeerDead { pid }) => {
+            Err(RecvTimeoutError::Timeout) => std::hint::spin_loop(),
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::PeerDead { pid }) => {
                 eprintln!("producer process {pid} died; stopping");
                 break;
             }

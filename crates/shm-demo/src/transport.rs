@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use shm_core::{futex, Region};
 use shm_ring::spsc::{Consumer, Producer};
-use shm_ring::{RecvError, RingConfig, SendError};
+use shm_ring::{RingConfig, TryRecvError, TrySendError};
 
 /// One end of a transport.
 pub trait Endpoint {
@@ -114,18 +114,18 @@ impl Endpoint for RingEnd {
                 Wait::Spin => loop {
                     match p.try_send(&buf[..]) {
                         Ok(()) => return Ok(()),
-                        Err(SendError::Full(_)) => std::hint::spin_loop(),
+                        Err(TrySendError::Full(_)) => std::hint::spin_loop(),
                         Err(e) => return Err(ring_error(e)),
                     }
                 },
             };
         }
         let mut grant = match self.wait {
-            Wait::Block => p.reserve_timeout(len, None).map_err(ring_error)?,
+            Wait::Block => p.reserve(len).map_err(ring_error)?,
             Wait::Spin => loop {
-                match p.reserve(len) {
+                match p.try_reserve(len) {
                     Ok(g) => break g,
-                    Err(SendError::Full(())) => std::hint::spin_loop(),
+                    Err(TrySendError::Full(())) => std::hint::spin_loop(),
                     Err(e) => return Err(ring_error(e)),
                 }
             },
@@ -141,13 +141,13 @@ impl Endpoint for RingEnd {
         if let Some(buf) = &mut self.copy {
             return match self.wait {
                 Wait::Block => {
-                    c.recv_blocking(buf).map_err(ring_error)?;
+                    c.recv(buf).map_err(ring_error)?;
                     Ok(check(buf))
                 }
                 Wait::Spin => loop {
                     match c.try_recv(buf) {
                         Ok(_) => return Ok(check(buf)),
-                        Err(RecvError::Empty) => std::hint::spin_loop(),
+                        Err(TryRecvError::Empty) => std::hint::spin_loop(),
                         Err(e) => return Err(ring_error(e)),
                     }
                 },
@@ -155,15 +155,15 @@ impl Endpoint for RingEnd {
         }
         match self.wait {
             Wait::Block => {
-                let g = c.recv_guard_timeout(None).map_err(ring_error)?;
+                let g = c.read().map_err(ring_error)?;
                 // SAFETY: as in `send_with`: the producer is this program.
                 Ok(check(unsafe { g.as_slice_unchecked() }))
             }
             Wait::Spin => loop {
-                match c.recv() {
+                match c.try_read() {
                     // SAFETY: as in `send_with`: the producer is this program.
                     Ok(g) => return Ok(check(unsafe { g.as_slice_unchecked() })),
-                    Err(RecvError::Empty) => std::hint::spin_loop(),
+                    Err(TryRecvError::Empty) => std::hint::spin_loop(),
                     Err(e) => return Err(ring_error(e)),
                 }
             },

@@ -77,7 +77,8 @@ impl RingConfig {
 
 /// The geometry of a ring, copied into each handle at attach and never re-read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Geometry {
+#[doc(hidden)]
+pub struct Geometry {
     pub kind: Kind,
     pub capacity: u64,
     pub mask: u64,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use shm_core::Region;
 
-use crate::{mpsc, spsc, AttachOptions, RecvError};
+use crate::{mpsc, spsc, AttachOptions, TryRecvError};
 
 /// Size of the region the input is copied into: a header with up to 64 producer slots and a
 /// data area of up to 4 KiB (inputs claiming more are refused at attach).
@@ -42,7 +42,7 @@ pub fn consume_bytes(data: &[u8]) -> usize {
                 let r = match (selector as usize + step) % 6 {
                     0 => c.try_recv(&mut buf).map(|_| touch(&buf)),
                     1 => c.try_recv_into(&mut small).map(|_| ()),
-                    2 => c.recv().map(|g| {
+                    2 => c.try_read().map(|g| {
                         touch(&g.to_vec());
                         let n = g.copy_to(&mut small);
                         touch(&small[..n]);
@@ -53,13 +53,13 @@ pub fn consume_bytes(data: &[u8]) -> usize {
                     3 => c.recv_batch(4, |m| touch(m)).map(|_| ()),
                     // SAFETY: as above: no other writer of the region exists.
                     4 => unsafe { c.recv_batch_unchecked(4, |m| touch(m)) }.map(|_| ()),
-                    _ => c.recv_pod::<u64>().map(|v| {
+                    _ => c.try_recv_pod::<u64>().map(|v| {
                         std::hint::black_box(v);
                     }),
                 };
                 match r {
                     Ok(()) => read += 1,
-                    Err(RecvError::BufferTooSmall { .. } | RecvError::SizeMismatch { .. }) => {}
+                    Err(TryRecvError::BufferTooSmall { .. } | TryRecvError::SizeMismatch { .. }) => {}
                     Err(_) => break,
                 }
             }
@@ -123,7 +123,7 @@ pub fn produce_bytes(data: &[u8]) -> usize {
                         p.send_timeout(&msg[..len % 40], Duration::from_micros(50)).is_ok()
                     }
                     1 => p.try_send(&msg[len % 8..len % 40]).is_ok(),
-                    2 => match p.reserve(len) {
+                    2 => match p.try_reserve(len) {
                         Ok(g) => {
                             if step % 8 == 2 {
                                 g.commit();
@@ -132,7 +132,7 @@ pub fn produce_bytes(data: &[u8]) -> usize {
                         }
                         Err(_) => false,
                     },
-                    _ => p.send_pod(step as u64).is_ok(),
+                    _ => p.try_send_pod(step as u64).is_ok(),
                 };
                 sent += ok as usize;
                 let _ = p.len_bytes();

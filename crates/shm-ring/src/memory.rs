@@ -301,6 +301,15 @@ impl Memory for RegionMemory {
     }
 }
 
+/// The memory an end uses unless it says otherwise: a [`RegionMemory`] (heap memory with loom
+/// atomics under `--cfg loom`).
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub type DefaultMemory = RegionMemory;
+#[cfg(loom)]
+#[doc(hidden)]
+pub type DefaultMemory = std::sync::Arc<HeapMemory>;
+
 #[cfg(loom)]
 pub use heap::HeapMemory;
 

@@ -29,21 +29,40 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{self, Geometry};
-use crate::error::corrupt;
-use crate::error::{AttachError, CorruptError, RecvError, Role, SendError};
+use crate::error::{
+    corrupt, AttachError, CorruptError, RecvFail, RecvStop, Role, SendFail, SendStop, TrySendError,
+};
 use crate::identity::{self, Owner};
 use crate::layout::{
     self, free_word, record_size, RecordHeader, Slot, RECORD_HEADER, TYPE_CLAIMED, TYPE_FREE, TYPE_MSG,
     TYPE_PAD, TYPE_SKIP,
 };
-use crate::memory::Memory;
+use crate::memory::{DefaultMemory, Memory};
+use crate::protocol::{ConsumerCore, Next, ProducerCore, RingKind};
 use crate::slots::{self, End, Held, LivenessClock, Peer};
 use crate::sync::Ordering;
-use crate::wait::deadline;
-use crate::wait::{self, Step};
+use crate::wait;
 
-#[doc(hidden)]
-pub use crate::spsc::DefaultMemory;
+/// The MPSC ring kind: many producers (threads and processes), one consumer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Mpsc;
+
+impl RingKind for Mpsc {
+    const KIND: crate::Kind = crate::Kind::Mpsc;
+    type Producer<M: Memory> = MpscProducer<M>;
+    type Consumer<M: Memory> = MpscConsumer<M>;
+}
+
+/// A sending end of an MPSC ring. Clone it for more threads of this process (the clones share
+/// one producer slot); other processes [`open`](crate::Producer::open) their own.
+pub type Producer<M = DefaultMemory> = crate::Producer<Mpsc, M>;
+/// The receiving end of an MPSC ring.
+pub type Consumer<M = DefaultMemory> = crate::Consumer<Mpsc, M>;
+/// Claimed space in an MPSC ring ([`crate::Grant`]); dropping it uncommitted publishes a record
+/// the consumer skips.
+pub type Grant<'a, M = DefaultMemory> = crate::Grant<'a, Mpsc, M>;
+/// A message read in place from an MPSC ring ([`crate::ReadGuard`]).
+pub type ReadGuard<'a, M = DefaultMemory> = crate::ReadGuard<'a, Mpsc, M>;
 
 /// One producer slot held by this process, shared by the clones of a [`Producer`].
 struct Attachment<M: Memory> {
@@ -66,9 +85,9 @@ impl<M: Memory> Drop for Attachment<M> {
     }
 }
 
-/// A sending end of an MPSC ring. Clone it for more threads of this process (the clones share
-/// one producer slot); other processes [`open`](Producer::open) their own.
-pub struct Producer<M: Memory = DefaultMemory> {
+/// The protocol state of an MPSC producer.
+#[doc(hidden)]
+pub struct MpscProducer<M: Memory> {
     att: Arc<Attachment<M>>,
     geo: Geometry,
     st: ProducerState,
@@ -86,7 +105,13 @@ struct ProducerState {
 
 impl<M: Memory> Clone for Producer<M> {
     fn clone(&self) -> Self {
-        Producer {
+        crate::Producer { core: self.core.clone() }
+    }
+}
+
+impl<M: Memory> Clone for MpscProducer<M> {
+    fn clone(&self) -> Self {
+        MpscProducer {
             att: self.att.clone(),
             geo: self.geo,
             st: ProducerState {
@@ -98,7 +123,7 @@ impl<M: Memory> Clone for Producer<M> {
     }
 }
 
-impl<M: Memory> std::fmt::Debug for Producer<M> {
+impl<M: Memory> std::fmt::Debug for MpscProducer<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("mpsc::Producer")
             .field("slot", &self.att.slot)
@@ -110,8 +135,9 @@ impl<M: Memory> std::fmt::Debug for Producer<M> {
 }
 
 /// Where a claimed record is.
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug)]
-struct Claim {
+pub struct Claim {
     idx: usize,
     len: usize,
 }
@@ -134,15 +160,15 @@ enum Retry {
     /// Someone else moved the tail: try again at once.
     Again,
     /// Stop with this error.
-    Stop(SendError<()>),
+    Stop(SendFail),
 }
 
-fn corrupt_send(what: &'static str, found: u64, position: u64, expected: &'static str) -> SendError<()> {
-    SendError::Corrupt { msg: (), error: CorruptError { what, found, position, expected } }
+fn corrupt_send(what: &'static str, found: u64, position: u64, expected: &'static str) -> SendFail {
+    corrupt(what, found, position, expected).into()
 }
 
 /// The size of the record whose word `w` sits at index `idx`, for helping the tail past it.
-fn claimed_size(geo: &Geometry, idx: usize, w: RecordHeader, position: u64) -> Result<usize, SendError<()>> {
+fn claimed_size(geo: &Geometry, idx: usize, w: RecordHeader, position: u64) -> Result<usize, SendFail> {
     let contiguous = geo.capacity as usize - idx;
     let size = match w.kind() {
         TYPE_PAD => contiguous,
@@ -164,9 +190,9 @@ fn claimed_size(geo: &Geometry, idx: usize, w: RecordHeader, position: u64) -> R
     Ok(size)
 }
 
-impl<M: Memory> Producer<M> {
+impl<M: Memory> MpscProducer<M> {
     /// Take a free (or dead producer's) slot of initialised memory whose geometry was validated.
-    pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
+    fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
         let mut taken = None;
         for i in 0..geo.max_producers as usize {
             match slots::claim_slot(&mem, End::Producer(i), Role::Producer) {
@@ -201,34 +227,24 @@ impl<M: Memory> Producer<M> {
         let (head, tail) = positions;
         config::check_positions(head, tail, geo.capacity)?;
         let st = ProducerState { head_cache: head, consumer_at_attach, liveness: LivenessClock::default() };
-        Ok(Producer { att, geo, st })
+        Ok(MpscProducer { att, geo, st })
     }
 
     fn mem(&self) -> &M {
         &self.att.mem
     }
 
-    /// This producer's slot in the producer table.
-    pub fn slot(&self) -> usize {
-        self.att.slot
-    }
-
     /// Bytes claimed and not yet handed back by the consumer.
-    pub fn len_bytes(&self) -> usize {
+    fn bytes_in_flight(&self) -> usize {
         let h = self.mem().header();
         // Acquire (head, tail): not needed (a byte count for the caller).
         let head = h.head.load(ord!(Acquire));
         h.tail.load(ord!(Acquire)).saturating_sub(head).min(self.geo.capacity) as usize
     }
 
-    /// Whether nothing is in flight.
-    pub fn is_empty(&self) -> bool {
-        self.len_bytes() == 0
-    }
-
     /// One attempt to claim a record of `len` payload bytes. `stall` runs between reading the
     /// tail and the claim (a no-op but in tests, which deschedule a producer there on purpose).
-    fn try_claim(
+    fn attempt_claim(
         att: &Attachment<M>,
         geo: &Geometry,
         st: &mut ProducerState,
@@ -238,10 +254,8 @@ impl<M: Memory> Producer<M> {
     ) -> Result<Claim, Retry> {
         let mem = &att.mem;
         let h = mem.header();
-        if slots::peer(mem, End::Consumer, false) == Peer::Closed
-            && slots::consumer_left(h, st.consumer_at_attach)
-        {
-            return Err(Retry::Stop(SendError::Disconnected(())));
+        if let Some(stop) = slots::consumer_gone(mem, st.consumer_at_attach, false) {
+            return Err(Retry::Stop(stop.into()));
         }
         let rec = record_size(len);
         // Acquire: not needed (a stale `t` fails the keyed claim CAS; room is synchronised by head, not tail).
@@ -276,10 +290,10 @@ impl<M: Memory> Producer<M> {
             if end > head + geo.capacity {
                 if st.liveness.due() {
                     if let Peer::Dead(pid) = slots::peer(mem, End::Consumer, true) {
-                        return Err(Retry::Stop(SendError::PeerDead { msg: (), pid }));
+                        return Err(Retry::Stop(SendStop::PeerDead { pid }.into()));
                     }
                 }
-                return Err(Retry::Stop(SendError::Full(())));
+                return Err(Retry::Stop(SendFail::Full));
             }
         }
         stall();
@@ -334,127 +348,88 @@ impl<M: Memory> Producer<M> {
         len: usize,
         advance: bool,
         mut stall: impl FnMut(),
-    ) -> Result<Claim, SendError<()>> {
-        if len > self.geo.max_message {
-            return Err(SendError::TooLarge { msg: (), len, max: self.geo.max_message });
+    ) -> Result<Claim, SendFail> {
+        let max = self.geo.max_message;
+        if len > max {
+            return Err(SendStop::TooLarge { len, max }.into());
         }
-        Self::claim_attempts(&self.att, &self.geo, &mut self.st, len, advance, &mut stall)
-    }
-
-    /// Up to [`CLAIM_ATTEMPTS`] claim attempts; `Full` when none succeeded.
-    fn claim_attempts(
-        att: &Attachment<M>,
-        geo: &Geometry,
-        st: &mut ProducerState,
-        len: usize,
-        advance: bool,
-        stall: &mut impl FnMut(),
-    ) -> Result<Claim, SendError<()>> {
         for _ in 0..CLAIM_ATTEMPTS {
-            match Self::try_claim(att, geo, st, len, advance, stall) {
+            match Self::attempt_claim(&self.att, &self.geo, &mut self.st, len, advance, &mut stall) {
                 Ok(c) => return Ok(c),
                 Err(Retry::Again) => crate::sync::spin_hint(),
                 Err(Retry::Stop(e)) => return Err(e),
             }
         }
-        Err(SendError::Full(()))
+        Err(SendFail::Full)
     }
 
-    fn claim(&mut self, len: usize) -> Result<Claim, SendError<()>> {
-        self.claim_bounded(len, true, || {})
-    }
-
-    fn claim_wait(&mut self, len: usize, deadline: Option<Instant>) -> Result<Claim, SendError<()>> {
-        if len > self.geo.max_message {
-            return Err(SendError::TooLarge { msg: (), len, max: self.geo.max_message });
-        }
-        let (att, geo, st) = (&*self.att, &self.geo, &mut self.st);
-        let mem = &att.mem;
-        let h = mem.header();
-        let at_attach = st.consumer_at_attach;
-        wait::block_on(
-            mem,
-            &h.space_ready,
-            deadline,
-            || match Self::claim_attempts(att, geo, st, len, true, &mut || {}) {
-                Err(SendError::Full(())) => Step::Pending,
-                r => Step::Done(r),
-            },
-            |check_alive| match slots::peer(mem, End::Consumer, check_alive) {
-                Peer::Dead(pid) => Some(SendError::PeerDead { msg: (), pid }),
-                Peer::Closed if slots::consumer_left(h, at_attach) => Some(SendError::Disconnected(())),
-                _ => None,
-            },
-            || SendError::Timeout(()),
-        )
-    }
-
-    /// Write the payload and commit: one Release store of the message word.
-    fn commit(&self, c: Claim, bytes: Option<&[u8]>, kind: u8) {
+    /// Commit a claimed record as `kind` (a message, or a skip): one Release store of its word.
+    fn commit_record(&self, c: Claim, len: usize, kind: u8) {
         let mem = self.mem();
-        if let Some(bytes) = bytes {
-            // We claimed `record_size(len)` bytes at `c.idx` inside the data area; nobody else
-            // writes them, and the consumer does not read them before the commit below.
-            mem.copy_in(c.idx, 0, bytes);
-        }
-        let word = RecordHeader::new(kind, c.len as u32, self.att.slot as u8, self.att.generation);
+        let word = RecordHeader::new(kind, len as u32, self.att.slot as u8, self.att.generation);
         // SYNC POINT: Release pairs with the consumer's Acquire load of the record word: the
         // payload is visible once the word says "message".
         mem.record(c.idx).store(word.to_word(), ord!(Release));
         wait::notify(mem, &mem.header().data_ready);
     }
+}
 
-    /// Send a copy of `msg` if there is room now; on failure the message is handed back.
-    pub fn try_send<T: AsRef<[u8]>>(&mut self, msg: T) -> Result<(), SendError<T>> {
-        match self.claim(msg.as_ref().len()) {
-            Ok(c) => {
-                self.commit(c, Some(msg.as_ref()), TYPE_MSG);
-                Ok(())
-            }
-            Err(e) => Err(SendError::with_msg(e, msg)),
-        }
+impl<M: Memory> ProducerCore<M> for MpscProducer<M> {
+    type Claim = Claim;
+
+    fn attach(mem: M, geo: Geometry) -> Result<Self, AttachError> {
+        Self::attach_mem(mem, geo)
     }
 
-    fn send_deadline<T: AsRef<[u8]>>(
-        &mut self,
-        msg: T,
-        deadline: Option<Instant>,
-    ) -> Result<(), SendError<T>> {
-        match self.claim_wait(msg.as_ref().len(), deadline) {
-            Ok(c) => {
-                self.commit(c, Some(msg.as_ref()), TYPE_MSG);
-                Ok(())
-            }
-            Err(e) => Err(SendError::with_msg(e, msg)),
-        }
+    fn mem(&self) -> &M {
+        &self.att.mem
     }
 
-    producer_methods!();
-
-    /// Claim `len` bytes to write a message in place. [`Grant::commit`] publishes it; dropping
-    /// the grant turns the claimed space into a record the consumer skips.
-    pub fn reserve(&mut self, len: usize) -> Result<Grant<'_, M>, SendError<()>> {
-        let claim = self.claim(len)?;
-        self.mem().track_write(claim.idx, len);
-        Ok(Grant { producer: self, claim, done: false })
+    fn geometry(&self) -> &Geometry {
+        &self.geo
     }
 
-    /// [`reserve`](Producer::reserve), waiting at most `timeout` (None: forever) for room.
-    pub fn reserve_timeout(
-        &mut self,
-        len: usize,
-        timeout: Option<Duration>,
-    ) -> Result<Grant<'_, M>, SendError<()>> {
-        let claim = self.claim_wait(len, timeout.and_then(deadline))?;
-        self.mem().track_write(claim.idx, len);
-        Ok(Grant { producer: self, claim, done: false })
+    fn len_bytes(&self) -> usize {
+        self.bytes_in_flight()
+    }
+
+    fn try_claim(&mut self, len: usize) -> Result<Claim, SendFail> {
+        self.claim_bounded(len, true, || {})
+    }
+
+    fn consumer_gone(&mut self, check_alive: bool) -> Option<SendStop> {
+        slots::consumer_gone(&self.att.mem, self.st.consumer_at_attach, check_alive)
+    }
+
+    fn payload_index(c: &Claim) -> usize {
+        c.idx
+    }
+
+    fn commit(&mut self, c: Claim, len: usize) {
+        // A message shorter than its claim would leave the rest of the record unaccounted for:
+        // commit the claimed length (the front never asks for less).
+        let _ = len;
+        self.commit_record(c, c.len, TYPE_MSG);
+    }
+
+    fn abort(&mut self, c: Claim) {
+        // The claimed space becomes a record the consumer skips.
+        self.commit_record(c, c.len, TYPE_SKIP);
+    }
+}
+
+/// What only an MPSC producer has: its slot, and test hooks.
+impl<M: Memory> Producer<M> {
+    /// This producer's slot in the producer table.
+    pub fn slot(&self) -> usize {
+        self.core.att.slot
     }
 
     /// Test hook: claim a record by its word but leave the tail behind, as a producer killed
-    /// between the two steps would. Returns nothing; the claim is never committed.
+    /// between the two steps would. Returns whether it claimed; the claim is never committed.
     #[doc(hidden)]
     pub fn claim_without_advancing(&mut self, len: usize) -> bool {
-        self.claim_bounded(len, false, || {}).is_ok()
+        self.core.claim_bounded(len, false, || {}).is_ok()
     }
 
     /// Test hook: `try_send`, with `stall` run once between reading the tail and the claim of
@@ -464,61 +439,22 @@ impl<M: Memory> Producer<M> {
         &mut self,
         msg: T,
         stall: impl FnOnce(),
-    ) -> Result<(), SendError<T>> {
+    ) -> Result<(), TrySendError<T>> {
         let mut stall = Some(stall);
-        match self.claim_bounded(msg.as_ref().len(), true, || {
+        let claimed = self.core.claim_bounded(msg.as_ref().len(), true, || {
             if let Some(f) = stall.take() {
                 f()
             }
-        }) {
+        });
+        match claimed {
             Ok(c) => {
-                self.commit(c, Some(msg.as_ref()), TYPE_MSG);
+                // We claimed `record_size(len)` bytes at `c.idx` inside the data area; nobody
+                // else writes them, and the consumer does not read them before the commit.
+                self.core.mem().copy_in(c.idx, 0, msg.as_ref());
+                self.core.commit_record(c, c.len, TYPE_MSG);
                 Ok(())
             }
-            Err(e) => Err(SendError::with_msg(e, msg)),
-        }
-    }
-
-    /// Close this clone; the slot is released when the last clone closes.
-    pub fn close(self) {}
-}
-
-/// Claimed space for one message, written in place as [`spsc::Grant`](crate::spsc::Grant) is.
-/// [`commit`](Grant::commit) publishes it; dropping it publishes a record the consumer skips.
-pub struct Grant<'a, M: Memory = DefaultMemory> {
-    producer: &'a mut Producer<M>,
-    claim: Claim,
-    done: bool,
-}
-
-impl<M: Memory> std::fmt::Debug for Grant<'_, M> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("mpsc::Grant").field("len", &self.claim.len).finish()
-    }
-}
-
-impl<M: Memory> Grant<'_, M> {
-    /// Publish the message.
-    pub fn commit(mut self) {
-        self.done = true;
-        self.producer.commit(self.claim, None, TYPE_MSG);
-    }
-}
-
-impl<M: Memory> Grant<'_, M> {
-    /// The memory, the record index and the claimed length: the claimed payload bytes lie
-    /// inside the data area and are ours until commit.
-    fn place(&self) -> (&M, usize, usize) {
-        (self.producer.mem(), self.claim.idx, self.claim.len)
-    }
-
-    grant_methods!();
-}
-
-impl<M: Memory> Drop for Grant<'_, M> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.producer.commit(self.claim, None, TYPE_SKIP);
+            Err(e) => Err(TrySendError::new(e, msg)),
         }
     }
 }
@@ -527,8 +463,9 @@ impl<M: Memory> Drop for Grant<'_, M> {
 // Consumer
 // ---------------------------------------------------------------------------------------------
 
-/// The receiving end of an MPSC ring.
-pub struct Consumer<M: Memory = DefaultMemory> {
+/// The protocol state of an MPSC consumer.
+#[doc(hidden)]
+pub struct MpscConsumer<M: Memory> {
     mem: M,
     geo: Geometry,
     st: ConsumerState,
@@ -549,6 +486,8 @@ struct ConsumerState {
     /// the last `next` stopped there with records left to walk.
     walk_limit: u64,
     walk_incomplete: bool,
+    /// In a wait: the producers were found gone, so the last attempt skips their claims.
+    gone_seen: bool,
     /// Return from the hand-back at this step, as a consumer killed there would (set only by
     /// the loom models; always `None` otherwise).
     crash_at: Option<HandBackStep>,
@@ -616,7 +555,7 @@ impl ConsumerState {
     }
 }
 
-impl<M: Memory> std::fmt::Debug for Consumer<M> {
+impl<M: Memory> std::fmt::Debug for MpscConsumer<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("mpsc::Consumer")
             .field("capacity", &self.geo.capacity)
@@ -626,12 +565,6 @@ impl<M: Memory> std::fmt::Debug for Consumer<M> {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Next {
-    idx: usize,
-    len: usize,
-}
-
 /// Whether the claimant of a record (slot, generation) can no longer commit it.
 fn abandoned<M: Memory>(
     mem: &M,
@@ -639,7 +572,7 @@ fn abandoned<M: Memory>(
     w: RecordHeader,
     position: u64,
     check_alive: bool,
-) -> Result<bool, RecvError> {
+) -> Result<bool, CorruptError> {
     let slot = w.slot() as usize;
     if slot >= geo.max_producers as usize {
         return Err(corrupt("producer slot", slot as u64, position, "below the ring's producer count"));
@@ -657,8 +590,8 @@ fn abandoned<M: Memory>(
     })
 }
 
-impl<M: Memory> Consumer<M> {
-    pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
+impl<M: Memory> MpscConsumer<M> {
+    fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
         let (me, head) = slots::attach_consumer(&mem, &geo)?;
         let mut st = ConsumerState {
             head,
@@ -668,6 +601,7 @@ impl<M: Memory> Consumer<M> {
             force_check: false,
             walk_limit: u64::MAX,
             walk_incomplete: false,
+            gone_seen: false,
             crash_at: None,
             liveness: LivenessClock::default(),
             stuck: None,
@@ -676,7 +610,7 @@ impl<M: Memory> Consumer<M> {
             slots::release_slot(&mem.header().consumer, &st.me);
             return Err(e.into());
         }
-        Ok(Consumer { mem, geo, st })
+        Ok(MpscConsumer { mem, geo, st })
     }
 
     /// Complete a hand-back that a previous consumer started and did not finish (it was killed
@@ -703,18 +637,12 @@ impl<M: Memory> Consumer<M> {
         Ok(())
     }
 
-    /// Test hook: call `hook` at each step of every hand-back of consumed space.
-    #[doc(hidden)]
-    pub fn set_hand_back_hook(&mut self, hook: fn(HandBackStep)) {
-        self.st.hook = Some(hook);
-    }
-
     /// The next committed message. `Ok(None)`: nothing to read now (empty, or the next record is
     /// still being written by a live producer).
     ///
     /// Bounded: it looks at no more records than one lap holds, and never reads a word of space
     /// it consumed but has not handed back (that would be last lap's record, read again).
-    fn next(mem: &M, geo: &Geometry, st: &mut ConsumerState) -> Result<Option<Next>, RecvError> {
+    fn next(mem: &M, geo: &Geometry, st: &mut ConsumerState) -> Result<Option<Next>, CorruptError> {
         st.walk_incomplete = false;
         let start = st.head;
         for _ in 0..st.walk_limit.min(geo.capacity / 8 + 1) {
@@ -741,7 +669,7 @@ impl<M: Memory> Consumer<M> {
             let w = RecordHeader::from_word(raw);
             let len = w.len as usize;
             let rec = record_size(len.min(geo.capacity as usize));
-            let check_len = |len: usize| -> Result<(), RecvError> {
+            let check_len = |len: usize| -> Result<(), CorruptError> {
                 if len > geo.max_message || idx + rec > geo.capacity as usize {
                     return Err(corrupt(
                         "record length",
@@ -889,7 +817,7 @@ impl<M: Memory> Consumer<M> {
     }
 
     /// What an empty ring means: all producers closed, one died, or just nothing sent yet.
-    fn producers_gone(mem: &M, geo: &Geometry, check_alive: bool) -> Option<RecvError> {
+    fn producers_gone_now(mem: &M, geo: &Geometry, check_alive: bool) -> Option<RecvStop> {
         let (mut closed, mut dead) = (false, None);
         for i in 0..geo.max_producers as usize {
             match slots::peer(mem, End::Producer(i), check_alive) {
@@ -904,22 +832,42 @@ impl<M: Memory> Consumer<M> {
             }
         }
         match (dead, closed) {
-            (Some(pid), _) => Some(RecvError::PeerDead { pid }),
-            (None, true) => Some(RecvError::Disconnected),
+            (Some(pid), _) => Some(RecvStop::PeerDead { pid }),
+            (None, true) => Some(RecvStop::Disconnected),
             (None, false) => None,
         }
     }
+}
 
-    fn try_next(&mut self) -> Result<Next, RecvError> {
+impl<M: Memory> ConsumerCore<M> for MpscConsumer<M> {
+    fn attach(mem: M, geo: Geometry) -> Result<Self, AttachError> {
+        Self::attach_mem(mem, geo)
+    }
+
+    fn mem(&self) -> &M {
+        &self.mem
+    }
+
+    fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+
+    fn len_bytes(&self) -> usize {
+        // Acquire: not needed (a byte count for the caller, no record is read after it).
+        let tail = self.mem.header().tail.load(ord!(Acquire));
+        tail.saturating_sub(self.st.head).min(self.geo.capacity) as usize
+    }
+
+    fn try_next(&mut self) -> Result<Next, RecvFail> {
         if let Some(n) = Self::next(&self.mem, &self.geo, &mut self.st)? {
             return Ok(n);
         }
         if self.st.walk_incomplete {
-            return Err(RecvError::Empty); // nothing found within the budget of one call
+            return Err(RecvFail::Empty); // nothing found within the budget of one call
         }
         let check = self.st.liveness.due();
-        match Self::producers_gone(&self.mem, &self.geo, check) {
-            None => Err(RecvError::Empty),
+        match Self::producers_gone_now(&self.mem, &self.geo, check) {
+            None => Err(RecvFail::Empty),
             Some(gone) => {
                 // Skip the gone producers' abandoned claims now: messages behind them come
                 // before the error.
@@ -928,46 +876,39 @@ impl<M: Memory> Consumer<M> {
                 self.st.force_check = false;
                 match last? {
                     Some(n) => Ok(n),
-                    None if self.st.walk_incomplete => Err(RecvError::Empty), // more to walk
-                    None => Err(gone),
+                    None if self.st.walk_incomplete => Err(RecvFail::Empty), // more to walk
+                    None => Err(RecvFail::Stop(gone)),
                 }
             }
         }
     }
 
-    fn wait_next(&mut self, deadline: Option<Instant>) -> Result<Next, RecvError> {
-        let (mem, geo, st) = (&self.mem, &self.geo, &mut self.st);
+    fn wait_step(&mut self, deadline: Option<Instant>) -> Result<Option<Next>, RecvStop> {
         // Once the producers are found gone, the last attempt skips their abandoned claims at
         // once (see `force_check`).
-        let gone_seen = std::cell::Cell::new(false);
-        let r = wait::block_on(
-            mem,
-            &mem.header().data_ready,
-            deadline,
-            || {
-                st.force_check = gone_seen.get();
-                // Walk in bounded steps, checking the deadline between them: a ring full of
-                // skipped records is no reason to overrun a timeout.
-                st.walk_limit = WAIT_WALK_RECORDS;
-                loop {
-                    match Self::next(mem, geo, st) {
-                        Ok(Some(n)) => return Step::Done(Ok(n)),
-                        Ok(None) if st.walk_incomplete && deadline.is_none_or(|d| Instant::now() < d) => {}
-                        Ok(None) => return Step::Pending,
-                        Err(e) => return Step::Done(Err(e)),
-                    }
-                }
-            },
-            |check_alive| {
-                let gone = Self::producers_gone(mem, geo, check_alive);
-                gone_seen.set(gone.is_some());
-                gone
-            },
-            || RecvError::Timeout,
-        );
+        self.st.force_check = self.st.gone_seen;
+        // Walk in bounded steps, checking the deadline between them: a ring full of skipped
+        // records is no reason to overrun a timeout.
+        self.st.walk_limit = WAIT_WALK_RECORDS;
+        loop {
+            match Self::next(&self.mem, &self.geo, &mut self.st)? {
+                Some(n) => return Ok(Some(n)),
+                None if self.st.walk_incomplete && deadline.is_none_or(|d| Instant::now() < d) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
+    fn producers_gone(&mut self, check_alive: bool) -> Option<RecvStop> {
+        let gone = Self::producers_gone_now(&self.mem, &self.geo, check_alive);
+        self.st.gone_seen = gone.is_some();
+        gone
+    }
+
+    fn wait_done(&mut self) {
         self.st.force_check = false;
+        self.st.gone_seen = false;
         self.st.walk_limit = u64::MAX;
-        r
     }
 
     fn consume(&mut self, n: Next) {
@@ -984,44 +925,29 @@ impl<M: Memory> Consumer<M> {
         }
     }
 
-    /// Hand consumed space back to the producers now (see [`spsc::Consumer::flush`]).
-    ///
-    /// [`spsc::Consumer::flush`]: crate::spsc::Consumer::flush
-    pub fn flush(&mut self) {
-        Self::publish_head(&self.mem, &self.geo, &mut self.st);
+    fn advance(&mut self, n: Next) {
+        self.st.head += record_size(n.len) as u64;
     }
 
-    consumer_methods!();
-
-    /// Hand up to `max` waiting messages to `f`, then release them with one store
-    /// (`recv_batch` and `recv_batch_unchecked`).
-    fn batch(&mut self, max: usize, mut f: impl FnMut(&M, Next)) -> Result<usize, RecvError> {
-        if max == 0 {
-            return Ok(0); // asked for nothing: nothing is consumed
-        }
-        let mut n = self.try_next()?;
-        let mut count = 0;
-        loop {
-            f(&self.mem, n);
-            self.st.head += record_size(n.len) as u64;
-            count += 1;
-            if count >= max {
-                break;
-            }
-            match Self::next(&self.mem, &self.geo, &mut self.st) {
-                Ok(Some(next)) => n = next,
-                Ok(None) | Err(_) => break,
-            }
-        }
-        Self::publish_head(&self.mem, &self.geo, &mut self.st);
-        Ok(count)
+    fn next_in_batch(&mut self) -> Option<Next> {
+        Self::next(&self.mem, &self.geo, &mut self.st).ok().flatten()
     }
 
-    /// Close this end now (as dropping it does).
-    pub fn close(self) {}
+    fn flush(&mut self) {
+        Self::publish_head(&self.mem, &self.geo, &mut self.st);
+    }
 }
 
-impl<M: Memory> Drop for Consumer<M> {
+/// What only an MPSC consumer has: test hooks.
+impl<M: Memory> Consumer<M> {
+    /// Test hook: call `hook` at each step of every hand-back of consumed space.
+    #[doc(hidden)]
+    pub fn set_hand_back_hook(&mut self, hook: fn(HandBackStep)) {
+        self.core.st.hook = Some(hook);
+    }
+}
+
+impl<M: Memory> Drop for MpscConsumer<M> {
     fn drop(&mut self) {
         if !self.st.me.is_ours() {
             return; // a forked child's copy: handing back or closing would be the parent's
@@ -1034,37 +960,21 @@ impl<M: Memory> Drop for Consumer<M> {
     }
 }
 
-read_guard!();
-
-// ---------------------------------------------------------------------------------------------
-// Construction
-// ---------------------------------------------------------------------------------------------
-
-#[cfg(not(loom))]
-region_constructors!(
-    Producer,
-    crate::layout::Kind::Mpsc,
-    "MPSC",
-    "a producer (taking a free slot)",
-    |this| this.att.mem
-);
-#[cfg(not(loom))]
-region_constructors!(Consumer, crate::layout::Kind::Mpsc, "MPSC", "its consumer", |this| this.mem);
-
 #[cfg(loom)]
 impl Consumer {
     /// Model of a consumer killed at `step` of its next hand-back: it hands back what it
     /// consumed, stopping at `step`, and is forgotten without closing (its slot stays taken).
     pub fn crash_in_hand_back(mut self, step: HandBackStep) {
-        self.st.crash_at = Some(step);
-        Self::publish_head(&self.mem, &self.geo, &mut self.st);
+        let core = &mut self.core;
+        core.st.crash_at = Some(step);
+        MpscConsumer::publish_head(&core.mem, &core.geo, &mut core.st);
         std::mem::forget(self);
     }
 
     /// Model of a consumer that will be killed at `step` of its hand-backs: each later hand-back
     /// (inside `try_recv` too) stops there. Forget the consumer afterwards, as a dead one is.
     pub fn crash_at(&mut self, step: HandBackStep) {
-        self.st.crash_at = Some(step);
+        self.core.st.crash_at = Some(step);
     }
 }
 

@@ -8,7 +8,7 @@ use shm_core::{EndLock, Liveness};
 
 use crate::config::check_positions;
 use crate::config::Geometry;
-use crate::error::{AttachError, Role};
+use crate::error::{AttachError, Role, SendStop};
 use crate::identity::{self, Owner};
 use crate::layout::{self, Header, Slot};
 use crate::memory::Memory;
@@ -244,5 +244,20 @@ impl LivenessClock {
                 true
             }
         }
+    }
+}
+
+/// How a producer sees its consumer, for a producer that took `at_attach`
+/// ([`consumer_snapshot`]) when it attached: closed since we came (`Disconnected`), or dead
+/// (only looked for when `check_alive`). `None`: present, or closed before we came.
+pub(crate) fn consumer_gone<M: Memory>(
+    mem: &M,
+    at_attach: (u32, bool),
+    check_alive: bool,
+) -> Option<SendStop> {
+    match peer(mem, End::Consumer, check_alive) {
+        Peer::Dead(pid) => Some(SendStop::PeerDead { pid }),
+        Peer::Closed if consumer_left(mem.header(), at_attach) => Some(SendStop::Disconnected),
+        Peer::Closed | Peer::Present => None,
     }
 }

@@ -1,43 +1,57 @@
-//! Single-producer single-consumer ring.
+//! Single-producer single-consumer ring: the protocol core behind
+//! [`spsc::Producer`](Producer) and [`spsc::Consumer`](Consumer).
 //!
 //! The producer owns `tail`, the consumer owns `head`; each caches the other's position and
 //! reloads the shared one only when the ring looks full (producer) or empty (consumer). A
 //! message is published by one Release store of `tail` and consumed by one Release store of
 //! `head`, so a busy stream costs no system call and no read-modify-write.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::config::{self, Geometry};
-use crate::error::{AttachError, CorruptError, RecvError, Role, SendError};
+use crate::error::corrupt;
+use crate::error::{AttachError, CorruptError, RecvFail, RecvStop, Role, SendFail, SendStop, TrySendError};
 use crate::layout::{record_size, RecordHeader, RECORD_HEADER, TYPE_MSG, TYPE_PAD};
-use crate::memory::Memory;
+use crate::memory::{DefaultMemory, Memory};
+use crate::protocol::{ConsumerCore, Next, ProducerCore, RingKind};
 use crate::slots::{self, End, Held, LivenessClock, Peer};
 use crate::sync::Ordering;
-use crate::wait::{self, Step};
+use crate::wait;
 
-#[cfg(not(loom))]
-use crate::memory::RegionMemory;
+/// The SPSC ring kind: one producer, one consumer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Spsc;
+
+impl RingKind for Spsc {
+    const KIND: crate::Kind = crate::Kind::Spsc;
+    type Producer<M: Memory> = SpscProducer<M>;
+    type Consumer<M: Memory> = SpscConsumer<M>;
+}
 
 /// The sending end of an SPSC ring. See the [crate docs](crate) for an example.
-pub struct Producer<M: Memory = DefaultMemory> {
+pub type Producer<M = DefaultMemory> = crate::Producer<Spsc, M>;
+/// The receiving end of an SPSC ring.
+pub type Consumer<M = DefaultMemory> = crate::Consumer<Spsc, M>;
+/// Space reserved in an SPSC ring ([`crate::Grant`]).
+pub type Grant<'a, M = DefaultMemory> = crate::Grant<'a, Spsc, M>;
+/// A message read in place from an SPSC ring ([`crate::ReadGuard`]).
+pub type ReadGuard<'a, M = DefaultMemory> = crate::ReadGuard<'a, Spsc, M>;
+
+/// The protocol state of an SPSC producer.
+#[doc(hidden)]
+pub struct SpscProducer<M: Memory> {
     mem: M,
     geo: Geometry,
     st: ProducerState,
 }
 
-/// The receiving end of an SPSC ring.
-pub struct Consumer<M: Memory = DefaultMemory> {
+/// The protocol state of an SPSC consumer.
+#[doc(hidden)]
+pub struct SpscConsumer<M: Memory> {
     mem: M,
     geo: Geometry,
     st: ConsumerState,
 }
-
-#[cfg(not(loom))]
-#[doc(hidden)]
-pub type DefaultMemory = RegionMemory;
-#[cfg(loom)]
-#[doc(hidden)]
-pub type DefaultMemory = std::sync::Arc<crate::memory::HeapMemory>;
 
 #[derive(Debug)]
 struct ProducerState {
@@ -68,9 +82,9 @@ struct ConsumerState {
     liveness: LivenessClock,
 }
 
-impl<M: Memory> std::fmt::Debug for Producer<M> {
+impl<M: Memory> std::fmt::Debug for SpscProducer<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Producer")
+        f.debug_struct("spsc::Producer")
             .field("capacity", &self.geo.capacity)
             .field("max_message", &self.geo.max_message)
             .field("tail", &self.st.tail)
@@ -79,9 +93,9 @@ impl<M: Memory> std::fmt::Debug for Producer<M> {
     }
 }
 
-impl<M: Memory> std::fmt::Debug for Consumer<M> {
+impl<M: Memory> std::fmt::Debug for SpscConsumer<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Consumer")
+        f.debug_struct("spsc::Consumer")
             .field("capacity", &self.geo.capacity)
             .field("max_message", &self.geo.max_message)
             .field("head", &self.st.head)
@@ -90,23 +104,90 @@ impl<M: Memory> std::fmt::Debug for Consumer<M> {
     }
 }
 
-use crate::error::corrupt;
-use crate::wait::deadline;
-
 // ---------------------------------------------------------------------------------------------
 // Producer
 // ---------------------------------------------------------------------------------------------
 
 /// Where the next record goes: its index, and the padding record needed before it (0 = none).
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug)]
-struct Spot {
+pub struct Spot {
     idx: usize,
     pad: usize,
 }
 
-impl<M: Memory> Producer<M> {
-    /// Attach as the producer to initialised memory whose geometry was validated.
-    pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
+impl<M: Memory> SpscProducer<M> {
+    /// Find room for a record of `rec` bytes, reloading the consumer position if needed.
+    fn room(&mut self, rec: usize) -> Result<Spot, SendFail> {
+        let (mem, geo, st) = (&self.mem, &self.geo, &mut self.st);
+        let h = mem.header();
+        if let Some(stop) = slots::consumer_gone(mem, st.consumer_at_attach, false) {
+            return Err(stop.into());
+        }
+        let idx = (st.tail & geo.mask) as usize;
+        let contiguous = geo.capacity as usize - idx;
+        let pad = if rec <= contiguous { 0 } else { contiguous };
+        let need = (pad + rec) as u64;
+        if st.tail + need - st.head_cache > geo.capacity {
+            // SYNC POINT: Acquire pairs with the consumer's Release store of head: the space it
+            // released is no longer being read.
+            let head = h.head.load(ord!(Acquire));
+            if head < st.head_cache || head > st.tail {
+                return Err(SendFail::from(CorruptError {
+                    what: "consumer position",
+                    found: head,
+                    position: st.tail,
+                    expected: "between the last consumer position seen and the producer position",
+                }));
+            }
+            st.head_cache = head;
+            if st.tail + need - head > geo.capacity {
+                if st.liveness.due() {
+                    if let Peer::Dead(pid) = slots::peer(mem, End::Consumer, true) {
+                        return Err(SendStop::PeerDead { pid }.into());
+                    }
+                }
+                return Err(SendFail::Full);
+            }
+        }
+        Ok(Spot { idx: if pad > 0 { 0 } else { idx }, pad })
+    }
+
+    /// Write the record headers and advance our position, without publishing it yet.
+    fn write_record(&mut self, spot: Spot, len: usize) {
+        let (mem, geo, st) = (&self.mem, &self.geo, &mut self.st);
+        if spot.pad > 0 {
+            let pad_idx = (st.tail & geo.mask) as usize;
+            let pad = RecordHeader::new(TYPE_PAD, (spot.pad - RECORD_HEADER) as u32, 0, 0);
+            mem.record(pad_idx).store(pad.to_word(), Ordering::Relaxed);
+        }
+        mem.record(spot.idx)
+            .store(RecordHeader::new(TYPE_MSG, len as u32, 0, 0).to_word(), Ordering::Relaxed);
+        st.tail += (spot.pad + record_size(len)) as u64;
+    }
+
+    /// Publish everything written so far: one Release store of `tail`, then wake a sleeper.
+    fn flush_tail(&self) {
+        // SYNC POINT: Release pairs with the consumer's Acquire load of tail: the record words
+        // and payloads written before are visible before the new tail is.
+        self.mem.header().tail.store(self.st.tail, ord!(Release));
+        wait::notify(&self.mem, &self.mem.header().data_ready);
+    }
+
+    /// Room for a payload of `len` bytes, which may be at most the max message size.
+    fn claim(&mut self, len: usize) -> Result<Spot, SendFail> {
+        let max = self.geo.max_message;
+        if len > max {
+            return Err(SendStop::TooLarge { len, max }.into());
+        }
+        self.room(record_size(len))
+    }
+}
+
+impl<M: Memory> ProducerCore<M> for SpscProducer<M> {
+    type Claim = Spot;
+
+    fn attach(mem: M, geo: Geometry) -> Result<Self, AttachError> {
         let h = mem.header();
         let (me, _gen) = slots::claim_slot(&mem, End::Producer(0), Role::Producer)?;
         let consumer_at_attach = slots::consumer_snapshot(h);
@@ -120,243 +201,53 @@ impl<M: Memory> Producer<M> {
             slots::release_slot(mem.slot(0), &me);
             return Err(e.into());
         }
-        Ok(Producer {
-            mem,
-            geo,
-            st: ProducerState {
-                tail,
-                head_cache: head,
-                me,
-                consumer_at_attach,
-                liveness: LivenessClock::default(),
-            },
-        })
+        let st = ProducerState {
+            tail,
+            head_cache: head,
+            me,
+            consumer_at_attach,
+            liveness: LivenessClock::default(),
+        };
+        Ok(SpscProducer { mem, geo, st })
     }
 
-    /// Bytes currently in flight (sent, not yet consumed), as far as this end knows.
-    pub fn len_bytes(&self) -> usize {
+    fn mem(&self) -> &M {
+        &self.mem
+    }
+
+    fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+
+    fn len_bytes(&self) -> usize {
         // Acquire: not needed (a byte count for the caller).
         let head = self.mem.header().head.load(ord!(Acquire));
         self.st.tail.saturating_sub(head).min(self.geo.capacity) as usize
     }
 
-    /// Whether everything sent has been consumed.
-    pub fn is_empty(&self) -> bool {
-        self.len_bytes() == 0
+    fn try_claim(&mut self, len: usize) -> Result<Spot, SendFail> {
+        self.claim(len)
     }
 
-    /// Find room for a record of `rec` bytes, reloading the consumer position if needed.
-    fn room(mem: &M, geo: &Geometry, st: &mut ProducerState, rec: usize) -> Result<Spot, SendError<()>> {
-        let h = mem.header();
-        if slots::peer(mem, End::Consumer, false) == Peer::Closed
-            && slots::consumer_left(h, st.consumer_at_attach)
-        {
-            return Err(SendError::Disconnected(()));
-        }
-        let idx = (st.tail & geo.mask) as usize;
-        let contiguous = geo.capacity as usize - idx;
-        let pad = if rec <= contiguous { 0 } else { contiguous };
-        let need = (pad + rec) as u64;
-        if st.tail + need - st.head_cache > geo.capacity {
-            // SYNC POINT: Acquire pairs with the consumer's Release store of head: the space it
-            // released is no longer being read.
-            let head = h.head.load(ord!(Acquire));
-            if head < st.head_cache || head > st.tail {
-                return Err(SendError::Corrupt {
-                    msg: (),
-                    error: CorruptError {
-                        what: "consumer position",
-                        found: head,
-                        position: st.tail,
-                        expected: "between the last consumer position seen and the producer position",
-                    },
-                });
-            }
-            st.head_cache = head;
-            if st.tail + need - head > geo.capacity {
-                if st.liveness.due() {
-                    if let Peer::Dead(pid) = slots::peer(mem, End::Consumer, true) {
-                        return Err(SendError::PeerDead { msg: (), pid });
-                    }
-                }
-                return Err(SendError::Full(()));
-            }
-        }
-        Ok(Spot { idx: if pad > 0 { 0 } else { idx }, pad })
+    fn consumer_gone(&mut self, check_alive: bool) -> Option<SendStop> {
+        slots::consumer_gone(&self.mem, self.st.consumer_at_attach, check_alive)
     }
 
-    /// Write the record headers and advance our position, without publishing it yet.
-    fn write_record(mem: &M, geo: &Geometry, st: &mut ProducerState, spot: Spot, len: usize) {
-        if spot.pad > 0 {
-            let pad_idx = (st.tail & geo.mask) as usize;
-            let pad = RecordHeader::new(TYPE_PAD, (spot.pad - RECORD_HEADER) as u32, 0, 0);
-            mem.record(pad_idx).store(pad.to_word(), Ordering::Relaxed);
-        }
-        mem.record(spot.idx)
-            .store(RecordHeader::new(TYPE_MSG, len as u32, 0, 0).to_word(), Ordering::Relaxed);
-        st.tail += (spot.pad + record_size(len)) as u64;
+    fn payload_index(spot: &Spot) -> usize {
+        spot.idx
     }
 
-    /// Publish everything written so far: one Release store of `tail`, then wake a sleeper.
-    fn flush_tail(mem: &M, st: &ProducerState) {
-        // SYNC POINT: Release pairs with the consumer's Acquire load of tail: the record words
-        // and payloads written before are visible before the new tail is.
-        mem.header().tail.store(st.tail, ord!(Release));
-        wait::notify(mem, &mem.header().data_ready);
+    fn commit(&mut self, spot: Spot, len: usize) {
+        self.write_record(spot, len);
+        self.flush_tail();
     }
 
-    fn publish(mem: &M, geo: &Geometry, st: &mut ProducerState, spot: Spot, len: usize) {
-        Self::write_record(mem, geo, st, spot, len);
-        Self::flush_tail(mem, st);
+    fn abort(&mut self, _spot: Spot) {
+        // Nothing was written outside the claimed space and our position did not move.
     }
-
-    fn check_len(&self, len: usize) -> Result<usize, SendError<()>> {
-        if len > self.geo.max_message {
-            return Err(SendError::TooLarge { msg: (), len, max: self.geo.max_message });
-        }
-        Ok(record_size(len))
-    }
-
-    /// Copy the payload in: `room` found `record_size(len)` free bytes at `spot.idx` inside the
-    /// data area, which the consumer does not read until we publish.
-    fn write_payload(mem: &M, spot: Spot, bytes: &[u8]) {
-        mem.copy_in(spot.idx, 0, bytes);
-    }
-
-    /// Send a copy of `msg` if there is room now. On failure the message is handed back.
-    pub fn try_send<T: AsRef<[u8]>>(&mut self, msg: T) -> Result<(), SendError<T>> {
-        let bytes = msg.as_ref();
-        let len = bytes.len();
-        let rec = match self.check_len(len) {
-            Ok(r) => r,
-            Err(e) => return Err(SendError::with_msg(e, msg)),
-        };
-        match Self::room(&self.mem, &self.geo, &mut self.st, rec) {
-            Ok(spot) => {
-                Self::write_payload(&self.mem, spot, bytes);
-                Self::publish(&self.mem, &self.geo, &mut self.st, spot, len);
-                Ok(())
-            }
-            Err(e) => Err(SendError::with_msg(e, msg)),
-        }
-    }
-
-    /// Wait for room for `rec` bytes until `deadline` (None: forever).
-    fn wait_room(&mut self, rec: usize, deadline: Option<Instant>) -> Result<Spot, SendError<()>> {
-        let (mem, geo, st) = (&self.mem, &self.geo, &mut self.st);
-        let h = mem.header();
-        let at_attach = st.consumer_at_attach;
-        wait::block_on(
-            mem,
-            &h.space_ready,
-            deadline,
-            || match Self::room(mem, geo, st, rec) {
-                Err(SendError::Full(())) => Step::Pending,
-                r => Step::Done(r),
-            },
-            |check_alive| match slots::peer(mem, End::Consumer, check_alive) {
-                Peer::Dead(pid) => Some(SendError::PeerDead { msg: (), pid }),
-                Peer::Closed if slots::consumer_left(h, at_attach) => Some(SendError::Disconnected(())),
-                Peer::Closed => None,
-                Peer::Present => None,
-            },
-            || SendError::Timeout(()),
-        )
-    }
-
-    fn send_deadline<T: AsRef<[u8]>>(
-        &mut self,
-        msg: T,
-        deadline: Option<Instant>,
-    ) -> Result<(), SendError<T>> {
-        let len = msg.as_ref().len();
-        let rec = match self.check_len(len) {
-            Ok(r) => r,
-            Err(e) => return Err(SendError::with_msg(e, msg)),
-        };
-        match self.wait_room(rec, deadline) {
-            Ok(spot) => {
-                Self::write_payload(&self.mem, spot, msg.as_ref());
-                Self::publish(&self.mem, &self.geo, &mut self.st, spot, len);
-                Ok(())
-            }
-            Err(e) => Err(SendError::with_msg(e, msg)),
-        }
-    }
-
-    /// Send copies of as many messages from `msgs` as fit now, in order, and publish them with
-    /// one store of the producer position. Returns how many were sent; the first message that
-    /// did not fit (and everything after it) is left in the iterator.
-    ///
-    /// Errors only when nothing was sent: the error for the first message.
-    pub fn send_batch<I, T>(&mut self, msgs: &mut std::iter::Peekable<I>) -> Result<usize, SendError<()>>
-    where
-        I: Iterator<Item = T>,
-        T: AsRef<[u8]>,
-    {
-        let mut sent = 0;
-        while let Some(msg) = msgs.peek() {
-            let bytes = msg.as_ref();
-            let step = self
-                .check_len(bytes.len())
-                .and_then(|rec| Self::room(&self.mem, &self.geo, &mut self.st, rec));
-            match step {
-                Ok(spot) => {
-                    Self::write_payload(&self.mem, spot, bytes);
-                    Self::write_record(&self.mem, &self.geo, &mut self.st, spot, bytes.len());
-                    msgs.next();
-                    sent += 1;
-                }
-                Err(e) if sent == 0 => return Err(e),
-                Err(_) => break,
-            }
-        }
-        if sent > 0 {
-            Self::flush_tail(&self.mem, &self.st);
-        }
-        Ok(sent)
-    }
-
-    /// Write several messages in place and publish them together: each
-    /// [`BatchWriter::push`] writes one message directly into the ring, and
-    /// [`BatchWriter::commit`] publishes all of them with one store. Dropping the writer without
-    /// committing sends none of them.
-    pub fn write_batch(&mut self) -> BatchWriter<'_, M> {
-        let start = self.st.tail;
-        BatchWriter { producer: self, start, count: 0, buf: Vec::new() }
-    }
-
-    producer_methods!();
-
-    /// Reserve `len` bytes in the ring to write a message in place. Write them with
-    /// [`Grant::write_at`] / [`Grant::copy_from_slice`] (or, trusting the consumer,
-    /// [`Grant::as_mut_slice_unchecked`]); [`Grant::commit`] publishes it, dropping it sends
-    /// nothing.
-    pub fn reserve(&mut self, len: usize) -> Result<Grant<'_, M>, SendError<()>> {
-        let rec = self.check_len(len)?;
-        let spot = Self::room(&self.mem, &self.geo, &mut self.st, rec)?;
-        self.mem.track_write(spot.idx, len);
-        Ok(Grant { producer: self, spot, len })
-    }
-
-    /// [`reserve`](Producer::reserve), waiting at most `timeout` (None: forever) for room.
-    pub fn reserve_timeout(
-        &mut self,
-        len: usize,
-        timeout: Option<Duration>,
-    ) -> Result<Grant<'_, M>, SendError<()>> {
-        let rec = self.check_len(len)?;
-        let spot = self.wait_room(rec, timeout.and_then(deadline))?;
-        self.mem.track_write(spot.idx, len);
-        Ok(Grant { producer: self, spot, len })
-    }
-
-    /// Close this end now (as dropping it does): the consumer drains what was sent, then gets
-    /// [`RecvError::Disconnected`].
-    pub fn close(self) {}
 }
 
-impl<M: Memory> Drop for Producer<M> {
+impl<M: Memory> Drop for SpscProducer<M> {
     fn drop(&mut self) {
         if !self.st.me.is_ours() {
             return; // a forked child's copy: the end (and the slot) is the parent's
@@ -369,9 +260,63 @@ impl<M: Memory> Drop for Producer<M> {
     }
 }
 
+/// What only an SPSC producer does: batches published with one store, and partial commits.
+impl<M: Memory> Producer<M> {
+    /// Send copies of as many messages from `msgs` as fit now, in order, and publish them with
+    /// one store of the producer position. Returns how many were sent; the first message that
+    /// did not fit (and everything after it) is left in the iterator.
+    ///
+    /// Errors only when nothing was sent: the error for the first message (handed back as
+    /// `()`: it is still in the iterator).
+    pub fn send_batch<I, T>(&mut self, msgs: &mut std::iter::Peekable<I>) -> Result<usize, TrySendError<()>>
+    where
+        I: Iterator<Item = T>,
+        T: AsRef<[u8]>,
+    {
+        let core = &mut self.core;
+        let mut sent = 0;
+        while let Some(msg) = msgs.peek() {
+            let bytes = msg.as_ref();
+            match core.claim(bytes.len()) {
+                Ok(spot) => {
+                    core.mem.copy_in(spot.idx, 0, bytes);
+                    core.write_record(spot, bytes.len());
+                    msgs.next();
+                    sent += 1;
+                }
+                Err(e) if sent == 0 => return Err(TrySendError::new(e, ())),
+                Err(_) => break,
+            }
+        }
+        if sent > 0 {
+            core.flush_tail();
+        }
+        Ok(sent)
+    }
+
+    /// Write several messages in place and publish them together: each
+    /// [`BatchWriter::push`] writes one message directly into the ring, and
+    /// [`BatchWriter::commit`] publishes all of them with one store. Dropping the writer without
+    /// committing sends none of them.
+    pub fn write_batch(&mut self) -> BatchWriter<'_, M> {
+        let start = self.core.st.tail;
+        BatchWriter { producer: &mut self.core, start, count: 0, buf: Vec::new() }
+    }
+}
+
+impl<M: Memory> Grant<'_, M> {
+    /// Publish only the first `len` bytes (`len` is clamped to the reserved length).
+    pub fn commit_len(mut self, len: usize) {
+        let len = len.min(self.len);
+        if let Some(spot) = self.claim.take() {
+            self.producer.core.commit(spot, len);
+        }
+    }
+}
+
 /// Messages written in place, published together by [`commit`](BatchWriter::commit).
 pub struct BatchWriter<'a, M: Memory = DefaultMemory> {
-    producer: &'a mut Producer<M>,
+    producer: &'a mut SpscProducer<M>,
     /// The producer position before the batch, restored if the batch is dropped.
     start: u64,
     count: usize,
@@ -390,15 +335,14 @@ impl<M: Memory> BatchWriter<'_, M> {
     /// buffer of this process, which is then copied into the ring (atomic word stores: sound
     /// whatever the consumer's process does). Nothing is visible to the consumer before
     /// [`commit`](BatchWriter::commit).
-    pub fn push(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), SendError<()>> {
+    pub fn push(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), TrySendError<()>> {
         let p = &mut *self.producer;
-        let rec = p.check_len(len)?;
-        let spot = Producer::room(&p.mem, &p.geo, &mut p.st, rec)?;
+        let spot = p.claim(len).map_err(|e| TrySendError::new(e, ()))?;
         self.buf.clear();
         self.buf.resize(len, 0);
         fill(&mut self.buf);
-        Producer::write_payload(&p.mem, spot, &self.buf);
-        Producer::write_record(&p.mem, &p.geo, &mut p.st, spot, len);
+        p.mem.copy_in(spot.idx, 0, &self.buf);
+        p.write_record(spot, len);
         self.count += 1;
         Ok(())
     }
@@ -407,23 +351,23 @@ impl<M: Memory> BatchWriter<'_, M> {
     /// bytes hold whatever the ring held there before, not zeros.
     ///
     /// # Safety
-    /// As for [`Grant::as_mut_slice_unchecked`]: no other process or thread reads or writes
-    /// the bytes while `fill` holds them, which holds when every process able to map the ring
-    /// follows the ring protocol (see "Trusting the peer" in the [crate docs](crate)).
+    /// As for [`Grant::as_mut_slice_unchecked`](crate::Grant::as_mut_slice_unchecked): no other
+    /// process or thread reads or writes the bytes while `fill` holds them, which holds when
+    /// every process able to map the ring follows the ring protocol (see "Trusting the peer" in
+    /// the [crate docs](crate)).
     pub unsafe fn push_unchecked(
         &mut self,
         len: usize,
         fill: impl FnOnce(&mut [u8]),
-    ) -> Result<(), SendError<()>> {
+    ) -> Result<(), TrySendError<()>> {
         let p = &mut *self.producer;
-        let rec = p.check_len(len)?;
-        let spot = Producer::room(&p.mem, &p.geo, &mut p.st, rec)?;
+        let spot = p.claim(len).map_err(|e| TrySendError::new(e, ()))?;
         p.mem.track_write(spot.idx, len);
         // SAFETY: `room` found the record's bytes free at `spot.idx` inside the data area; the
         // consumer does not read them before we publish, `&mut self` makes this the only
         // reference in this producer, and the caller promises no other process touches them.
         fill(unsafe { std::slice::from_raw_parts_mut(p.mem.payload(spot.idx), len) });
-        Producer::write_record(&p.mem, &p.geo, &mut p.st, spot, len);
+        p.write_record(spot, len);
         self.count += 1;
         Ok(())
     }
@@ -442,7 +386,7 @@ impl<M: Memory> BatchWriter<'_, M> {
     pub fn commit(mut self) -> usize {
         let n = self.count;
         if n > 0 {
-            Producer::flush_tail(&self.producer.mem, &self.producer.st);
+            self.producer.flush_tail();
         }
         self.count = 0;
         self.start = self.producer.st.tail;
@@ -457,70 +401,25 @@ impl<M: Memory> Drop for BatchWriter<'_, M> {
     }
 }
 
-/// Space reserved in the ring for one message, written in place with
-/// [`write_at`](Grant::write_at) / [`copy_from_slice`](Grant::copy_from_slice) (atomic word
-/// stores), or as a `&mut [u8]` through [`as_mut_slice_unchecked`](Grant::as_mut_slice_unchecked)
-/// for a trusted consumer. [`commit`](Grant::commit) publishes it; dropping it publishes nothing.
-pub struct Grant<'a, M: Memory = DefaultMemory> {
-    producer: &'a mut Producer<M>,
-    spot: Spot,
-    len: usize,
-}
-
-impl<M: Memory> std::fmt::Debug for Grant<'_, M> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Grant").field("len", &self.len).finish()
-    }
-}
-
-impl<M: Memory> Grant<'_, M> {
-    /// Publish the whole reserved length.
-    pub fn commit(self) {
-        let len = self.len;
-        self.commit_len(len);
-    }
-
-    /// Publish only the first `len` bytes (`len` is clamped to the reserved length).
-    pub fn commit_len(self, len: usize) {
-        let len = len.min(self.len);
-        let p = &mut *self.producer;
-        // Dropping a grant publishes nothing, so consuming `self` here needs no forget.
-        Producer::publish(&p.mem, &p.geo, &mut p.st, self.spot, len);
-    }
-}
-
-impl<M: Memory> Grant<'_, M> {
-    /// The memory, the record index and the reserved length: `room` reserved `len` payload
-    /// bytes at `spot.idx` inside the data area, which the consumer does not read until commit.
-    fn place(&self) -> (&M, usize, usize) {
-        (&self.producer.mem, self.spot.idx, self.len)
-    }
-
-    grant_methods!();
-}
-
 // ---------------------------------------------------------------------------------------------
 // Consumer
 // ---------------------------------------------------------------------------------------------
 
-/// The next message: its index and payload length.
-#[derive(Clone, Copy, Debug)]
-struct Next {
-    idx: usize,
-    len: usize,
+/// Store our position (one Release store) and wake a producer waiting for space.
+fn publish_head<M: Memory>(mem: &M, st: &mut ConsumerState) {
+    if st.head != st.published {
+        st.published = st.head;
+        // SYNC POINT: Release pairs with the producer's Acquire load of head: we are done
+        // reading the released records before the producer may overwrite them.
+        mem.header().head.store(st.head, ord!(Release));
+        wait::notify(mem, &mem.header().space_ready);
+    }
 }
 
-impl<M: Memory> Consumer<M> {
-    /// Attach as the consumer to initialised memory whose geometry was validated.
-    pub(crate) fn attach_mem(mem: M, geo: Geometry) -> Result<Self, AttachError> {
-        let (me, head) = slots::attach_consumer(&mem, &geo)?;
-        let st =
-            ConsumerState { head, published: head, tail_cache: head, me, liveness: LivenessClock::default() };
-        Ok(Consumer { mem, geo, st })
-    }
-
+impl<M: Memory> SpscConsumer<M> {
     /// Find the next message without consuming it. `Ok(None)`: the ring is empty.
-    fn next(mem: &M, geo: &Geometry, st: &mut ConsumerState) -> Result<Option<Next>, RecvError> {
+    fn next(&mut self) -> Result<Option<Next>, CorruptError> {
+        let (mem, geo, st) = (&self.mem, &self.geo, &mut self.st);
         loop {
             if st.head == st.tail_cache {
                 // SYNC POINT: Acquire pairs with the producer's Release store of tail.
@@ -536,7 +435,7 @@ impl<M: Memory> Consumer<M> {
                 st.tail_cache = tail;
                 if tail == st.head {
                     // Caught up: hand everything consumed back to the producer now.
-                    Self::publish_head(mem, st);
+                    publish_head(mem, st);
                     return Ok(None);
                 }
             }
@@ -585,128 +484,91 @@ impl<M: Memory> Consumer<M> {
         }
     }
 
-    /// Store our position (one Release store) and wake a producer waiting for space.
-    fn publish_head(mem: &M, st: &mut ConsumerState) {
-        if st.head != st.published {
-            st.published = st.head;
-            // SYNC POINT: Release pairs with the producer's Acquire load of head: we are done
-            // reading the released records before the producer may overwrite them.
-            mem.header().head.store(st.head, ord!(Release));
-            wait::notify(mem, &mem.header().space_ready);
+    /// The producer's end as a reason to stop: closed or dead (checked when `check_alive`).
+    fn producer_gone(&self, check_alive: bool) -> Option<RecvStop> {
+        match slots::peer(&self.mem, End::Producer(0), check_alive) {
+            Peer::Closed => Some(RecvStop::Disconnected),
+            Peer::Dead(pid) => Some(RecvStop::PeerDead { pid }),
+            Peer::Present => None,
+        }
+    }
+}
+
+impl<M: Memory> ConsumerCore<M> for SpscConsumer<M> {
+    fn attach(mem: M, geo: Geometry) -> Result<Self, AttachError> {
+        let (me, head) = slots::attach_consumer(&mem, &geo)?;
+        let st =
+            ConsumerState { head, published: head, tail_cache: head, me, liveness: LivenessClock::default() };
+        Ok(SpscConsumer { mem, geo, st })
+    }
+
+    fn mem(&self) -> &M {
+        &self.mem
+    }
+
+    fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+
+    fn len_bytes(&self) -> usize {
+        // Acquire: not needed (a byte count for the caller, no record is read after it).
+        let tail = self.mem.header().tail.load(ord!(Acquire));
+        tail.saturating_sub(self.st.head).min(self.geo.capacity) as usize
+    }
+
+    fn try_next(&mut self) -> Result<Next, RecvFail> {
+        if let Some(n) = self.next()? {
+            return Ok(n);
+        }
+        // Empty: hand everything back, then see whether the producer is still there.
+        publish_head(&self.mem, &mut self.st);
+        let check = self.st.liveness.due();
+        match self.producer_gone(check) {
+            None => Err(RecvFail::Empty),
+            // The producer may have sent its last message just before it closed.
+            Some(gone) => self.next()?.ok_or(RecvFail::Stop(gone)),
         }
     }
 
-    /// The error for an empty ring: the producer closed, died, or simply has sent nothing yet.
-    fn empty(mem: &M, st: &mut ConsumerState, check_alive: bool) -> RecvError {
-        Self::publish_head(mem, st);
-        match slots::peer(mem, End::Producer(0), check_alive) {
-            Peer::Closed => RecvError::Disconnected,
-            Peer::Dead(pid) => RecvError::PeerDead { pid },
-            Peer::Present => RecvError::Empty,
-        }
+    fn wait_step(&mut self, _deadline: Option<Instant>) -> Result<Option<Next>, RecvStop> {
+        Ok(self.next()?)
     }
 
-    fn try_next(&mut self) -> Result<Next, RecvError> {
-        match Self::next(&self.mem, &self.geo, &mut self.st)? {
-            Some(n) => Ok(n),
-            None => {
-                let check = self.st.liveness.due();
-                match Self::empty(&self.mem, &mut self.st, check) {
-                    RecvError::Empty => Err(RecvError::Empty),
-                    // The producer may have sent its last message just before it closed.
-                    gone => Self::next(&self.mem, &self.geo, &mut self.st)?.ok_or(gone),
-                }
-            }
-        }
-    }
-
-    fn wait_next(&mut self, deadline: Option<Instant>) -> Result<Next, RecvError> {
-        let (mem, geo, st) = (&self.mem, &self.geo, &mut self.st);
-        let h = mem.header();
-        wait::block_on(
-            mem,
-            &h.data_ready,
-            deadline,
-            || match Self::next(mem, geo, st) {
-                Ok(Some(n)) => Step::Done(Ok(n)),
-                Ok(None) => Step::Pending,
-                Err(e) => Step::Done(Err(e)),
-            },
-            |check_alive| match slots::peer(mem, End::Producer(0), check_alive) {
-                Peer::Closed => Some(RecvError::Disconnected),
-                Peer::Dead(pid) => Some(RecvError::PeerDead { pid }),
-                Peer::Present => None,
-            },
-            || RecvError::Timeout,
-        )
+    fn producers_gone(&mut self, check_alive: bool) -> Option<RecvStop> {
+        self.producer_gone(check_alive)
     }
 
     /// Mark a record consumed. The space goes back to the producer in steps (see
-    /// [`flush`](Consumer::flush)): while the consumer lags, one store and one wake-up check per
-    /// quarter ring instead of per message.
+    /// [`Consumer::flush`](crate::Consumer::flush)): while the consumer lags, one store and one
+    /// wake-up check per quarter ring instead of per message.
     fn consume(&mut self, n: Next) {
         self.st.head += record_size(n.len) as u64;
         // Hand space back per quarter ring, or at once when this was the last message known:
         // a lagging consumer batches its releases, one that is caught up never holds space.
         if self.st.head - self.st.published >= self.geo.capacity / 4 || self.st.head == self.st.tail_cache {
-            Self::publish_head(&self.mem, &mut self.st);
+            publish_head(&self.mem, &mut self.st);
         }
     }
 
-    /// Hand the space of every consumed message back to the producer now (one Release store of
-    /// the consumer position, and a wake-up if the producer sleeps).
-    ///
-    /// This happens by itself whenever a quarter of the ring has been consumed, whenever the
-    /// consumer takes the last message it knows of or finds the ring empty, at the end of
-    /// [`recv_batch`](Consumer::recv_batch), and on close. Until then a consumer killed without closing has its consumed messages
-    /// delivered again to the next consumer of a file-backed ring (at-least-once); call `flush`
-    /// after each message where that matters.
-    pub fn flush(&mut self) {
-        Self::publish_head(&self.mem, &mut self.st);
+    fn advance(&mut self, n: Next) {
+        self.st.head += record_size(n.len) as u64;
     }
 
-    consumer_methods!();
-
-    /// Hand up to `max` waiting messages to `f` in order, then release all of them with one
-    /// store of the consumer position (`recv_batch` and `recv_batch_unchecked`).
-    fn batch(&mut self, max: usize, mut f: impl FnMut(&M, Next)) -> Result<usize, RecvError> {
-        if max == 0 {
-            return Ok(0); // asked for nothing: nothing is consumed
-        }
-        let first = self.try_next()?;
-        let mut n = first;
-        let mut count = 0;
-        loop {
-            f(&self.mem, n);
-            self.st.head += record_size(n.len) as u64;
-            count += 1;
-            if count >= max {
-                break;
-            }
-            match Self::next(&self.mem, &self.geo, &mut self.st) {
-                Ok(Some(next)) => n = next,
-                Ok(None) => break,
-                Err(e) => {
-                    Self::publish_head(&self.mem, &mut self.st);
-                    return if count > 0 { Ok(count) } else { Err(e) };
-                }
-            }
-        }
-        Self::publish_head(&self.mem, &mut self.st);
-        Ok(count)
+    fn next_in_batch(&mut self) -> Option<Next> {
+        self.next().ok().flatten()
     }
 
-    /// Close this end now (as dropping it does): the producer gets
-    /// [`SendError::Disconnected`].
-    pub fn close(self) {}
+    fn flush(&mut self) {
+        publish_head(&self.mem, &mut self.st);
+    }
 }
 
-impl<M: Memory> Drop for Consumer<M> {
+impl<M: Memory> Drop for SpscConsumer<M> {
     fn drop(&mut self) {
         if !self.st.me.is_ours() {
             return; // a forked child's copy: handing back or closing would be the parent's
         }
-        Self::publish_head(&self.mem, &mut self.st);
+        publish_head(&self.mem, &mut self.st);
         let h = self.mem.header();
         // Closed first; our lock (in `st.me`) is released after this, when the state drops.
         slots::release_slot(&h.consumer, &self.st.me);
@@ -714,17 +576,6 @@ impl<M: Memory> Drop for Consumer<M> {
         wait::wake_all(&self.mem, &h.data_ready);
     }
 }
-
-read_guard!();
-
-// ---------------------------------------------------------------------------------------------
-// Construction on a Region (production) and on heap memory (loom)
-// ---------------------------------------------------------------------------------------------
-
-#[cfg(not(loom))]
-region_constructors!(Producer, crate::layout::Kind::Spsc, "SPSC", "its producer", |this| this.mem);
-#[cfg(not(loom))]
-region_constructors!(Consumer, crate::layout::Kind::Spsc, "SPSC", "its consumer", |this| this.mem);
 
 /// A producer and consumer on heap memory with loom atomics, for the model checks.
 #[cfg(loom)]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::Backoff;
 
-use crate::layout::WaitPoint;
+use crate::layout::{Header, WaitPoint};
 use crate::memory::Memory;
 use crate::sync::{fence, Ordering};
 
@@ -50,26 +50,36 @@ pub(crate) enum Step<T, E> {
     Pending,
 }
 
-/// Run `attempt` until it is done, spinning first and then sleeping on `wp`.
+/// Why a wait ended without a result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Waited<E> {
+    /// The attempt failed for good, or the peer is gone.
+    Failed(E),
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// Run `attempt` on `state` until it is done, spinning first and then sleeping on the wait
+/// point `point` picks from the header of `mem_of(state)`.
 ///
-/// `peer_gone(check_alive)` says whether the peer closed its end (a cheap load, asked before
-/// every sleep) or, when `check_alive`, whether its process is positively dead (a probe of its
-/// lock, or `kill` and a `/proc` read; asked at most once per [`SLICE`]). When the peer is gone, `attempt` runs once more (the peer may have
-/// completed something just before) and then the peer's error is returned. `deadline` of `None`
-/// waits forever.
-pub(crate) fn block_on<M: Memory, T, E>(
-    mem: &M,
-    wp: &WaitPoint,
+/// `peer_gone(state, check_alive)` says whether the peer closed its end (a cheap load, asked
+/// before every sleep) or, when `check_alive`, whether its process is positively dead (a probe
+/// of its lock, or `kill` and a `/proc` read; asked at most once per [`SLICE`]). When the peer
+/// is gone, `attempt` runs once more (the peer may have completed something just before) and
+/// then the peer's error is returned. `deadline` of `None` waits forever.
+pub(crate) fn block_on<S, M: Memory, T, E>(
+    state: &mut S,
+    mem_of: for<'a> fn(&'a S) -> &'a M,
+    point: fn(&Header) -> &WaitPoint,
     deadline: Option<Instant>,
-    mut attempt: impl FnMut() -> Step<T, E>,
-    mut peer_gone: impl FnMut(bool) -> Option<E>,
-    timeout: impl Fn() -> E,
-) -> Result<T, E> {
+    mut attempt: impl FnMut(&mut S) -> Step<T, E>,
+    mut peer_gone: impl FnMut(&mut S, bool) -> Option<E>,
+) -> Result<T, Waited<E>> {
     let backoff = Backoff::new();
     let mut last_alive_check: Option<Instant> = None;
     loop {
-        if let Step::Done(r) = attempt() {
-            return r;
+        if let Step::Done(r) = attempt(state) {
+            return r.map_err(Waited::Failed);
         }
         if !cfg!(loom) && !backoff.is_completed() {
             backoff.snooze();
@@ -81,7 +91,7 @@ pub(crate) fn block_on<M: Memory, T, E>(
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return Err(timeout());
+                    return Err(Waited::TimedOut);
                 }
                 left.min(SLICE)
             }
@@ -97,27 +107,30 @@ pub(crate) fn block_on<M: Memory, T, E>(
         if check_alive {
             last_alive_check = now;
         }
-        if let Some(e) = peer_gone(check_alive) {
-            return finish(attempt(), e);
+        if let Some(e) = peer_gone(state, check_alive) {
+            return finish(attempt(state), e);
         }
+        let wp = point(mem_of(state).header());
         // Acquire: not needed (only compared by the futex; the SeqCst fence below is the acquire that makes a closer's mark, made before its bump, visible to the re-check).
         let seq = wp.seq.load(ord!(Acquire));
         // SeqCst: the store-buffer pairing rests on the SeqCst fence below (loom treats SeqCst accesses as AcqRel and cannot weigh this); on the RMW itself it is belt and braces.
         wp.waiters.fetch_add(1, ord!(SeqCst));
         // SYNC POINT: pairs with the fence in `notify`.
         fence(ord!(SeqCst));
-        if let Step::Done(r) = attempt() {
+        if let Step::Done(r) = attempt(state) {
             // SeqCst: not needed (leaving needs no order: a stale count costs the notifier one futex wake, and the next announce comes after this in the word's order).
-            wp.waiters.fetch_sub(1, ord!(SeqCst));
-            return r;
+            point(mem_of(state).header()).waiters.fetch_sub(1, ord!(SeqCst));
+            return r.map_err(Waited::Failed);
         }
         // A close that happened before our read of `seq` is visible now (the closer bumps `seq`
         // after marking itself closed); a later one bumps `seq` and ends the wait below.
-        if let Some(e) = peer_gone(false) {
+        if let Some(e) = peer_gone(state, false) {
             // SeqCst: not needed (leaving needs no order: a stale count costs the notifier one futex wake, and the next announce comes after this in the word's order).
-            wp.waiters.fetch_sub(1, ord!(SeqCst));
-            return finish(attempt(), e);
+            point(mem_of(state).header()).waiters.fetch_sub(1, ord!(SeqCst));
+            return finish(attempt(state), e);
         }
+        let mem = mem_of(state);
+        let wp = point(mem.header());
         mem.wait(&wp.seq, seq, Some(sleep));
         // SeqCst: not needed (leaving needs no order: a stale count costs the notifier one futex wake, and the next announce comes after this in the word's order).
         wp.waiters.fetch_sub(1, ord!(SeqCst));
@@ -125,10 +138,10 @@ pub(crate) fn block_on<M: Memory, T, E>(
 }
 
 /// The last attempt after the peer went away: its result if it completed, else the peer's error.
-fn finish<T, E>(last: Step<T, E>, gone: E) -> Result<T, E> {
+fn finish<T, E>(last: Step<T, E>, gone: E) -> Result<T, Waited<E>> {
     match last {
-        Step::Done(r) => r,
-        Step::Pending => Err(gone),
+        Step::Done(r) => r.map_err(Waited::Failed),
+        Step::Pending => Err(Waited::Failed(gone)),
     }
 }
 

@@ -83,7 +83,7 @@ fn write_seeds() {
     let mut a = shm_ring::mpsc::Producer::open(region.clone()).unwrap();
     let mut b = shm_ring::mpsc::Producer::open(region.clone()).unwrap();
     a.try_send(b"first").unwrap();
-    let g = b.reserve(20).unwrap(); // a claim in progress
+    let g = b.try_reserve(20).unwrap(); // a claim in progress
     a.try_send(b"after the claim").unwrap();
     std::mem::forget(g);
     drop(c);

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use shm_core::Region;
-use shm_ring::RingConfig;
+use shm_ring::{RingConfig, TryRecvError};
 use shm_testkit::{fork, pattern};
 
 const CAP: u64 = 4096;
@@ -102,7 +102,6 @@ macro_rules! hostile_tests {
         mod $kind {
             use super::*;
             use shm_ring::$kind::{Consumer, Producer};
-            use shm_ring::RecvError;
 
             fn ring() -> (Arc<Region>, usize, Producer, Consumer) {
                 let config: RingConfig = $config;
@@ -145,7 +144,7 @@ macro_rules! hostile_tests {
                     c.try_recv(&mut buf).unwrap();
                     pattern::check(3, seq, LEN, LEN, &buf).unwrap();
                 }
-                assert_eq!(c.try_recv(&mut buf), Err(RecvError::Empty));
+                assert_eq!(c.try_recv(&mut buf), Err(TryRecvError::Empty));
             }
 
             fn try_send(p: &mut Producer, m: &[u8]) {
@@ -174,7 +173,7 @@ macro_rules! hostile_tests {
 
             #[test]
             fn recv_blocking_copies() {
-                case(try_send, |c| c.recv_blocking(&mut Vec::new()).unwrap());
+                case(try_send, |c| c.recv(&mut Vec::new()).unwrap());
             }
 
             #[test]
@@ -184,7 +183,7 @@ macro_rules! hostile_tests {
 
             #[test]
             fn recv_pod_copies() {
-                case(try_send, |c| std::mem::size_of_val(&c.recv_pod::<Pod>().unwrap()));
+                case(try_send, |c| std::mem::size_of_val(&c.try_recv_pod::<Pod>().unwrap()));
             }
 
             #[test]
@@ -197,7 +196,7 @@ macro_rules! hostile_tests {
             #[test]
             fn read_guard_copies() {
                 case(try_send, |c| {
-                    let g = c.recv().unwrap();
+                    let g = c.try_read().unwrap();
                     let mut all = [0u8; 300];
                     assert_eq!(g.copy_to(&mut all), LEN);
                     let mut part = [0u8; 101];
@@ -210,7 +209,7 @@ macro_rules! hostile_tests {
             #[test]
             fn read_guard_timeout_copies() {
                 case(try_send, |c| {
-                    let g = c.recv_guard_timeout(Some(Duration::from_secs(5))).unwrap();
+                    let g = c.read_timeout(Duration::from_secs(5)).unwrap();
                     g.to_vec().len()
                 });
             }
@@ -236,7 +235,7 @@ macro_rules! hostile_tests {
 
             #[test]
             fn send_pod_copies() {
-                case(|p, m| p.send_pod(bytemuck::pod_read_unaligned::<Pod>(m)).unwrap(), try_recv);
+                case(|p, m| p.try_send_pod(bytemuck::pod_read_unaligned::<Pod>(m)).unwrap(), try_recv);
             }
 
             #[test]
@@ -254,7 +253,7 @@ macro_rules! hostile_tests {
             fn grant_copy_from_slice_copies() {
                 case(
                     |p, m| {
-                        let mut g = p.reserve(m.len()).unwrap();
+                        let mut g = p.try_reserve(m.len()).unwrap();
                         g.copy_from_slice(m);
                         g.commit();
                     },
@@ -266,7 +265,7 @@ macro_rules! hostile_tests {
             fn grant_write_at_copies() {
                 case(
                     |p, m| {
-                        let mut g = p.reserve_timeout(m.len(), Some(Duration::from_secs(5))).unwrap();
+                        let mut g = p.reserve_timeout(m.len(), Duration::from_secs(5)).unwrap();
                         g.write_at(0, &m[..3]); // a partial first word
                         g.write_at(3, &m[3..100]); // unaligned start and end
                         g.write_at(100, &m[100..]);
@@ -380,10 +379,10 @@ macro_rules! every_call_against_a_process {
                             0 => p.try_send(&m).unwrap(),
                             1 => p.send(&m).unwrap(),
                             2 => p.send_timeout(&m, t).unwrap(),
-                            3 => p.send_pod(pod).unwrap(),
+                            3 => p.try_send_pod(pod).unwrap(),
                             4 => p.send_pod_timeout(pod, t).unwrap(),
                             _ => {
-                                let mut g = p.reserve(LEN).unwrap();
+                                let mut g = p.try_reserve(LEN).unwrap();
                                 g.write_at(5, &m[5..]);
                                 g.write_at(0, &m[..5]);
                                 g.commit();
@@ -394,12 +393,12 @@ macro_rules! every_call_against_a_process {
                         let n = match (round as usize + i) % 9 {
                             0 => c.try_recv(&mut buf).unwrap(),
                             1 => c.recv_timeout(&mut buf, t).unwrap(),
-                            2 => c.recv_blocking(&mut buf).unwrap(),
+                            2 => c.recv(&mut buf).unwrap(),
                             3 => c.try_recv_into(&mut fixed).unwrap(),
-                            4 => std::mem::size_of_val(&c.recv_pod::<Pod>().unwrap()),
+                            4 => std::mem::size_of_val(&c.try_recv_pod::<Pod>().unwrap()),
                             5 => std::mem::size_of_val(&c.recv_pod_timeout::<Pod>(t).unwrap()),
-                            6 => c.recv().unwrap().copy_to(&mut fixed),
-                            7 => c.recv_guard_timeout(Some(t)).unwrap().to_vec().len(),
+                            6 => c.try_read().unwrap().copy_to(&mut fixed),
+                            7 => c.read_timeout(t).unwrap().to_vec().len(),
                             _ => {
                                 let mut n = 0;
                                 c.recv_batch(1, |m| n = m.len()).unwrap();

@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use shm_core::Region;
-use shm_ring::{mpsc, spsc, AttachError, EndState, Evidence, RecvError, RingConfig, Role, SendError};
+use shm_ring::{
+    mpsc, spsc, AttachError, EndState, Evidence, RecvTimeoutError, RingConfig, Role, SendTimeoutError,
+    TryRecvError,
+};
 use shm_testkit::{expect_line, fork, load_u32, role, spawn_peer_via, unique_name, wait_until};
 
 /// Header offsets watched as handshakes (see `shm_ring::layout`).
@@ -209,7 +212,7 @@ fn spsc_consumer_in_another_pid_namespace() {
 
     // Its slot can now be taken over, and the new consumer reads what was sent.
     let mut c = spsc::Consumer::open(place.open()).unwrap();
-    assert_eq!(c.recv().unwrap().to_vec(), [7u8; 100]);
+    assert_eq!(c.try_read().unwrap().to_vec(), [7u8; 100]);
     let s = shm_ring::status(&region).unwrap();
     assert_eq!((s.consumer.state, s.consumer.same_pid_namespace), (EndState::Attached, Some(true)));
 }
@@ -237,7 +240,7 @@ fn spsc_producer_in_another_pid_namespace() {
     assert!(wait_until(Duration::from_secs(20), || watch(&region, DATA_WAITERS) != 0));
     let killed = peer.kill();
     let (r, at) = receiver.join().unwrap();
-    assert_eq!(r, Err(RecvError::PeerDead { pid: 1 }), "a blocked consumer (waiting at most 20 s)");
+    assert_eq!(r, Err(RecvTimeoutError::PeerDead { pid: 1 }), "a blocked consumer (waiting at most 20 s)");
     assert_noticed(killed, at, "spsc consumer");
 
     let mut p = spsc::Producer::open(place.open()).unwrap();
@@ -270,7 +273,7 @@ fn mpsc_consumer_in_another_pid_namespace() {
     assert_noticed(killed, at, "mpsc producer");
 
     let mut c = mpsc::Consumer::open(place.open()).unwrap();
-    assert_eq!(c.recv().unwrap().to_vec(), [7u8; 100]);
+    assert_eq!(c.try_read().unwrap().to_vec(), [7u8; 100]);
 }
 
 #[test]
@@ -297,7 +300,7 @@ fn mpsc_producer_in_another_pid_namespace() {
     assert!(wait_until(Duration::from_secs(20), || watch(&region, DATA_WAITERS) != 0));
     let killed = peer.kill();
     let (r, at) = receiver.join().unwrap();
-    assert_eq!(r, Err(RecvError::PeerDead { pid: 1 }), "a blocked consumer (waiting at most 20 s)");
+    assert_eq!(r, Err(RecvTimeoutError::PeerDead { pid: 1 }), "a blocked consumer (waiting at most 20 s)");
     assert_noticed(killed, at, "mpsc consumer");
 
     let p = mpsc::Producer::open(place.open()).unwrap();
@@ -421,7 +424,7 @@ fn a_checker_at_the_descriptor_limit_declares_nobody_dead() {
             let mut p = spsc::Producer::open(region.clone()).unwrap();
             while p.try_send([1u8; 100]).is_ok() {}
             match p.send_timeout([2u8; 100], Duration::from_millis(300)) {
-                Err(SendError::Timeout(_)) => {}
+                Err(SendTimeoutError::Timeout(_)) => {}
                 other => panic!("expected a timeout, got {:?}", other.map_err(|e| e.to_string())),
             }
         }
@@ -497,7 +500,7 @@ fn a_process_whose_main_thread_exited_is_not_dead() {
         Err(AttachError::NoFreeSlot { .. } | AttachError::AlreadyAttached { .. }) => {}
         other => panic!("the live producer's slot was taken over: {other:?}"),
     }
-    assert_eq!(c.try_recv(&mut Vec::new()), Err(RecvError::Empty), "not reported dead");
+    assert_eq!(c.try_recv(&mut Vec::new()), Err(TryRecvError::Empty), "not reported dead");
     checked.open();
     child.join(); // its thread sent successfully
     let mut buf = Vec::new();

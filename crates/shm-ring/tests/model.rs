@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use shm_core::Region;
-use shm_ring::{mpsc, spsc, RecvError, RingConfig, SendError};
+use shm_ring::{mpsc, spsc, RingConfig, TryRecvError, TrySendError};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -115,13 +115,13 @@ fn geometry() -> impl Strategy<Value = (u64, usize)> {
 /// The two ring kinds behind one small interface for the model run: `producers` ends, each of
 /// which may hold one grant; a grant is kept as an index so no borrow outlives an operation.
 trait Rig {
-    fn try_send(&mut self, p: usize, msg: Vec<u8>) -> Result<(), SendError<Vec<u8>>>;
+    fn try_send(&mut self, p: usize, msg: Vec<u8>) -> Result<(), TrySendError<Vec<u8>>>;
     /// Reserve and fill a grant for `msg` on producer `p`, kept open.
-    fn reserve(&mut self, p: usize, msg: &[u8]) -> Result<(), SendError<()>>;
+    fn reserve(&mut self, p: usize, msg: &[u8]) -> Result<(), TrySendError<()>>;
     fn finish(&mut self, p: usize, commit: bool);
     fn holds_grant(&self, p: usize) -> bool;
-    fn try_recv(&mut self) -> Result<Vec<u8>, RecvError>;
-    fn recv_batch(&mut self, max: usize) -> (Result<usize, RecvError>, Vec<Vec<u8>>);
+    fn try_recv(&mut self) -> Result<Vec<u8>, TryRecvError>;
+    fn recv_batch(&mut self, max: usize) -> (Result<usize, TryRecvError>, Vec<Vec<u8>>);
     fn flush(&mut self);
 }
 
@@ -171,11 +171,11 @@ struct SpscRig {
 macro_rules! rig_impl {
     ($rig:ty) => {
         impl Rig for $rig {
-            fn try_send(&mut self, p: usize, msg: Vec<u8>) -> Result<(), SendError<Vec<u8>>> {
+            fn try_send(&mut self, p: usize, msg: Vec<u8>) -> Result<(), TrySendError<Vec<u8>>> {
                 self.ends.producer(p).try_send(msg)
             }
-            fn reserve(&mut self, p: usize, msg: &[u8]) -> Result<(), SendError<()>> {
-                let mut g = self.ends.producer(p).reserve(msg.len())?;
+            fn reserve(&mut self, p: usize, msg: &[u8]) -> Result<(), TrySendError<()>> {
+                let mut g = self.ends.producer(p).try_reserve(msg.len())?;
                 g.copy_from_slice(msg);
                 self.ends.grants[p] = Some(g);
                 Ok(())
@@ -189,11 +189,11 @@ macro_rules! rig_impl {
             fn holds_grant(&self, p: usize) -> bool {
                 self.ends.grants[p].is_some()
             }
-            fn try_recv(&mut self) -> Result<Vec<u8>, RecvError> {
+            fn try_recv(&mut self) -> Result<Vec<u8>, TryRecvError> {
                 let mut buf = Vec::new();
                 self.c.try_recv(&mut buf).map(|_| buf)
             }
-            fn recv_batch(&mut self, max: usize) -> (Result<usize, RecvError>, Vec<Vec<u8>>) {
+            fn recv_batch(&mut self, max: usize) -> (Result<usize, TryRecvError>, Vec<Vec<u8>>) {
                 let mut got = Vec::new();
                 let r = self.c.recv_batch(max, |m| got.push(m.to_vec()));
                 (r, got)
@@ -215,7 +215,7 @@ fn run(rig: &mut dyn Rig, producers: usize, max_len: usize, ops: Vec<Op>) -> Res
                 let msg = model.message(len);
                 match rig.try_send(p % producers, msg.clone()) {
                     Ok(()) => model.entries.push_back(Entry::Committed(msg)),
-                    Err(SendError::Full(back)) => {
+                    Err(TrySendError::Full(back)) => {
                         prop_assert_eq!(back, msg, "the message is handed back");
                         if model.is_empty() {
                             // Nothing in flight: once the consumer hands back, there is room.
@@ -235,7 +235,7 @@ fn run(rig: &mut dyn Rig, producers: usize, max_len: usize, ops: Vec<Op>) -> Res
                 let msg = model.message(len);
                 match rig.reserve(p % producers, &msg) {
                     Ok(()) => model.entries.push_back(Entry::Pending { p: p % producers, msg }),
-                    Err(SendError::Full(())) => {}
+                    Err(TrySendError::Full(())) => {}
                     Err(e) => return Err(TestCaseError::fail(format!("reserve: {e}"))),
                 }
             }
@@ -246,7 +246,7 @@ fn run(rig: &mut dyn Rig, producers: usize, max_len: usize, ops: Vec<Op>) -> Res
             }
             Op::Recv => match model.pop() {
                 Some(want) => prop_assert_eq!(rig.try_recv(), Ok(want)),
-                None => prop_assert_eq!(rig.try_recv(), Err(RecvError::Empty)),
+                None => prop_assert_eq!(rig.try_recv(), Err(TryRecvError::Empty)),
             },
             Op::RecvBatch { max } => {
                 let mut want = Vec::new();
@@ -258,7 +258,7 @@ fn run(rig: &mut dyn Rig, producers: usize, max_len: usize, ops: Vec<Op>) -> Res
                 }
                 let (r, got) = rig.recv_batch(max);
                 if want.is_empty() {
-                    prop_assert_eq!(r, Err(RecvError::Empty));
+                    prop_assert_eq!(r, Err(TryRecvError::Empty));
                 } else {
                     prop_assert_eq!(r, Ok(want.len()));
                 }
@@ -279,13 +279,13 @@ fn run(rig: &mut dyn Rig, producers: usize, max_len: usize, ops: Vec<Op>) -> Res
         prop_assert_eq!(rig.try_recv(), Ok(want));
     }
     prop_assert!(model.is_empty(), "entries left: {:?}", model.entries);
-    prop_assert_eq!(rig.try_recv(), Err(RecvError::Empty));
+    prop_assert_eq!(rig.try_recv(), Err(TryRecvError::Empty));
     for p in 0..producers {
         let msg = model.message(max_len);
         prop_assert!(rig.try_send(p, msg.clone()).is_ok(), "a drained ring has room for a largest message");
         prop_assert_eq!(rig.try_recv(), Ok(msg));
     }
-    prop_assert_eq!(rig.try_recv(), Err(RecvError::Empty));
+    prop_assert_eq!(rig.try_recv(), Err(TryRecvError::Empty));
     Ok(())
 }
 

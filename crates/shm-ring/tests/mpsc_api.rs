@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use shm_core::Region;
 use shm_ring::mpsc::{Consumer, Producer};
-use shm_ring::{AttachError, RecvError, RingConfig, SendError};
+use shm_ring::{AttachError, RecvTimeoutError, RingConfig, TryRecvError, TrySendError};
 use shm_testkit::pattern;
 
 fn ring(capacity: u64, producers: u32) -> (Arc<Region>, Consumer) {
@@ -29,7 +29,7 @@ fn messages_from_several_producers_across_many_wraps() {
         c.try_recv(&mut buf).unwrap();
         pattern::check(who as u64, seq, 0, 200, &buf).unwrap();
     }
-    assert_eq!(c.try_recv(&mut buf), Err(RecvError::Empty));
+    assert_eq!(c.try_recv(&mut buf), Err(TryRecvError::Empty));
 }
 
 #[test]
@@ -41,7 +41,7 @@ fn full_then_room_again() {
         n += 1;
     }
     assert_eq!(n, 8, "eight 32-byte records fill 256 bytes");
-    assert!(matches!(p.try_send(vec![1u8; 24]), Err(SendError::Full(v)) if v == vec![1u8; 24]));
+    assert!(matches!(p.try_send(vec![1u8; 24]), Err(TrySendError::Full(v)) if v == vec![1u8; 24]));
     let mut buf = Vec::new();
     for _ in 0..8 {
         c.try_recv(&mut buf).unwrap();
@@ -57,21 +57,21 @@ fn aborted_grant_is_skipped_and_commit_order_may_differ_from_claim_order() {
     let (region, mut c) = ring(1024, 2);
     let mut a = Producer::open(region.clone()).unwrap();
     let mut b = Producer::open(region).unwrap();
-    let mut ga = a.reserve(5).unwrap();
-    let mut gb = b.reserve(5).unwrap();
+    let mut ga = a.try_reserve(5).unwrap();
+    let mut gb = b.try_reserve(5).unwrap();
     gb.copy_from_slice(b"bbbbb");
     gb.commit(); // claimed second, committed first
-    assert_eq!(c.recv().unwrap_err(), RecvError::Empty, "the consumer waits for the first claim");
+    assert_eq!(c.try_read().unwrap_err(), TryRecvError::Empty, "the consumer waits for the first claim");
     ga.copy_from_slice(b"aaaaa");
     ga.commit();
-    assert_eq!(c.recv().unwrap().to_vec(), b"aaaaa");
-    assert_eq!(c.recv().unwrap().to_vec(), b"bbbbb");
+    assert_eq!(c.try_read().unwrap().to_vec(), b"aaaaa");
+    assert_eq!(c.try_read().unwrap().to_vec(), b"bbbbb");
     {
-        let mut g = a.reserve(3).unwrap();
+        let mut g = a.try_reserve(3).unwrap();
         g.copy_from_slice(b"xxx");
     } // dropped: skipped
     a.try_send(b"after").unwrap();
-    assert_eq!(c.recv().unwrap().to_vec(), b"after");
+    assert_eq!(c.try_read().unwrap().to_vec(), b"after");
 }
 
 /// The zero-copy calls for a trusted peer still lend the bytes in place.
@@ -79,12 +79,12 @@ fn aborted_grant_is_skipped_and_commit_order_may_differ_from_claim_order() {
 fn trusted_calls_borrow_in_place() {
     let (region, mut c) = ring(1024, 2);
     let mut p = Producer::open(region).unwrap();
-    let mut g = p.reserve(5).unwrap();
+    let mut g = p.try_reserve(5).unwrap();
     // SAFETY: every end is in this test, which follows the protocol (as for the others below).
     unsafe { g.as_mut_slice_unchecked() }.copy_from_slice(b"hello");
     g.commit();
     {
-        let guard = c.recv().unwrap();
+        let guard = c.try_read().unwrap();
         // SAFETY: as above.
         assert_eq!(unsafe { guard.as_slice_unchecked() }, b"hello");
         let mut part = [0u8; 3];
@@ -130,7 +130,7 @@ fn clones_share_a_slot_and_threads_send_concurrently() {
         h.join().unwrap();
     }
     // Every clone dropped: the slot is closed and the consumer is disconnected.
-    assert_eq!(c.recv_timeout(&mut buf, Duration::from_secs(5)), Err(RecvError::Disconnected));
+    assert_eq!(c.recv_timeout(&mut buf, Duration::from_secs(5)), Err(RecvTimeoutError::Disconnected));
 }
 
 #[test]
@@ -167,7 +167,7 @@ fn consumer_helps_a_lone_abandoned_claim() {
     let mut b = Producer::open(region).unwrap();
     assert!(b.claim_without_advancing(8));
     drop(b);
-    assert_eq!(c.try_recv(&mut Vec::new()), Err(RecvError::Disconnected));
+    assert_eq!(c.try_recv(&mut Vec::new()), Err(TryRecvError::Disconnected));
 }
 
 #[test]
@@ -175,14 +175,14 @@ fn batch_and_pod() {
     let (region, mut c) = ring(4096, 1);
     let mut p = Producer::open(region).unwrap();
     for i in 0..10u64 {
-        p.send_pod(i).unwrap();
+        p.try_send_pod(i).unwrap();
     }
-    assert_eq!(c.recv_pod::<u64>().unwrap(), 0);
+    assert_eq!(c.try_recv_pod::<u64>().unwrap(), 0);
     let mut sum = 0;
     assert_eq!(c.recv_batch(100, |m| sum += u64::from_le_bytes(m.try_into().unwrap())).unwrap(), 9);
     assert_eq!(sum, 45);
     p.try_send(b"odd").unwrap();
-    assert_eq!(c.recv_pod::<u64>(), Err(RecvError::SizeMismatch { found: 3, expected: 8 }));
+    assert_eq!(c.try_recv_pod::<u64>(), Err(TryRecvError::SizeMismatch { found: 3, expected: 8 }));
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use shm_core::Region;
 use shm_ring::mpsc::{Consumer, Producer};
-use shm_ring::{spsc, RecvError, RingConfig, SendError};
+use shm_ring::{spsc, RecvTimeoutError, RingConfig, SendTimeoutError, TryRecvError};
 use shm_testkit::{fork, pattern, Rng, Watchdog};
 
 const CAP: u64 = 1024;
@@ -84,11 +84,11 @@ fn read_everything(c: &mut Consumer, rng: &mut Rng, dog: &Watchdog, seed: u64) -
         dog.feed(|| format!("seed {seed} step {step}: receive call {which}"));
         let start = Instant::now();
         let r = match which {
-            0 => c.try_recv(&mut buf).map(|_| ()),
-            1 => c.try_recv_into(&mut small).map(|_| ()),
-            2 => c.recv().map(|g| assert!(g.len() <= max())),
-            3 => c.recv_batch(8, |m| assert!(m.len() <= max())).map(|_| ()),
-            4 => c.recv_pod::<u64>().map(|_| ()),
+            0 => c.try_recv(&mut buf).map(|_| ()).map_err(RecvTimeoutError::from),
+            1 => c.try_recv_into(&mut small).map(|_| ()).map_err(RecvTimeoutError::from),
+            2 => c.try_read().map(|g| assert!(g.len() <= max())).map_err(RecvTimeoutError::from),
+            3 => c.recv_batch(8, |m| assert!(m.len() <= max())).map(|_| ()).map_err(RecvTimeoutError::from),
+            4 => c.try_recv_pod::<u64>().map(|_| ()).map_err(RecvTimeoutError::from),
             _ => c.recv_timeout(&mut buf, Duration::from_millis(1)).map(|_| ()),
         };
         assert!(
@@ -97,8 +97,8 @@ fn read_everything(c: &mut Consumer, rng: &mut Rng, dog: &Watchdog, seed: u64) -
             start.elapsed()
         );
         match r {
-            Err(RecvError::Corrupt(_)) => corrupt += 1,
-            Err(RecvError::Empty | RecvError::Timeout) => break,
+            Err(RecvTimeoutError::Corrupt(_)) => corrupt += 1,
+            Err(RecvTimeoutError::Timeout) => break,
             _ => {}
         }
     }
@@ -114,18 +114,18 @@ fn send_everything(p: &mut Producer, rng: &mut Rng, dog: &Watchdog, seed: u64) -
         dog.feed(|| format!("seed {seed} step {step}: send call {which}"));
         let start = Instant::now();
         let r = match which {
-            0 => p.try_send(&msg).map_err(|e| e.map(|_| ())),
+            0 => p.try_send(&msg).map_err(|e| SendTimeoutError::from(e.map(|_| ()))),
             1 => p.send_timeout(&msg, Duration::from_millis(1)).map_err(|e| e.map(|_| ())),
-            2 => p.reserve(msg.len()).map(|g| g.commit()),
-            3 => p.reserve_timeout(msg.len(), Some(Duration::from_millis(1))).map(drop),
-            _ => p.send_pod(step).map_err(|e| e.map(|_| ())),
+            2 => p.try_reserve(msg.len()).map(|g| g.commit()).map_err(SendTimeoutError::from),
+            3 => p.reserve_timeout(msg.len(), Duration::from_millis(1)).map(drop),
+            _ => p.try_send_pod(step).map_err(|e| SendTimeoutError::from(e.map(|_| ()))),
         };
         assert!(
             start.elapsed() < Duration::from_millis(1) + SLACK,
             "seed {seed}: send {which} took {:?}",
             start.elapsed()
         );
-        if let Err(SendError::Corrupt { .. }) = r {
+        if let Err(SendTimeoutError::Corrupt { .. }) = r {
             corrupt += 1;
         }
         let _ = p.len_bytes();
@@ -162,10 +162,13 @@ fn reported_hangs_return() {
     let mut c = Consumer::create(region.clone(), &config).unwrap();
     write_u64(&region, HEADER, (CAP - 8) | 2 << 56);
     dog.feed(|| "try_recv over a padding record of the whole data area".into());
-    assert!(matches!(c.try_recv(&mut Vec::new()), Err(RecvError::Corrupt(_))));
+    assert!(matches!(c.try_recv(&mut Vec::new()), Err(TryRecvError::Corrupt(_))));
     dog.feed(|| "recv_timeout over it".into());
     let start = Instant::now();
-    assert!(matches!(c.recv_timeout(&mut Vec::new(), Duration::from_millis(10)), Err(RecvError::Corrupt(_))));
+    assert!(matches!(
+        c.recv_timeout(&mut Vec::new(), Duration::from_millis(10)),
+        Err(RecvTimeoutError::Corrupt(_))
+    ));
     assert!(start.elapsed() < Duration::from_millis(10) + SLACK);
     dog.feed(|| "the fuzz harness on that image".into());
     let mut image = vec![0u8; config.region_len()];
@@ -183,7 +186,7 @@ fn reported_hangs_return() {
     let start = Instant::now();
     let r = p.send_timeout([2u8; 100], Duration::from_millis(10));
     assert!(start.elapsed() < Duration::from_millis(10) + SLACK, "took {:?}", start.elapsed());
-    assert!(matches!(r, Err(SendError::Corrupt { .. } | SendError::Timeout(_))), "{r:?}");
+    assert!(matches!(r, Err(SendTimeoutError::Corrupt { .. } | SendTimeoutError::Timeout(_))), "{r:?}");
     dog.feed(|| "try_send with head = tail + 8".into());
     let _ = p.try_send([2u8; 100]);
 
@@ -334,18 +337,18 @@ fn a_large_ring_of_skipped_records_does_not_overrun_a_timeout() {
     let region = Arc::new(Region::anonymous(config.region_len()).unwrap());
     let mut c = Consumer::create(region.clone(), &config).unwrap();
     let mut p = Producer::open(region).unwrap();
-    while let Ok(g) = p.reserve(0) {
+    while let Ok(g) = p.try_reserve(0) {
         drop(g); // an aborted grant: an 8-byte skip record
     }
     let mut buf = Vec::new();
     dog.feed(|| "recv_timeout over 64 MiB of skip records".into());
     let start = Instant::now();
-    assert_eq!(c.recv_timeout(&mut buf, Duration::from_millis(10)), Err(RecvError::Timeout));
+    assert_eq!(c.recv_timeout(&mut buf, Duration::from_millis(10)), Err(RecvTimeoutError::Timeout));
     assert!(start.elapsed() < Duration::from_millis(10) + SLACK, "took {:?}", start.elapsed());
     // The walk went on: once it is done, the producer has room again.
     dog.feed(|| "walking the rest with try_recv".into());
     let mut calls = 0;
-    while c.try_recv(&mut buf) == Err(RecvError::Empty) && calls < 10_000 {
+    while c.try_recv(&mut buf) == Err(TryRecvError::Empty) && calls < 10_000 {
         calls += 1;
         if p.try_send(b"behind").is_ok() {
             break;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use shm_core::Region;
 use shm_ring::mpsc::{Consumer, Producer};
-use shm_ring::{RecvError, RingConfig};
+use shm_ring::{RecvTimeoutError, RingConfig};
 use shm_testkit::{fork, pattern, Forked, Gate};
 
 static HEAVY: Mutex<()> = Mutex::new(());
@@ -66,7 +66,7 @@ fn four_producer_processes_every_message_once_in_order_per_producer() {
     let mut next = [0u64; 4];
     let mut buf = Vec::new();
     while next.iter().sum::<u64>() < 4 * n {
-        match c.recv_blocking(&mut buf) {
+        match c.recv(&mut buf) {
             Ok(_) => {
                 let id = stream_of(&buf);
                 assert!(id < 4, "message from unknown producer {id}");
@@ -84,7 +84,7 @@ fn four_producer_processes_every_message_once_in_order_per_producer() {
     assert_eq!(next, [n; 4], "every message of every producer, exactly once");
     assert_eq!(
         c.recv_timeout(&mut buf, Duration::from_secs(5)),
-        Err(RecvError::Disconnected),
+        Err(RecvTimeoutError::Disconnected),
         "no extra message"
     );
 }
@@ -124,7 +124,7 @@ fn killed_producers_cost_nobody_else_a_message() {
                     if mid_claim && seq == stop_after {
                         if mode == 1 {
                             // Claim, write half the payload, and wait to be killed.
-                            let mut g = p.reserve_timeout(len, None).unwrap();
+                            let mut g = p.reserve(len).unwrap();
                             pattern::fill(2, seq, &mut buf[..len / 2]);
                             g.write_at(0, &buf[..len / 2]);
                             std::mem::forget(g);
@@ -182,16 +182,18 @@ fn killed_producers_cost_nobody_else_a_message() {
                     }
                     next[id as usize] += 1;
                 }
-                Err(RecvError::Timeout) if !killed => {}
-                Err(RecvError::Timeout | RecvError::Disconnected | RecvError::PeerDead { .. })
-                    if killed && next[0] == n && next[1] == n =>
-                {
-                    break
-                }
-                Err(RecvError::Timeout | RecvError::PeerDead { .. }) => {}
+                Err(RecvTimeoutError::Timeout) if !killed => {}
+                Err(
+                    RecvTimeoutError::Timeout
+                    | RecvTimeoutError::Disconnected
+                    | RecvTimeoutError::PeerDead { .. },
+                ) if killed && next[0] == n && next[1] == n => break,
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::PeerDead { .. }) => {}
                 // Every producer attached so far closed; another may not have started yet (on a
                 // loaded machine a forked producer can wait longer than another takes to finish).
-                Err(RecvError::Disconnected) if !attached_so_far(&region, 3) => std::thread::yield_now(),
+                Err(RecvTimeoutError::Disconnected) if !attached_so_far(&region, 3) => {
+                    std::thread::yield_now()
+                }
                 Err(e) => panic!("trial {trial}: {e}"),
             }
         }
@@ -233,7 +235,7 @@ fn oversubscribed_blocking_finishes_and_idles_quietly() {
         Duration::new(ts.tv_sec() as u64, ts.tv_nsec() as u32)
     };
     let before = cpu();
-    assert_eq!(c.recv_timeout(&mut buf, Duration::from_millis(500)), Err(RecvError::Timeout));
+    assert_eq!(c.recv_timeout(&mut buf, Duration::from_millis(500)), Err(RecvTimeoutError::Timeout));
     let used = cpu() - before;
     eprintln!("blocked 500 ms on an empty ring, used {used:?} of CPU");
     assert!(used < Duration::from_millis(100), "an idle consumer burned {used:?} of CPU in 500 ms");
@@ -308,7 +310,7 @@ fn consumer_incarnation(region: Arc<Region>, progress: &Progress, n: u64) -> i32
         }
         // Record each message while the guard holds it, before the ring may hand its space back:
         // a kill between the two then means "delivered again", never "lost".
-        match c.recv_guard_timeout(Some(Duration::from_millis(100))) {
+        match c.read_timeout(Duration::from_millis(100)) {
             Ok(guard) => {
                 buf.clear();
                 buf.resize(guard.len(), 0);
@@ -339,7 +341,7 @@ fn consumer_incarnation(region: Arc<Region>, progress: &Progress, n: u64) -> i32
                 progress.received().fetch_add(1, SeqCst);
                 drop(guard);
             }
-            Err(RecvError::Timeout) => {}
+            Err(RecvTimeoutError::Timeout) => {}
             Err(e) => {
                 eprintln!("consumer recv: {e}");
                 progress.failure().store(3, SeqCst);
@@ -364,7 +366,10 @@ fn patient_producer(region: &Arc<Region>, attached: &Gate, id: u64, n: u64) -> F
             loop {
                 match p.send_timeout(&buf[..len], Duration::from_secs(30)) {
                     Ok(()) => break,
-                    Err(shm_ring::SendError::PeerDead { .. } | shm_ring::SendError::Disconnected(_)) => {
+                    Err(
+                        shm_ring::SendTimeoutError::PeerDead { .. }
+                        | shm_ring::SendTimeoutError::Disconnected(_),
+                    ) => {
                         std::thread::sleep(Duration::from_millis(1)) // between consumers
                     }
                     Err(e) => panic!("producer {id} message {seq}: {e}"),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use shm_core::Region;
 use shm_ring::mpsc::{Consumer, HandBackStep, Producer};
-use shm_ring::{RecvError, RingConfig, SendError};
+use shm_ring::{RingConfig, TryRecvError, TrySendError};
 use shm_testkit::{fork, pattern, Gate};
 
 fn ring(capacity: u64, producers: u32) -> (Arc<Region>, Consumer) {
@@ -37,18 +37,18 @@ fn ring_exactly_full_of_aborted_grants_is_walked_and_handed_back() {
         let (region, mut c) = ring(64, 1);
         let mut p = Producer::open(region).unwrap();
         for _ in 0..4 {
-            drop(p.reserve(8).unwrap()); // 4 records of 16 bytes: exactly full
+            drop(p.try_reserve(8).unwrap()); // 4 records of 16 bytes: exactly full
         }
-        assert!(matches!(p.try_send(b"x"), Err(SendError::Full(_))));
-        assert_eq!(c.try_recv(&mut Vec::new()), Err(RecvError::Empty));
+        assert!(matches!(p.try_send(b"x"), Err(TrySendError::Full(_))));
+        assert_eq!(c.try_recv(&mut Vec::new()), Err(TryRecvError::Empty));
         // The skipped lap was handed back: the producer has room again, every time.
         for round in 0..100u64 {
             p.try_send(round.to_le_bytes()).unwrap();
-            assert_eq!(c.recv_pod::<u64>(), Ok(round));
+            assert_eq!(c.try_recv_pod::<u64>(), Ok(round));
             for _ in 0..4 {
-                drop(p.reserve(8).unwrap());
+                drop(p.try_reserve(8).unwrap());
             }
-            assert_eq!(c.try_recv(&mut Vec::new()), Err(RecvError::Empty));
+            assert_eq!(c.try_recv(&mut Vec::new()), Err(TryRecvError::Empty));
         }
     });
 }
@@ -60,20 +60,20 @@ fn a_message_is_never_delivered_twice_when_skips_fill_the_ring_exactly() {
         let mut p = Producer::open(region.clone()).unwrap();
         let mut q = Producer::open(region).unwrap();
         p.try_send(b"message0").unwrap();
-        let held = q.reserve(8).unwrap();
+        let held = q.try_reserve(8).unwrap();
         let mut buf = Vec::new();
         c.try_recv(&mut buf).unwrap();
         assert_eq!(buf, b"message0");
         drop(held);
         for _ in 0..6 {
-            drop(p.reserve(8).unwrap());
+            drop(p.try_reserve(8).unwrap());
         }
-        assert!(matches!(p.try_send(b"x"), Err(SendError::Full(_))), "the ring is exactly full");
-        assert_eq!(c.try_recv(&mut buf), Err(RecvError::Empty), "message0 must not come again");
+        assert!(matches!(p.try_send(b"x"), Err(TrySendError::Full(_))), "the ring is exactly full");
+        assert_eq!(c.try_recv(&mut buf), Err(TryRecvError::Empty), "message0 must not come again");
         p.try_send(b"message1").unwrap();
         c.try_recv(&mut buf).unwrap();
         assert_eq!(buf, b"message1");
-        assert_eq!(c.try_recv(&mut buf), Err(RecvError::Empty));
+        assert_eq!(c.try_recv(&mut buf), Err(TryRecvError::Empty));
     });
 }
 
@@ -112,7 +112,7 @@ fn a_stale_producer_cannot_claim_inside_a_zero_filled_payload() {
         assert_eq!(buf, [0u8; 40], "the zero-filled message arrives intact");
         c.try_recv(&mut buf).unwrap();
         assert_eq!(buf, [0xABu8; 8], "the stalled producer's message went to the real tail");
-        assert_eq!(c.try_recv(&mut buf), Err(RecvError::Empty));
+        assert_eq!(c.try_recv(&mut buf), Err(TryRecvError::Empty));
     });
 }
 
@@ -181,7 +181,7 @@ fn a_consumer_killed_at_each_step_of_its_hand_back_loses_nothing() {
                     c.try_recv(&mut buf).unwrap_or_else(|e| panic!("step {step:?}: message {seq}: {e}"));
                     pattern::check(0, seq, 16, 40, &buf).unwrap();
                 }
-                assert_eq!(c.try_recv(&mut buf), Err(RecvError::Empty), "step {step:?}");
+                assert_eq!(c.try_recv(&mut buf), Err(TryRecvError::Empty), "step {step:?}");
                 // The ring keeps working for laps after.
                 for seq in n..n + 5000 {
                     p.try_send(pattern::message(0, seq, 16, 40)).unwrap();
@@ -206,9 +206,9 @@ fn a_forked_child_dropping_an_inherited_end_leaves_the_parents_end_open() {
     });
     child.join();
     let mut p = hold.unwrap();
-    let mut g = p.reserve(8).unwrap(); // a claim at position 0
+    let mut g = p.try_reserve(8).unwrap(); // a claim at position 0
     let mut buf = Vec::new();
-    assert_eq!(c.try_recv(&mut buf), Err(RecvError::Empty), "the live parent's claim is waited for");
+    assert_eq!(c.try_recv(&mut buf), Err(TryRecvError::Empty), "the live parent's claim is waited for");
     let mut q = Producer::open(region).unwrap();
     assert_eq!(q.slot(), 1, "the parent's slot is still the parent's");
     let mut sent = 0u64;
@@ -223,7 +223,7 @@ fn a_forked_child_dropping_an_inherited_end_leaves_the_parents_end_open() {
         c.try_recv(&mut buf).unwrap();
         assert_eq!(buf, i.to_le_bytes());
     }
-    assert_eq!(c.try_recv(&mut buf), Err(RecvError::Empty));
+    assert_eq!(c.try_recv(&mut buf), Err(TryRecvError::Empty));
 
     // The same for a consumer: the child's copy neither hands space back nor closes.
     let (region, c) = ring(256, 1);
@@ -266,8 +266,8 @@ fn messages_behind_a_dead_claim_come_before_the_error() {
     assert_eq!(buf, b"after");
     // Then the error, once the (rate-limited) liveness check has run; never another message.
     assert!(shm_testkit::wait_until(Duration::from_secs(20), || match c.try_recv(&mut buf) {
-        Err(RecvError::PeerDead { .. } | RecvError::Disconnected) => true,
-        Err(RecvError::Empty) => false,
+        Err(TryRecvError::PeerDead { .. } | TryRecvError::Disconnected) => true,
+        Err(TryRecvError::Empty) => false,
         other => panic!("{other:?}"),
     }));
 }
@@ -280,5 +280,5 @@ fn recv_batch_of_zero_messages_consumes_nothing() {
     let mut calls = 0;
     assert_eq!(c.recv_batch(0, |_| calls += 1), Ok(0));
     assert_eq!(calls, 0);
-    assert_eq!(c.recv_pod::<[u8; 3]>(), Ok(*b"one"));
+    assert_eq!(c.try_recv_pod::<[u8; 3]>(), Ok(*b"one"));
 }

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use shm_core::{OpenOptions, Region};
 use shm_ring::spsc::{Consumer, Producer};
-use shm_ring::{AttachError, AttachOptions, InitError, Kind, RecvError, RingConfig, SendError};
+use shm_ring::{
+    AttachError, AttachOptions, InitError, Kind, RecvTimeoutError, RingConfig, SendTimeoutError,
+    TryRecvError, TrySendError,
+};
 
 fn pair(capacity: u64) -> (Producer, Consumer) {
     let config = RingConfig::spsc(capacity);
@@ -29,7 +32,7 @@ fn send_and_receive_across_many_wraps() {
         assert_eq!(c.try_recv(&mut buf).unwrap(), len);
         assert_eq!(buf, msg, "message {i}");
     }
-    assert_eq!(c.try_recv(&mut buf), Err(RecvError::Empty));
+    assert_eq!(c.try_recv(&mut buf), Err(TryRecvError::Empty));
     assert!(c.is_empty() && p.is_empty());
 }
 
@@ -41,7 +44,7 @@ fn full_hands_the_message_back_and_frees_on_receive() {
     p.try_send([2u8; 40]).unwrap();
     assert_eq!(p.len_bytes(), 96);
     match p.try_send(vec![3u8; 40]) {
-        Err(SendError::Full(v)) => assert_eq!(v, vec![3u8; 40]),
+        Err(TrySendError::Full(v)) => assert_eq!(v, vec![3u8; 40]),
         other => panic!("expected Full, got {other:?}"),
     }
     let mut buf = Vec::new();
@@ -50,7 +53,7 @@ fn full_hands_the_message_back_and_frees_on_receive() {
     // 80 bytes free: the next record needs a 32-byte padding record at the wrap, then 48.
     p.try_send([3u8; 40]).unwrap();
     assert_eq!(p.len_bytes(), 128);
-    assert!(matches!(p.try_send([4u8; 0]), Err(SendError::Full(_))));
+    assert!(matches!(p.try_send([4u8; 0]), Err(TrySendError::Full(_))));
     c.try_recv(&mut buf).unwrap();
     assert_eq!(buf, [2u8; 40]);
     c.try_recv(&mut buf).unwrap();
@@ -62,7 +65,7 @@ fn full_hands_the_message_back_and_frees_on_receive() {
 fn too_large_and_empty_messages() {
     let (mut p, mut c) = pair(256);
     match p.try_send(vec![0u8; 121]) {
-        Err(e @ SendError::TooLarge { len: 121, max: 120, .. }) => {
+        Err(e @ TrySendError::TooLarge { len: 121, max: 120, .. }) => {
             assert_eq!(e.to_string(), "message of 121 bytes exceeds the ring's max message size 120");
             assert_eq!(e.into_inner().len(), 121);
         }
@@ -78,36 +81,36 @@ fn too_large_and_empty_messages() {
 fn zero_copy_reserve_commit_abort_and_guards() {
     let (mut p, mut c) = pair(1024);
     {
-        let mut g = p.reserve(5).unwrap();
+        let mut g = p.try_reserve(5).unwrap();
         g.copy_from_slice(b"abort");
         // dropped: nothing sent
     }
-    assert!(c.recv().is_err());
-    let mut g = p.reserve(10).unwrap();
+    assert!(c.try_read().is_err());
+    let mut g = p.try_reserve(10).unwrap();
     g.write_at(0, b"hello");
     g.commit_len(5);
-    let mut g = p.reserve(3).unwrap();
+    let mut g = p.try_reserve(3).unwrap();
     g.copy_from_slice(b"abc");
     g.commit();
     {
-        let guard = c.recv().unwrap();
+        let guard = c.try_read().unwrap();
         assert_eq!(guard.to_vec(), b"hello");
     }
-    assert_eq!(c.recv().unwrap().to_vec(), b"abc");
-    assert_eq!(c.recv().unwrap_err(), RecvError::Empty);
+    assert_eq!(c.try_read().unwrap().to_vec(), b"abc");
+    assert_eq!(c.try_read().unwrap_err(), TryRecvError::Empty);
 }
 
 #[test]
 fn guard_and_grant_copies_at_any_offset() {
     let (mut p, mut c) = pair(1024);
     let msg: Vec<u8> = (0..37u8).collect();
-    let mut g = p.reserve(msg.len()).unwrap();
+    let mut g = p.try_reserve(msg.len()).unwrap();
     assert_eq!((g.len(), g.is_empty()), (37, false));
     g.write_at(30, &msg[30..]); // unaligned start, partial last word
     g.write_at(0, &msg[..5]);
     g.write_at(5, &msg[5..30]);
     g.commit();
-    let guard = c.recv().unwrap();
+    let guard = c.try_read().unwrap();
     assert_eq!((guard.len(), guard.is_empty()), (37, false));
     assert_eq!(guard.to_vec(), msg);
     let mut part = [0u8; 11];
@@ -127,33 +130,33 @@ fn guard_and_grant_copies_at_any_offset() {
 fn guard_read_beyond_the_payload_panics() {
     let (mut p, mut c) = pair(1024);
     p.try_send(b"four").unwrap();
-    c.recv().unwrap().read_at(2, &mut [0u8; 3]);
+    c.try_read().unwrap().read_at(2, &mut [0u8; 3]);
 }
 
 #[test]
 #[should_panic(expected = "beyond the 4 reserved")]
 fn grant_write_beyond_the_reservation_panics() {
     let (mut p, _c) = pair(1024);
-    p.reserve(4).unwrap().write_at(usize::MAX, b"x");
+    p.try_reserve(4).unwrap().write_at(usize::MAX, b"x");
 }
 
 #[test]
 #[should_panic(expected = "lengths differ")]
 fn grant_copy_from_slice_of_another_length_panics() {
     let (mut p, _c) = pair(1024);
-    p.reserve(4).unwrap().copy_from_slice(b"five!");
+    p.try_reserve(4).unwrap().copy_from_slice(b"five!");
 }
 
 /// The zero-copy calls for a trusted peer still lend the bytes in place.
 #[test]
 fn trusted_calls_borrow_in_place() {
     let (mut p, mut c) = pair(1024);
-    let mut g = p.reserve(5).unwrap();
+    let mut g = p.try_reserve(5).unwrap();
     // SAFETY: both ends are in this test, which follows the protocol (as for the others below).
     unsafe { g.as_mut_slice_unchecked() }.copy_from_slice(b"hello");
     let at = g.as_mut_ptr();
     g.commit();
-    let guard = c.recv().unwrap();
+    let guard = c.try_read().unwrap();
     // SAFETY: as above.
     let bytes = unsafe { guard.as_slice_unchecked() };
     assert_eq!(bytes, b"hello");
@@ -176,11 +179,11 @@ fn trusted_calls_borrow_in_place() {
 fn guard_not_dropped_keeps_the_message() {
     let (mut p, mut c) = pair(1024);
     p.try_send(b"keep").unwrap();
-    let guard = c.recv().unwrap();
+    let guard = c.try_read().unwrap();
     assert_eq!(guard.to_vec(), b"keep");
     std::mem::forget(guard); // as if the reader crashed while holding it
                              // Nothing was released: the same message is read again.
-    assert_eq!(c.recv().unwrap().to_vec(), b"keep");
+    assert_eq!(c.try_read().unwrap().to_vec(), b"keep");
 }
 
 #[test]
@@ -193,7 +196,7 @@ fn batch_receive_releases_once() {
     assert_eq!(c.recv_batch(30, |m| seen.push(m[0])).unwrap(), 30);
     assert_eq!(c.recv_batch(usize::MAX, |m| seen.push(m[0])).unwrap(), 20);
     assert_eq!(seen, (0..50).collect::<Vec<u8>>());
-    assert_eq!(c.recv_batch(10, |_| ()), Err(RecvError::Empty));
+    assert_eq!(c.recv_batch(10, |_| ()), Err(TryRecvError::Empty));
     assert_eq!(p.len_bytes(), 0, "the batch released everything");
 }
 
@@ -209,10 +212,10 @@ fn pod_messages_and_size_mismatch() {
     }
     let (mut p, mut c) = pair(1024);
     let t = Tick { seq: 7, price: 101.25, qty: 3, side: 1 };
-    p.send_pod(t).unwrap();
-    assert_eq!(c.recv_pod::<Tick>().unwrap(), t);
+    p.try_send_pod(t).unwrap();
+    assert_eq!(c.try_recv_pod::<Tick>().unwrap(), t);
     p.try_send(b"short").unwrap();
-    assert_eq!(c.recv_pod::<Tick>(), Err(RecvError::SizeMismatch { found: 5, expected: 24 }));
+    assert_eq!(c.try_recv_pod::<Tick>(), Err(TryRecvError::SizeMismatch { found: 5, expected: 24 }));
     // The mismatched message stayed and can be read raw.
     let mut buf = Vec::new();
     c.try_recv(&mut buf).unwrap();
@@ -224,7 +227,7 @@ fn recv_into_a_small_buffer_keeps_the_message() {
     let (mut p, mut c) = pair(1024);
     p.try_send(b"0123456789").unwrap();
     let mut small = [0u8; 4];
-    assert_eq!(c.try_recv_into(&mut small), Err(RecvError::BufferTooSmall { need: 10, have: 4 }));
+    assert_eq!(c.try_recv_into(&mut small), Err(TryRecvError::BufferTooSmall { need: 10, have: 4 }));
     let mut big = [0u8; 16];
     assert_eq!(c.try_recv_into(&mut big), Ok(10));
     assert_eq!(&big[..10], b"0123456789");
@@ -241,8 +244,8 @@ fn close_producer_consumer_drains_then_disconnected() {
     assert_eq!(buf, b"one");
     assert_eq!(c.recv_timeout(&mut buf, Duration::from_secs(5)), Ok(3));
     assert_eq!(buf, b"two");
-    assert_eq!(c.try_recv(&mut buf), Err(RecvError::Disconnected));
-    assert_eq!(c.recv_timeout(&mut buf, Duration::from_secs(5)), Err(RecvError::Disconnected));
+    assert_eq!(c.try_recv(&mut buf), Err(TryRecvError::Disconnected));
+    assert_eq!(c.recv_timeout(&mut buf, Duration::from_secs(5)), Err(RecvTimeoutError::Disconnected));
 }
 
 #[test]
@@ -250,20 +253,23 @@ fn close_consumer_producer_gets_message_back() {
     let (mut p, c) = pair(1024);
     drop(c);
     match p.try_send(b"lost?".to_vec()) {
-        Err(SendError::Disconnected(m)) => assert_eq!(m, b"lost?"),
+        Err(TrySendError::Disconnected(m)) => assert_eq!(m, b"lost?"),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(p.send_timeout(b"x", Duration::from_secs(5)), Err(SendError::Disconnected(_))));
+    assert!(matches!(p.send_timeout(b"x", Duration::from_secs(5)), Err(SendTimeoutError::Disconnected(_))));
 }
 
 #[test]
 fn timeouts() {
     let (mut p, mut c) = pair(128);
     let mut buf = Vec::new();
-    assert_eq!(c.recv_timeout(&mut buf, Duration::from_millis(20)), Err(RecvError::Timeout));
+    assert_eq!(c.recv_timeout(&mut buf, Duration::from_millis(20)), Err(RecvTimeoutError::Timeout));
     p.try_send([0u8; 56]).unwrap();
     p.try_send([0u8; 56]).unwrap();
-    assert!(matches!(p.send_timeout([0u8; 56], Duration::from_millis(20)), Err(SendError::Timeout(_))));
+    assert!(matches!(
+        p.send_timeout([0u8; 56], Duration::from_millis(20)),
+        Err(SendTimeoutError::Timeout(_))
+    ));
 }
 
 #[test]
@@ -273,7 +279,7 @@ fn blocking_send_and_receive_between_threads() {
         let mut buf = Vec::new();
         let mut sum = 0u64;
         for _ in 0..100_000 {
-            c.recv_blocking(&mut buf).unwrap();
+            c.recv(&mut buf).unwrap();
             sum += u64::from_le_bytes(buf[..8].try_into().unwrap());
         }
         sum
@@ -381,7 +387,7 @@ fn send_batch_publishes_what_fits() {
     let mut it = msgs.iter().peekable();
     // 32-byte records: 8 fit in 256 bytes.
     assert_eq!(p.send_batch(&mut it).unwrap(), 8);
-    assert!(matches!(p.send_batch(&mut it), Err(SendError::Full(()))));
+    assert!(matches!(p.send_batch(&mut it), Err(TrySendError::Full(()))));
     let mut got = Vec::new();
     c.recv_batch(usize::MAX, |m| got.push(m[0])).unwrap();
     assert_eq!(p.send_batch(&mut it).unwrap(), 2);
@@ -389,7 +395,7 @@ fn send_batch_publishes_what_fits() {
     c.recv_batch(usize::MAX, |m| got.push(m[0])).unwrap();
     assert_eq!(got, (0..10).collect::<Vec<u8>>());
     let big = [vec![0u8; 200]];
-    assert!(matches!(p.send_batch(&mut big.iter().peekable()), Err(SendError::TooLarge { .. })));
+    assert!(matches!(p.send_batch(&mut big.iter().peekable()), Err(TrySendError::TooLarge { .. })));
 }
 
 #[test]
@@ -405,7 +411,7 @@ fn producer_arriving_after_a_consumer_left_can_send_for_the_next_one() {
     c.try_recv(&mut buf).unwrap();
     assert_eq!(buf, b"for whoever comes next");
     drop(c); // this one closes while the producer is attached: now it is disconnected
-    assert!(matches!(p.try_send(b"x"), Err(SendError::Disconnected(_))));
+    assert!(matches!(p.try_send(b"x"), Err(TrySendError::Disconnected(_))));
 }
 
 #[test]
@@ -417,13 +423,13 @@ fn write_batch_publishes_on_commit_only() {
         assert_eq!(b.len(), 1);
         // dropped: nothing published
     }
-    assert_eq!(c.recv().unwrap_err(), RecvError::Empty);
+    assert_eq!(c.try_read().unwrap_err(), TryRecvError::Empty);
     let mut b = p.write_batch();
     for i in 0..8u8 {
         b.push(24, |m| m.fill(i)).unwrap();
     }
-    assert!(matches!(b.push(24, |_| ()), Err(SendError::Full(()))));
-    assert_eq!(c.recv().unwrap_err(), RecvError::Empty, "not visible before commit");
+    assert!(matches!(b.push(24, |_| ()), Err(TrySendError::Full(()))));
+    assert_eq!(c.try_read().unwrap_err(), TryRecvError::Empty, "not visible before commit");
     assert_eq!(b.commit(), 8);
     let mut got = Vec::new();
     assert_eq!(c.recv_batch(usize::MAX, |m| got.push(m[0])).unwrap(), 8);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use shm_core::Region;
 use shm_ring::spsc::{Consumer, Producer};
-use shm_ring::{AttachError, RecvError, RingConfig, SendError};
+use shm_ring::{AttachError, RecvTimeoutError, RingConfig, TrySendError};
 use shm_testkit::{fork, pattern, Rng};
 
 const CAP: u64 = 1024;
@@ -57,17 +57,20 @@ fn read_everything(c: &mut Consumer, rng: &mut Rng) -> usize {
     let mut small = [0u8; 32];
     for _ in 0..50 {
         let r = match rng.below(6) {
-            0 => c.try_recv(&mut buf).map(|_| ()),
-            1 => c.try_recv_into(&mut small).map(|_| ()),
-            2 => c.recv().map(|g| assert!(g.len() <= c_max() && g.to_vec().len() == g.len())),
-            3 => c.recv_batch(8, |m| assert!(m.len() <= c_max())).map(|_| ()),
-            4 => c.recv_pod::<[u64; 4]>().map(|_| ()),
+            0 => c.try_recv(&mut buf).map(|_| ()).map_err(RecvTimeoutError::from),
+            1 => c.try_recv_into(&mut small).map(|_| ()).map_err(RecvTimeoutError::from),
+            2 => c
+                .try_read()
+                .map(|g| assert!(g.len() <= c_max() && g.to_vec().len() == g.len()))
+                .map_err(RecvTimeoutError::from),
+            3 => c.recv_batch(8, |m| assert!(m.len() <= c_max())).map(|_| ()).map_err(RecvTimeoutError::from),
+            4 => c.try_recv_pod::<[u64; 4]>().map(|_| ()).map_err(RecvTimeoutError::from),
             _ => c.recv_timeout(&mut buf, Duration::from_millis(1)).map(|_| ()),
         };
         match r {
-            Err(RecvError::Corrupt(_)) => corrupt += 1,
-            Err(RecvError::SizeMismatch { .. }) => {}
-            Err(RecvError::Empty | RecvError::Timeout) => break,
+            Err(RecvTimeoutError::Corrupt(_)) => corrupt += 1,
+            Err(RecvTimeoutError::SizeMismatch { .. }) => {}
+            Err(RecvTimeoutError::Timeout) => break,
             _ => {}
         }
     }
@@ -100,8 +103,9 @@ fn random_corruption_gives_errors_not_crashes() {
         // The producer side reads the consumer position: it must not panic either.
         for i in 0..10 {
             match p.try_send(pattern::message(1, i, 0, 100)) {
-                Ok(()) | Err(SendError::Full(_) | SendError::Corrupt { .. } | SendError::Disconnected(_)) => {
-                }
+                Ok(())
+                | Err(TrySendError::Full(_) | TrySendError::Corrupt { .. } | TrySendError::Disconnected(_)) =>
+                    {}
                 Err(e) => panic!("seed {seed}: unexpected {e}"),
             }
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use shm_core::Region;
 use shm_ring::spsc::{Consumer, Producer};
-use shm_ring::{RecvError, RingConfig, SendError};
+use shm_ring::{RecvError, RingConfig, TryRecvError, TrySendError};
 use shm_testkit::{expect_line, fork, load_u32, pattern, role, spawn_peer, wait_until};
 
 /// The heavy streams run one at a time: the machine has two cores and each stream wants both.
@@ -41,7 +41,7 @@ fn produce(p: &mut Producer, from: u64, to: u64, blocking: bool) {
             loop {
                 match p.try_send(&buf[..len]) {
                     Ok(()) => break,
-                    Err(SendError::Full(_)) => std::thread::yield_now(),
+                    Err(TrySendError::Full(_)) => std::thread::yield_now(),
                     Err(e) => panic!("send {seq}: {e}"),
                 }
             }
@@ -54,7 +54,7 @@ fn consume(c: &mut Consumer, from: u64, blocking: bool, slow: bool) -> u64 {
     let mut buf = Vec::new();
     let mut seq = from;
     loop {
-        let r = if blocking { c.recv_blocking(&mut buf) } else { c.try_recv(&mut buf) };
+        let r = if blocking { c.recv(&mut buf).map_err(TryRecvError::from) } else { c.try_recv(&mut buf) };
         match r {
             Ok(_) => {
                 if let Err(e) = pattern::check(0, seq, MIN, MAX, &buf) {
@@ -66,8 +66,8 @@ fn consume(c: &mut Consumer, from: u64, blocking: bool, slow: bool) -> u64 {
                     std::thread::sleep(Duration::from_millis(5));
                 }
             }
-            Err(RecvError::Empty) => std::thread::yield_now(),
-            Err(RecvError::Disconnected) => return seq,
+            Err(TryRecvError::Empty) => std::thread::yield_now(),
+            Err(TryRecvError::Disconnected) => return seq,
             Err(e) => panic!("recv at {seq}: {e}"),
         }
     }
@@ -150,7 +150,7 @@ fn consumer_blocked_sees_killed_producer() {
     c.recv_timeout(&mut buf, Duration::from_secs(20)).unwrap();
     assert_eq!(buf, b"ready");
     let waiter = std::thread::spawn(move || {
-        let r = c.recv_blocking(&mut buf);
+        let r = c.recv(&mut buf);
         (r, Instant::now())
     });
     // Handshake: the consumer has announced itself asleep on the futex word.
@@ -268,7 +268,7 @@ fn peer() {
             for _ in 0..5 {
                 c.try_recv(&mut buf).unwrap();
             }
-            let g = c.recv().unwrap();
+            let g = c.try_read().unwrap();
             let mut seq = [0u8; 8];
             g.read_at(0, &mut seq);
             println!("holding: {}", u64::from_le_bytes(seq));

@@ -1,0 +1,101 @@
+//! What a ring kind supplies to the generic front ([`crate::Producer`], [`crate::Consumer`]):
+//! a small protocol core per end. The front holds every public call once and drives the core
+//! through these traits; the core knows the record format and the positions, nothing of the
+//! public API. The traits are sealed: only this crate's kinds implement them.
+//!
+//! A message crosses the front and one protocol file: `Producer::send` → `try_claim` (room) →
+//! payload copied in by the front → `commit` (one Release store) ... `Consumer::recv` →
+//! `try_next` / `wait_step` (finds the record) → payload copied out by the front → `consume`
+//! (hands space back in steps).
+
+use std::fmt;
+use std::time::Instant;
+
+use crate::config::Geometry;
+use crate::error::{AttachError, RecvFail, RecvStop, SendFail, SendStop};
+use crate::layout::Kind;
+use crate::memory::Memory;
+
+/// The next message found by a consumer: the index of its record and its payload length. The
+/// core checked that the record lies inside the data area.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Next {
+    pub idx: usize,
+    pub len: usize,
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A ring kind: [`Spsc`](crate::Spsc) or [`Mpsc`](crate::Mpsc). It names the protocol cores of
+/// its ends; the ends themselves are the generic [`Producer`](crate::Producer) and
+/// [`Consumer`](crate::Consumer).
+pub trait RingKind: sealed::Sealed + Sized + 'static {
+    /// The kind as recorded in the header.
+    const KIND: Kind;
+    #[doc(hidden)]
+    type Producer<M: Memory>: ProducerCore<M>;
+    #[doc(hidden)]
+    type Consumer<M: Memory>: ConsumerCore<M>;
+}
+
+impl sealed::Sealed for crate::Spsc {}
+impl sealed::Sealed for crate::Mpsc {}
+
+/// The protocol of a sending end.
+#[doc(hidden)]
+pub trait ProducerCore<M: Memory>: Sized + fmt::Debug {
+    /// Where a claimed record is (and whatever the core needs to commit it).
+    type Claim: Copy + fmt::Debug;
+
+    /// Attach to initialised memory whose geometry was validated.
+    fn attach(mem: M, geo: Geometry) -> Result<Self, AttachError>;
+    fn mem(&self) -> &M;
+    fn geometry(&self) -> &Geometry;
+    /// Bytes in flight as far as this end knows.
+    fn len_bytes(&self) -> usize;
+    /// One bounded attempt to claim room for `len` payload bytes (`len` is at most the max
+    /// message size: the front checked it).
+    fn try_claim(&mut self, len: usize) -> Result<Self::Claim, SendFail>;
+    /// How a blocked producer sees its consumer: closed since we came, or dead (only checked
+    /// when `check_alive`). `None`: keep waiting.
+    fn consumer_gone(&mut self, check_alive: bool) -> Option<SendStop>;
+    /// The record index whose payload the claim covers.
+    fn payload_index(claim: &Self::Claim) -> usize;
+    /// Publish the claimed record with `len` payload bytes (at most what was claimed).
+    fn commit(&mut self, claim: Self::Claim, len: usize);
+    /// Give a claim up: nothing is delivered.
+    fn abort(&mut self, claim: Self::Claim);
+}
+
+/// The protocol of a receiving end.
+#[doc(hidden)]
+pub trait ConsumerCore<M: Memory>: Sized + fmt::Debug {
+    /// Attach to initialised memory whose geometry was validated.
+    fn attach(mem: M, geo: Geometry) -> Result<Self, AttachError>;
+    fn mem(&self) -> &M;
+    fn geometry(&self) -> &Geometry;
+    /// Bytes waiting to be consumed or still being written.
+    fn len_bytes(&self) -> usize;
+    /// The next message if one is there now (bounded steps), without consuming it; when the
+    /// ring is empty, why (the producers may be gone).
+    fn try_next(&mut self) -> Result<Next, RecvFail>;
+    /// One step of a wait that ends at `deadline`: the next message, or `None` to sleep.
+    fn wait_step(&mut self, deadline: Option<Instant>) -> Result<Option<Next>, RecvStop>;
+    /// Whether a blocked consumer should stop waiting: every producer closed, or one died
+    /// (only checked when `check_alive`).
+    fn producers_gone(&mut self, check_alive: bool) -> Option<RecvStop>;
+    /// A wait is over (whatever its outcome).
+    fn wait_done(&mut self) {}
+    /// Mark a message consumed; space goes back to the producers in steps.
+    fn consume(&mut self, n: Next);
+    /// In a batch: step past a message without handing its space back yet.
+    fn advance(&mut self, n: Next);
+    /// In a batch: the next message if there is one now. An error ends the batch (the next
+    /// call reports it).
+    fn next_in_batch(&mut self) -> Option<Next>;
+    /// Hand consumed space back now.
+    fn flush(&mut self);
+}
