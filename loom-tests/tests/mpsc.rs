@@ -3,7 +3,8 @@
 #![cfg(loom)]
 
 use loom::thread;
-use shm_ring::mpsc::{model, Consumer};
+use shm_ring::model::mpsc_ring as model;
+use shm_ring::mpsc::Consumer;
 use shm_ring::{RingConfig, TryRecvError};
 
 /// 64 data bytes, messages up to 24 bytes: records of 16-32 bytes, so claims wrap and pad.

@@ -3,7 +3,8 @@
 #![cfg(loom)]
 
 use loom::thread;
-use shm_ring::spsc::{model_pair, Consumer, Producer};
+use shm_ring::model::spsc_pair as model_pair;
+use shm_ring::spsc::{Consumer, Producer};
 use shm_ring::{RecvError, RingConfig, SendError, TryRecvError, TrySendError};
 
 /// 64 data bytes, messages up to 24 bytes: two or three records fit, so sends wrap and pad.

@@ -71,5 +71,5 @@ pub use error::{AccessError, Backing, CreateError, MapError, NameError, OpenErro
 pub use fdpass::{recv_fd, send_fd};
 pub use liveness::{EndLock, Liveness};
 pub use name::{ShmName, SHM_NAME_MAX};
-pub use process::{pid_namespace, ProcessIdentity};
+pub use process::{effective_uid, pid_namespace, ProcessIdentity};
 pub use region::{page_size, Advice, CreateOptions, OpenOptions, Region, DEFAULT_MODE, REQUIRED_SEALS};

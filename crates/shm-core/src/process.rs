@@ -6,6 +6,11 @@ use nix::errno::Errno;
 use crate::liveness::Liveness;
 use crate::sys::{self, ProcStat};
 
+/// The effective user id of this process (whose files and shm objects it trusts).
+pub fn effective_uid() -> u32 {
+    sys::geteuid()
+}
+
 /// A process, named so that a later process reusing its pid is not mistaken for it.
 ///
 /// A pid names a process only inside one PID namespace: compare [`pid_namespace`]s before

@@ -386,6 +386,11 @@ pub(crate) fn getpid() -> i32 {
     nix::unistd::getpid().as_raw()
 }
 
+/// `geteuid()`.
+pub(crate) fn geteuid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
 /// What `/proc/PID/stat` says about a process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ProcStat {

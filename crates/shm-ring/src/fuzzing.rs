@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use shm_core::Region;
 
-use crate::{mpsc, spsc, AttachOptions, TryRecvError};
+use crate::{mpsc, spsc, AttachOptions, Consumer, Producer, RingKind, TryRecvError};
 
 /// Size of the region the input is copied into: a header with up to 64 producer slots and a
 /// data area of up to 4 KiB (inputs claiming more are refused at attach).
@@ -28,51 +28,48 @@ pub fn consume_bytes(data: &[u8]) -> usize {
     let opts = AttachOptions::new().init_timeout(Duration::ZERO);
     let selector = data.get(n.saturating_sub(1)).copied().unwrap_or(0);
     let kind = data.get(16..20).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(1);
-    let touch = |m: &[u8]| {
-        // Read every byte, so a sanitizer sees any out-of-bounds slice.
-        std::hint::black_box(m.iter().fold(0u8, |a, &b| a ^ b));
-    };
-    let mut read = 0;
-    let mut buf = Vec::new();
-    let mut small = [0u8; 16];
-    macro_rules! exercise {
-        ($c:expr) => {{
-            let mut c = $c;
-            for step in 0..2000usize {
-                let r = match (selector as usize + step) % 6 {
-                    0 => c.try_recv(&mut buf).map(|_| touch(&buf)),
-                    1 => c.try_recv_into(&mut small).map(|_| ()),
-                    2 => c.try_read().map(|g| {
-                        touch(&g.to_vec());
-                        let n = g.copy_to(&mut small);
-                        touch(&small[..n]);
-                        // SAFETY: nothing else maps this private anonymous region, and this
-                        // thread does not write it while the slice lives.
-                        touch(unsafe { g.as_slice_unchecked() });
-                    }),
-                    3 => c.recv_batch(4, |m| touch(m)).map(|_| ()),
-                    // SAFETY: as above: no other writer of the region exists.
-                    4 => unsafe { c.recv_batch_unchecked(4, |m| touch(m)) }.map(|_| ()),
-                    _ => c.try_recv_pod::<u64>().map(|v| {
-                        std::hint::black_box(v);
-                    }),
-                };
-                match r {
-                    Ok(()) => read += 1,
-                    Err(TryRecvError::BufferTooSmall { .. } | TryRecvError::SizeMismatch { .. }) => {}
-                    Err(_) => break,
-                }
-            }
-            c.flush();
-        }};
-    }
     if kind == 2 {
-        if let Ok(c) = mpsc::Consumer::open_with(region, &opts) {
-            exercise!(c);
-        }
-    } else if let Ok(c) = spsc::Consumer::open_with(region, &opts) {
-        exercise!(c);
+        mpsc::Consumer::open_with(region, &opts).map_or(0, |c| read_all(c, selector))
+    } else {
+        spsc::Consumer::open_with(region, &opts).map_or(0, |c| read_all(c, selector))
     }
+}
+
+/// Read every byte, so a sanitizer sees any out-of-bounds slice.
+fn touch(m: &[u8]) {
+    std::hint::black_box(m.iter().fold(0u8, |a, &b| a ^ b));
+}
+
+/// Every receive path of `c`, up to 2000 calls or the first error other than a size mismatch;
+/// returns how many calls read something.
+fn read_all<K: RingKind>(mut c: Consumer<K>, selector: u8) -> usize {
+    let (mut read, mut buf, mut small) = (0, Vec::new(), [0u8; 16]);
+    for step in 0..2000usize {
+        let r = match (selector as usize + step) % 6 {
+            0 => c.try_recv(&mut buf).map(|_| touch(&buf)),
+            1 => c.try_recv_into(&mut small).map(|_| ()),
+            2 => c.try_read().map(|g| {
+                touch(&g.to_vec());
+                let n = g.copy_to(&mut small);
+                touch(&small[..n]);
+                // SAFETY: nothing else maps this private anonymous region, and this thread does
+                // not write it while the slice lives.
+                touch(unsafe { g.as_slice_unchecked() });
+            }),
+            3 => c.recv_batch(4, touch).map(|_| ()),
+            // SAFETY: as above: no other writer of the region exists.
+            4 => unsafe { c.recv_batch_unchecked(4, touch) }.map(|_| ()),
+            _ => c.try_recv_pod::<u64>().map(|v| {
+                std::hint::black_box(v);
+            }),
+        };
+        match r {
+            Ok(()) => read += 1,
+            Err(TryRecvError::BufferTooSmall { .. } | TryRecvError::SizeMismatch { .. }) => {}
+            Err(_) => break,
+        }
+    }
+    c.flush();
     read
 }
 
@@ -104,47 +101,41 @@ pub fn produce_bytes(data: &[u8]) -> usize {
             (off % REGION, u64::from_le_bytes(c[2..10].try_into().unwrap_or([0; 8])))
         })
         .collect();
-    let mut sent = 0;
-    macro_rules! exercise {
-        ($p:expr) => {{
-            let mut p = $p;
-            let msg = [0x5au8; 40];
-            for step in 0..200usize {
-                if let Some(&(off, v)) = script.get(step % script.len().max(1)) {
-                    if !script.is_empty() {
-                        let _ = region.write_at(off, &v.to_le_bytes());
-                    }
-                }
-                let len = (step * 7) % 48;
-                let ok = match step % 4 {
-                    0 => p.try_send(&msg[..len % 40]).is_ok(),
-                    // Timed calls are slow to fuzz (they wait when the ring is full): one in 16.
-                    1 if step % 16 == 1 => {
-                        p.send_timeout(&msg[..len % 40], Duration::from_micros(50)).is_ok()
-                    }
-                    1 => p.try_send(&msg[len % 8..len % 40]).is_ok(),
-                    2 => match p.try_reserve(len) {
-                        Ok(g) => {
-                            if step % 8 == 2 {
-                                g.commit();
-                            }
-                            true
-                        }
-                        Err(_) => false,
-                    },
-                    _ => p.try_send_pod(step as u64).is_ok(),
-                };
-                sent += ok as usize;
-                let _ = p.len_bytes();
-            }
-        }};
-    }
     if kind == 2 {
-        if let Ok(p) = mpsc::Producer::open_with(region.clone(), &opts) {
-            exercise!(p);
+        mpsc::Producer::open_with(region.clone(), &opts).map_or(0, |p| send_all(p, &region, &script))
+    } else {
+        spsc::Producer::open_with(region.clone(), &opts).map_or(0, |p| send_all(p, &region, &script))
+    }
+}
+
+/// Every send path of `p`, 200 calls, each after one write of the hostile `script` into
+/// `region`; returns how many succeeded.
+fn send_all<K: RingKind>(mut p: Producer<K>, region: &Region, script: &[(usize, u64)]) -> usize {
+    let msg = [0x5au8; 40];
+    let mut sent = 0;
+    for step in 0..200usize {
+        if let Some(&(off, v)) = script.get(step % script.len().max(1)) {
+            let _ = region.write_at(off, &v.to_le_bytes());
         }
-    } else if let Ok(p) = spsc::Producer::open_with(region.clone(), &opts) {
-        exercise!(p);
+        let len = (step * 7) % 48;
+        let ok = match step % 4 {
+            0 => p.try_send(&msg[..len % 40]).is_ok(),
+            // Timed calls are slow to fuzz (they wait when the ring is full): one in 16.
+            1 if step % 16 == 1 => p.send_timeout(&msg[..len % 40], Duration::from_micros(50)).is_ok(),
+            1 => p.try_send(&msg[len % 8..len % 40]).is_ok(),
+            2 => match p.try_reserve(len) {
+                Ok(g) => {
+                    if step % 8 == 2 {
+                        g.commit();
+                    }
+                    true
+                }
+                Err(_) => false,
+            },
+            _ => p.try_send_pod(step as u64).is_ok(),
+        };
+        sent += ok as usize;
+        let _ = p.len_bytes();
     }
     sent
 }

@@ -316,8 +316,7 @@ pub(crate) fn attach_region(
         && matches!(region.backing(), shm_core::Backing::File(_) | shm_core::Backing::Shm(_))
     {
         if let (Some(owner), Some(mode)) = (region.owner_uid(), region.mode()) {
-            // SAFETY: geteuid cannot fail and touches no memory.
-            let me = unsafe { libc::geteuid() };
+            let me = shm_core::effective_uid();
             if owner != me || mode & 0o022 != 0 {
                 return Err(AttachError::UnsafePermissions { owner, mode, expected_owner: me });
             }

@@ -248,8 +248,7 @@ const _: () = {
 };
 
 impl Header {
-    /// A zeroed header on the heap, for the loom models.
-    #[cfg(loom)]
+    /// A zeroed header on the heap (heap memory: loom models, single-process tests).
     pub(crate) fn new_zeroed() -> Header {
         let slot =
             || Slot { owner: AtomicU64::new(0), generation: AtomicU32::new(0), pid_ns: AtomicU32::new(0) };

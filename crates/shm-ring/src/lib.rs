@@ -117,6 +117,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handshake;
+pub mod heap;
 mod identity;
 #[cfg(not(loom))]
 pub mod inspect;
@@ -163,7 +164,6 @@ pub use handshake::AttachOptions;
 #[cfg(not(loom))]
 pub use inspect::{find_rings, status, EndInfo, EndState, Evidence, FoundRing, InitState, RingStatus};
 pub use layout::Kind;
-#[cfg(loom)]
 pub use memory::HeapMemory;
 pub use memory::Memory;
 #[cfg(not(loom))]

@@ -310,16 +310,24 @@ pub type DefaultMemory = RegionMemory;
 #[doc(hidden)]
 pub type DefaultMemory = std::sync::Arc<HeapMemory>;
 
-#[cfg(loom)]
 pub use heap::HeapMemory;
 
-#[cfg(loom)]
 mod heap {
     use super::*;
+    #[cfg(loom)]
     use loom::sync::{Condvar, Mutex};
+    #[cfg(not(loom))]
+    use std::sync::{Condvar, Mutex};
 
-    /// Heap storage for the loom models: the same header and slot table, and the data area as
-    /// one loom atomic per 8 bytes. As in a region, record words and payload bytes are the same
+    /// A marker per 8 data bytes for loom's race detector (nothing outside loom).
+    #[cfg(loom)]
+    type Cell = loom::cell::UnsafeCell<()>;
+    #[cfg(not(loom))]
+    type Cell = ();
+
+    /// A ring's memory on the heap, for one process: the loom models (with loom atomics) and
+    /// single-process tests, Miri's among them (with std atomics). The same header and slot
+    /// table, and the data area as one atomic per 8 bytes. As in a region, record words and payload bytes are the same
     /// memory: a payload is copied in and out through the very words that hold record headers
     /// and free words (8-byte Relaxed loads and stores, partial words merged), so a model sees a
     /// payload written over last lap's free word, or a payload that looks like one. A loom cell
@@ -329,15 +337,17 @@ mod heap {
         header: Header,
         slots: Vec<Slot>,
         words: Vec<AtomicU64>,
-        cells: Vec<loom::cell::UnsafeCell<()>>,
+        cells: Vec<Cell>,
         lock: Mutex<()>,
         cond: Condvar,
     }
 
     // SAFETY: the loom cells are only touched (empty, as markers for loom's race detector)
     // under the ring protocol, which the models check; everything else is atomics and mutexes.
+    #[cfg(loom)]
     unsafe impl Send for HeapMemory {}
     // SAFETY: as for Send.
+    #[cfg(loom)]
     unsafe impl Sync for HeapMemory {}
 
     impl std::fmt::Debug for HeapMemory {
@@ -358,10 +368,15 @@ mod heap {
                 header: Header::new_zeroed(),
                 slots: (0..producers).map(|_| slot()).collect(),
                 words: (0..capacity / 8).map(|_| AtomicU64::new(0)).collect(),
-                cells: (0..capacity / 8).map(|_| loom::cell::UnsafeCell::new(())).collect(),
+                cells: (0..capacity / 8).map(|_| new_cell()).collect(),
                 lock: Mutex::new(()),
                 cond: Condvar::new(),
             }
+        }
+
+        /// Data bytes.
+        pub fn capacity(&self) -> usize {
+            self.words.len() * 8
         }
 
         /// Payload byte `offset` of the record at `idx`: (word index, byte in the word).
@@ -369,6 +384,29 @@ mod heap {
             ((idx + 8 + offset) / 8, (idx + 8 + offset) % 8)
         }
     }
+
+    #[cfg(loom)]
+    fn new_cell() -> Cell {
+        loom::cell::UnsafeCell::new(())
+    }
+    #[cfg(not(loom))]
+    fn new_cell() -> Cell {}
+
+    /// Tell loom's race detector about a read of these bytes.
+    #[cfg(loom)]
+    fn touch(c: &Cell) {
+        c.with(|_| ());
+    }
+    #[cfg(not(loom))]
+    fn touch(_c: &Cell) {}
+
+    /// Tell loom's race detector about a write of these bytes.
+    #[cfg(loom)]
+    fn touch_mut(c: &Cell) {
+        c.with_mut(|_| ());
+    }
+    #[cfg(not(loom))]
+    fn touch_mut(_c: &Cell) {}
 
     impl sealed::Sealed for HeapMemory {}
     impl<T: Memory> sealed::Sealed for std::sync::Arc<T> {}
@@ -383,8 +421,14 @@ mod heap {
         fn record(&self, idx: usize) -> &AtomicU64 {
             &self.words[idx / 8]
         }
+        #[cfg(loom)]
         fn payload(&self, _idx: usize) -> *mut u8 {
             panic!("zero-copy slices over ring memory are not modelled under loom: use the copying calls")
+        }
+        #[cfg(not(loom))]
+        fn payload(&self, idx: usize) -> *mut u8 {
+            // The payload starts 8 bytes after the record word at `idx`, in the same words.
+            (self.words.as_ptr() as *mut u8).wrapping_add(idx + 8)
         }
         fn copy_out(&self, idx: usize, offset: usize, dst: &mut [u8]) {
             self.track_read(idx, offset + dst.len());
@@ -416,15 +460,18 @@ mod heap {
                 i += n;
             }
         }
-        fn wait(&self, word: &AtomicU32, expected: u32, _timeout: Option<Duration>) {
+        fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
             // A futex: the check and the sleep are atomic with respect to `wake`.
-            let guard = self.lock.lock().unwrap();
+            let guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
             if word.load(crate::sync::Ordering::SeqCst) == expected {
-                drop(self.cond.wait(guard).unwrap());
+                #[cfg(loom)]
+                drop((timeout, self.cond.wait(guard).unwrap()));
+                #[cfg(not(loom))]
+                drop(self.cond.wait_timeout(guard, timeout.unwrap_or(Duration::from_secs(1))));
             }
         }
         fn wake(&self, _word: &AtomicU32) {
-            let _guard = self.lock.lock().unwrap();
+            let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
             self.cond.notify_all();
         }
         fn total_len(&self) -> usize {
@@ -432,17 +479,17 @@ mod heap {
         }
         fn track_write(&self, idx: usize, len: usize) {
             for c in &self.cells[(idx + 8) / 8..(idx + 8 + len).div_ceil(8)] {
-                c.with_mut(|_| ());
+                touch_mut(c);
             }
         }
         fn track_read(&self, idx: usize, len: usize) {
             for c in &self.cells[(idx + 8) / 8..(idx + 8 + len).div_ceil(8)] {
-                c.with(|_| ());
+                touch(c);
             }
         }
         fn fill_words(&self, idx: usize, len: usize, word: u64) {
             for c in &self.cells[idx / 8..(idx + len).div_ceil(8)] {
-                c.with_mut(|_| ());
+                touch_mut(c);
             }
             for w in &self.words[idx / 8..(idx + len).div_ceil(8)] {
                 w.store(word, crate::sync::Ordering::Relaxed);

@@ -977,12 +977,3 @@ impl Consumer {
         self.core.st.crash_at = Some(step);
     }
 }
-
-/// `producers` producers and a consumer on heap memory with loom atomics, for the models.
-#[cfg(loom)]
-pub fn model(config: &crate::RingConfig, producers: usize) -> (Vec<Producer>, Consumer) {
-    let mem = crate::model::ModelMemory::zeroed(config);
-    mem.init().expect("init");
-    let ps = (0..producers).map(|_| mem.mpsc_producer().expect("producer")).collect();
-    (ps, mem.mpsc_consumer().expect("consumer"))
-}

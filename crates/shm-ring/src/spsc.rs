@@ -576,11 +576,3 @@ impl<M: Memory> Drop for SpscConsumer<M> {
         wait::wake_all(&self.mem, &h.data_ready);
     }
 }
-
-/// A producer and consumer on heap memory with loom atomics, for the model checks.
-#[cfg(loom)]
-pub fn model_pair(config: &crate::RingConfig) -> (Producer, Consumer) {
-    let mem = crate::model::ModelMemory::zeroed(config);
-    mem.init().expect("init");
-    (mem.spsc_producer().expect("producer"), mem.spsc_consumer().expect("consumer"))
-}

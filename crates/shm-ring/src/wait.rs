@@ -91,6 +91,11 @@ pub(crate) fn block_on<S, M: Memory, T, E>(
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
+                    // Out of time; a peer that is gone still says so (a short timeout can end
+                    // in the spin phase, before any sleep asked).
+                    if let Some(e) = peer_gone(state, false) {
+                        return finish(attempt(state), e);
+                    }
                     return Err(Waited::TimedOut);
                 }
                 left.min(SLICE)
