@@ -19,11 +19,11 @@
 //!
 //! # Disconnect
 //! A consumer cannot know about producers that have not attached yet. So
-//! [`RecvError::Disconnected`] means: the ring is empty *now*, no producer is attached, and at
+//! [`RecvError::Disconnected`](crate::RecvError::Disconnected) means: the ring is empty *now*, no producer is attached, and at
 //! least one has attached and closed; it is not final, since another producer may open the
 //! ring later and receiving then goes on. Make sure every producer that is expected has
 //! attached (a handshake of your own) before treating it as the end of the stream. A producer
-//! that died without closing gives [`RecvError::PeerDead`] instead, once its messages are read.
+//! that died without closing gives [`RecvError::PeerDead`](crate::RecvError::PeerDead) instead, once its messages are read.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
