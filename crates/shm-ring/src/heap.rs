@@ -130,12 +130,24 @@ impl HeapRing {
     /// A producer's check of the consumer with liveness evidence, as a blocked producer makes
     /// it: the slot's word, and if attached, the evidence about its holder.
     #[cfg(loom)]
-    pub fn check_consumer(&self) -> crate::model::PeerCheck {
+    pub fn check_consumer(&self) -> PeerCheck {
         use crate::slots::{self, End, Peer};
         match slots::peer(&self.mem, End::Consumer, true) {
-            Peer::Present => crate::model::PeerCheck::Present,
-            Peer::Closed => crate::model::PeerCheck::Closed,
-            Peer::Dead(pid) => crate::model::PeerCheck::Dead(pid),
+            Peer::Present => PeerCheck::Present,
+            Peer::Closed => PeerCheck::Closed,
+            Peer::Dead(pid) => PeerCheck::Dead(pid),
         }
     }
+}
+
+#[cfg(loom)]
+/// What an end's check of its peer finds ([`HeapRing::check_consumer`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerCheck {
+    /// Never attached, or attached and not known dead.
+    Present,
+    /// Detached cleanly.
+    Closed,
+    /// Attached, and positive evidence says this pid is gone.
+    Dead(u32),
 }

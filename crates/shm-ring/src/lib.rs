@@ -141,9 +141,7 @@ pub use error::{
     AttachError, CorruptError, InitError, RecvError, RecvTimeoutError, Role, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
 };
-pub use mpsc::Mpsc;
-pub use protocol::RingKind;
-pub use spsc::Spsc;
+pub use protocol::{Mpsc, RingKind, Spsc};
 
 /// The crate the `*_pod` calls take their bounds from ([`bytemuck::Pod`]), re-exported so
 /// that users need no version of their own.

@@ -17,18 +17,8 @@ pub fn dead_here(pids: &[u32]) {
     crate::identity::model_process::dead_here(pids);
 }
 
-/// What an end's check of its peer finds ([`ModelMemory::check_consumer`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PeerCheck {
-    /// Never attached, or attached and not known dead.
-    Present,
-    /// Detached cleanly.
-    Closed,
-    /// Attached, and positive evidence says this pid is gone.
-    Dead(u32),
-}
-
 pub use crate::heap::HeapRing as ModelMemory;
+pub use crate::heap::PeerCheck;
 
 /// An SPSC producer and consumer on fresh heap memory.
 pub fn spsc_pair(config: &RingConfig) -> (spsc::Producer, spsc::Consumer) {

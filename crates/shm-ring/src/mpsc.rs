@@ -38,14 +38,10 @@ use crate::layout::{
     TYPE_PAD, TYPE_SKIP,
 };
 use crate::memory::{DefaultMemory, Memory};
-use crate::protocol::{ConsumerCore, Next, ProducerCore, RingKind};
+use crate::protocol::{ConsumerCore, Mpsc, Next, ProducerCore, RingKind};
 use crate::slots::{self, End, Held, LivenessClock, Peer};
 use crate::sync::Ordering;
 use crate::wait;
-
-/// The MPSC ring kind: many producers (threads and processes), one consumer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Mpsc;
 
 impl RingKind for Mpsc {
     const KIND: crate::Kind = crate::Kind::Mpsc;
@@ -78,10 +74,7 @@ impl<M: Memory> Drop for Attachment<M> {
         if !self.me.is_ours() {
             return; // a forked child's copy: the slot is the parent's
         }
-        let h = self.mem.header();
-        slots::release_slot(self.mem.slot(self.slot), &self.me);
-        wait::wake_all(&self.mem, &h.data_ready);
-        wait::wake_all(&self.mem, &h.space_ready);
+        slots::close_end(&self.mem, End::Producer(self.slot), &self.me);
     }
 }
 
@@ -381,12 +374,8 @@ impl<M: Memory> ProducerCore<M> for MpscProducer<M> {
         Self::attach_mem(mem, geo)
     }
 
-    fn mem(&self) -> &M {
-        &self.att.mem
-    }
-
-    fn geometry(&self) -> &Geometry {
-        &self.geo
+    fn parts(&self) -> (&M, &Geometry) {
+        (&self.att.mem, &self.geo)
     }
 
     fn len_bytes(&self) -> usize {
@@ -844,18 +833,12 @@ impl<M: Memory> ConsumerCore<M> for MpscConsumer<M> {
         Self::attach_mem(mem, geo)
     }
 
-    fn mem(&self) -> &M {
-        &self.mem
+    fn parts(&self) -> (&M, &Geometry) {
+        (&self.mem, &self.geo)
     }
 
-    fn geometry(&self) -> &Geometry {
-        &self.geo
-    }
-
-    fn len_bytes(&self) -> usize {
-        // Acquire: not needed (a byte count for the caller, no record is read after it).
-        let tail = self.mem.header().tail.load(ord!(Acquire));
-        tail.saturating_sub(self.st.head).min(self.geo.capacity) as usize
+    fn position(&self) -> u64 {
+        self.st.head
     }
 
     fn try_next(&mut self) -> Result<Next, RecvFail> {
@@ -953,10 +936,7 @@ impl<M: Memory> Drop for MpscConsumer<M> {
             return; // a forked child's copy: handing back or closing would be the parent's
         }
         Self::publish_head(&self.mem, &self.geo, &mut self.st);
-        let h = self.mem.header();
-        slots::release_slot(&h.consumer, &self.st.me);
-        wait::wake_all(&self.mem, &h.space_ready);
-        wait::wake_all(&self.mem, &h.data_ready);
+        slots::close_end(&self.mem, End::Consumer, &self.st.me);
     }
 }
 

@@ -41,8 +41,17 @@ pub trait RingKind: sealed::Sealed + Sized + 'static {
     type Consumer<M: Memory>: ConsumerCore<M>;
 }
 
-impl sealed::Sealed for crate::Spsc {}
-impl sealed::Sealed for crate::Mpsc {}
+/// The SPSC ring kind: one producer, one consumer ([`spsc`](crate::spsc)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Spsc;
+
+/// The MPSC ring kind: many producers (threads and processes), one consumer
+/// ([`mpsc`](crate::mpsc)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Mpsc;
+
+impl sealed::Sealed for Spsc {}
+impl sealed::Sealed for Mpsc {}
 
 /// The protocol of a sending end.
 #[doc(hidden)]
@@ -52,8 +61,17 @@ pub trait ProducerCore<M: Memory>: Sized + fmt::Debug {
 
     /// Attach to initialised memory whose geometry was validated.
     fn attach(mem: M, geo: Geometry) -> Result<Self, AttachError>;
-    fn mem(&self) -> &M;
-    fn geometry(&self) -> &Geometry;
+    /// The ring's memory and the geometry copied at attach.
+    fn parts(&self) -> (&M, &Geometry);
+    fn mem(&self) -> &M {
+        self.parts().0
+    }
+    fn geometry<'a>(&'a self) -> &'a Geometry
+    where
+        M: 'a,
+    {
+        self.parts().1
+    }
     /// Bytes in flight as far as this end knows.
     fn len_bytes(&self) -> usize;
     /// One bounded attempt to claim room for `len` payload bytes (`len` is at most the max
@@ -75,10 +93,26 @@ pub trait ProducerCore<M: Memory>: Sized + fmt::Debug {
 pub trait ConsumerCore<M: Memory>: Sized + fmt::Debug {
     /// Attach to initialised memory whose geometry was validated.
     fn attach(mem: M, geo: Geometry) -> Result<Self, AttachError>;
-    fn mem(&self) -> &M;
-    fn geometry(&self) -> &Geometry;
-    /// Bytes waiting to be consumed or still being written.
-    fn len_bytes(&self) -> usize;
+    /// The ring's memory and the geometry copied at attach.
+    fn parts(&self) -> (&M, &Geometry);
+    fn mem(&self) -> &M {
+        self.parts().0
+    }
+    fn geometry<'a>(&'a self) -> &'a Geometry
+    where
+        M: 'a,
+    {
+        self.parts().1
+    }
+    /// Our position.
+    fn position(&self) -> u64;
+    /// Bytes waiting to be consumed or still being written: from our position to the tail.
+    fn len_bytes(&self) -> usize {
+        let (mem, geo) = self.parts();
+        // Acquire: not needed (a byte count for the caller, no record is read after it).
+        let tail = mem.header().tail.load(ord!(Acquire));
+        tail.saturating_sub(self.position()).min(geo.capacity) as usize
+    }
     /// The next message if one is there now (bounded steps), without consuming it; when the
     /// ring is empty, why (the producers may be gone).
     fn try_next(&mut self) -> Result<Next, RecvFail>;

@@ -261,3 +261,13 @@ pub(crate) fn consumer_gone<M: Memory>(
         Peer::Closed | Peer::Present => None,
     }
 }
+
+/// Close an end: mark its slot closed (unless someone took it over) and wake everyone waiting
+/// on either wait point, so a peer blocked on us sees the close at once. The caller drops
+/// `held`, and with it the lock, afterwards.
+pub(crate) fn close_end<M: Memory>(mem: &M, end: End, held: &Held) {
+    let h = mem.header();
+    release_slot(end.slot(mem), held);
+    crate::wait::wake_all(mem, &h.data_ready);
+    crate::wait::wake_all(mem, &h.space_ready);
+}

@@ -13,14 +13,10 @@ use crate::error::corrupt;
 use crate::error::{AttachError, CorruptError, RecvFail, RecvStop, Role, SendFail, SendStop, TrySendError};
 use crate::layout::{record_size, RecordHeader, RECORD_HEADER, TYPE_MSG, TYPE_PAD};
 use crate::memory::{DefaultMemory, Memory};
-use crate::protocol::{ConsumerCore, Next, ProducerCore, RingKind};
+use crate::protocol::{ConsumerCore, Next, ProducerCore, RingKind, Spsc};
 use crate::slots::{self, End, Held, LivenessClock, Peer};
 use crate::sync::Ordering;
 use crate::wait;
-
-/// The SPSC ring kind: one producer, one consumer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Spsc;
 
 impl RingKind for Spsc {
     const KIND: crate::Kind = crate::Kind::Spsc;
@@ -211,12 +207,8 @@ impl<M: Memory> ProducerCore<M> for SpscProducer<M> {
         Ok(SpscProducer { mem, geo, st })
     }
 
-    fn mem(&self) -> &M {
-        &self.mem
-    }
-
-    fn geometry(&self) -> &Geometry {
-        &self.geo
+    fn parts(&self) -> (&M, &Geometry) {
+        (&self.mem, &self.geo)
     }
 
     fn len_bytes(&self) -> usize {
@@ -252,11 +244,8 @@ impl<M: Memory> Drop for SpscProducer<M> {
         if !self.st.me.is_ours() {
             return; // a forked child's copy: the end (and the slot) is the parent's
         }
-        let h = self.mem.header();
         // Closed first; our lock (in `st.me`) is released after this, when the state drops.
-        slots::release_slot(self.mem.slot(0), &self.st.me);
-        wait::wake_all(&self.mem, &h.data_ready);
-        wait::wake_all(&self.mem, &h.space_ready);
+        slots::close_end(&self.mem, End::Producer(0), &self.st.me);
     }
 }
 
@@ -502,18 +491,12 @@ impl<M: Memory> ConsumerCore<M> for SpscConsumer<M> {
         Ok(SpscConsumer { mem, geo, st })
     }
 
-    fn mem(&self) -> &M {
-        &self.mem
+    fn parts(&self) -> (&M, &Geometry) {
+        (&self.mem, &self.geo)
     }
 
-    fn geometry(&self) -> &Geometry {
-        &self.geo
-    }
-
-    fn len_bytes(&self) -> usize {
-        // Acquire: not needed (a byte count for the caller, no record is read after it).
-        let tail = self.mem.header().tail.load(ord!(Acquire));
-        tail.saturating_sub(self.st.head).min(self.geo.capacity) as usize
+    fn position(&self) -> u64 {
+        self.st.head
     }
 
     fn try_next(&mut self) -> Result<Next, RecvFail> {
@@ -569,10 +552,7 @@ impl<M: Memory> Drop for SpscConsumer<M> {
             return; // a forked child's copy: handing back or closing would be the parent's
         }
         publish_head(&self.mem, &mut self.st);
-        let h = self.mem.header();
         // Closed first; our lock (in `st.me`) is released after this, when the state drops.
-        slots::release_slot(&h.consumer, &self.st.me);
-        wait::wake_all(&self.mem, &h.space_ready);
-        wait::wake_all(&self.mem, &h.data_ready);
+        slots::close_end(&self.mem, End::Consumer, &self.st.me);
     }
 }
