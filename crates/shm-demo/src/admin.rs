@@ -20,6 +20,7 @@ fn ends(e: &EndInfo) -> String {
     let evidence = match evidence {
         Evidence::Lock => "its lock",
         Evidence::Pid => "pid and start time",
+        _ => "other evidence",
     };
     let namespace = match e.same_pid_namespace {
         Some(true) => "this PID namespace",

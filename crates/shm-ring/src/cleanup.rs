@@ -72,6 +72,7 @@ impl fmt::Display for Undelivered {
 /// Why [`cleanup`] left a ring in place.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub enum KeepReason {
     /// Some end is attached by a process that is running (its pids).
     InUse {
@@ -106,6 +107,7 @@ impl fmt::Display for KeepReason {
 /// What [`cleanup`] did with one ring.
 #[derive(Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub enum CleanupOutcome {
     /// Removed; `discarded` says what it still held when it was removed by force.
     Removed {
@@ -132,6 +134,7 @@ fn error_text<S: serde::Serializer>(e: &io::Error, s: S) -> Result<S::Ok, S::Err
 /// One ring [`cleanup`] looked at.
 #[derive(Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct CleanupEntry {
     /// Its file.
     pub path: PathBuf,
@@ -160,6 +163,7 @@ impl fmt::Display for CleanupEntry {
 /// ring.
 #[derive(Debug, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct CleanupReport {
     /// Every ring found, with what was done with it.
     pub entries: Vec<CleanupEntry>,

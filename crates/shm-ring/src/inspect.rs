@@ -18,6 +18,7 @@ use crate::sync::Ordering;
 /// How an attach slot stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub enum EndState {
     /// Never attached.
     Free,
@@ -37,6 +38,7 @@ pub enum EndState {
 /// One end of a ring as its slot describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct EndInfo {
     /// Slot index (0 for the consumer and for an SPSC producer).
     pub slot: usize,
@@ -58,6 +60,7 @@ pub struct EndInfo {
 /// What tells whether the holder of an end lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub enum Evidence {
     /// An OFD lock on its slot's byte of the backing object (file, POSIX shm, memfd): valid
     /// from any PID namespace.
@@ -70,6 +73,7 @@ pub enum Evidence {
 /// How far initialisation got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub enum InitState {
     /// Nobody started: all zero.
     Empty,
@@ -84,6 +88,7 @@ pub enum InitState {
 /// A snapshot of a ring: read without attaching, so it never disturbs the ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct RingStatus {
     /// Initialisation state.
     pub init: InitState,
@@ -258,6 +263,7 @@ pub fn status(region: &Region) -> Result<RingStatus, AttachError> {
 
 /// A ring found by [`find_rings`].
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct FoundRing {
     /// Its file.
     pub path: PathBuf,
