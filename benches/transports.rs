@@ -37,7 +37,7 @@ fn rtt(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 // At least 100 round trips per sample, scaled back to the `iters` asked for.
                 let n = iters.max(100);
-                let samples = rtt_samples(t, n).expect("round trips");
+                let samples = rtt_samples(t, n, false).expect("round trips");
                 let total = samples.iter().sum::<u64>() as f64;
                 Duration::from_nanos((total * iters as f64 / n as f64) as u64)
             })

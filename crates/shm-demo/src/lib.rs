@@ -6,6 +6,7 @@ pub mod admin;
 pub mod bench;
 pub mod chart;
 pub mod forkdemo;
+pub mod instr;
 pub mod pair;
 pub mod soak;
 pub mod stream;

@@ -14,7 +14,7 @@ struct Args {
     #[command(subcommand)]
     command: Option<Command>,
     /// One JSON object per measurement, one per line, and nothing else.
-    #[arg(long)]
+    #[arg(long, global = true)]
     json: bool,
     /// Fewer iterations: the whole run takes under 30 seconds.
     #[arg(long)]
@@ -45,6 +45,48 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         producers: u32,
     },
+    /// Instructions per `try_send` + `try_recv` (8 and 64 B, SPSC and MPSC), counted by
+    /// valgrind's callgrind: deterministic figures, unlike times on a shared machine. Needs
+    /// valgrind.
+    Instr,
+    /// The loop `instr` measures (run under callgrind by `instr`).
+    #[command(hide = true)]
+    InstrLoop {
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        size: usize,
+        #[arg(long)]
+        n: u64,
+    },
+}
+
+fn instr(json: bool) -> std::process::ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("shm-bench instr: cannot find this program: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    if !json {
+        println!("Instructions per try_send + try_recv, one process, callgrind (deterministic)");
+        println!("  {:<8} {:>6} {:>14}", "kind", "size", "instructions");
+    }
+    for case in shm_demo::instr::CASES {
+        match shm_demo::instr::count(&exe, case) {
+            Ok(n) if json => println!(
+                "{{\"transport\":\"shm-{}\",\"test\":\"instr\",\"msg_size\":{},\"instructions\":{n:.1}}}",
+                case.kind, case.size
+            ),
+            Ok(n) => println!("  {:<8} {:>6} {:>14.1}", case.kind, case.size, n),
+            Err(e) => {
+                eprintln!("shm-bench instr: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    std::process::ExitCode::SUCCESS
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -101,8 +143,21 @@ fn soak(duration: std::time::Duration, kind: &str, producers: u32, json: bool) -
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    if let Some(Command::Soak { duration, kind, producers }) = &args.command {
-        return soak(*duration, kind, *producers, args.json);
+    match &args.command {
+        Some(Command::Soak { duration, kind, producers }) => {
+            return soak(*duration, kind, *producers, args.json)
+        }
+        Some(Command::Instr) => return instr(args.json),
+        Some(Command::InstrLoop { kind, size, n }) => {
+            return match shm_demo::instr::run_loop(kind, *size, *n) {
+                Ok(_) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("shm-bench instr-loop: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        None => {}
     }
     let mut plan = Plan::new(args.quick);
     if !args.transports.is_empty() {
