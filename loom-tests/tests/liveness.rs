@@ -152,3 +152,37 @@ fn a_producer_takes_over_where_a_closed_one_stopped() {
         t.join().unwrap();
     });
 }
+
+/// The same word twice: the consumer pid 5 of namespace 2 closes, pid 9 of namespace 1 attaches
+/// and closes, and pid 5 of namespace 2 attaches again, writing exactly the word it wrote the
+/// first time, while a checker in namespace 1 (where pid 5 is gone) checks the consumer.
+/// Reading "word, namespace, word" alone would pair the first word with pid 9's namespace and
+/// report pid 5 dead; the slot's generation, read around the namespace, tells the tenures
+/// apart. No one dies here: the check never says dead. (Three preemptions: the checker must be
+/// interrupted after each of its reads.)
+#[test]
+fn the_same_word_of_a_later_tenure_is_not_paired_with_another_namespace() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(|| {
+        let mem = ModelMemory::zeroed(&config());
+        mem.init().unwrap();
+        model::act_as(5, 2);
+        let first = mem.spsc_consumer().unwrap();
+        let others = {
+            let mem = mem.clone();
+            thread::spawn(move || {
+                drop(first);
+                model::act_as(9, 1);
+                drop(mem.spsc_consumer().unwrap());
+                model::act_as(5, 2);
+                mem.spsc_consumer().unwrap()
+            })
+        };
+        model::act_as(1, 1);
+        model::dead_here(&[5]);
+        let check = mem.check_consumer();
+        assert!(!matches!(check, PeerCheck::Dead(_)), "no consumer died, the check says {check:?}");
+        drop(others.join().unwrap());
+    });
+}

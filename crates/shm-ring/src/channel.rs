@@ -387,6 +387,16 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
             },
             |core, check_alive| core.producers_gone(check_alive),
         );
+        // Out of time in the middle of a walk (records skipped, more to look at): the messages
+        // left come before any "gone", so this is a timeout, whatever the producers did.
+        let r = match r {
+            Err(Waited::Failed(RecvStop::Disconnected | RecvStop::PeerDead { .. }))
+                if self.core.walk_unfinished() =>
+            {
+                Err(Waited::TimedOut)
+            }
+            r => r,
+        };
         self.core.wait_done();
         r
     }
@@ -597,7 +607,8 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
 
     /// An iterator over the messages waiting now (copies). It ends when the ring is empty or
     /// disconnected; a dead producer or corrupt memory is yielded once as an error, and then
-    /// it ends.
+    /// it ends. Like every `try_*` call it takes bounded steps: on an MPSC ring it may end at
+    /// its walk budget (1 MiB of skipped records) with messages further on; call again.
     pub fn try_iter(&mut self) -> TryIter<'_, K, M> {
         TryIter { consumer: self, done: false }
     }

@@ -508,24 +508,37 @@ impl<T> fmt::Display for SendTimeoutError<T> {
     }
 }
 
-// Debug without `T: Debug`, as std's channel errors: the message is shown as `..`.
+/// `Name::Variant` with the message shown as `..` (Debug without `T: Debug`, as std's channel
+/// errors).
+fn debug_stop(f: &mut fmt::Formatter<'_>, name: &str, stop: SendStop) -> fmt::Result {
+    match stop {
+        SendStop::Disconnected => write!(f, "{name}::Disconnected(..)"),
+        SendStop::PeerDead { pid } => write!(f, "{name}::PeerDead {{ pid: {pid}, .. }}"),
+        SendStop::TooLarge { len, max } => write!(f, "{name}::TooLarge {{ len: {len}, max: {max}, .. }}"),
+        SendStop::Corrupt(error) => write!(f, "{name}::Corrupt {{ error: {error:?}, .. }}"),
+    }
+}
+
 impl<T> fmt::Debug for SendError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SendError({:?}, ..)", self.stop())
+        debug_stop(f, "SendError", self.stop())
     }
 }
 
 impl<T> fmt::Debug for TrySendError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TrySendError({:?}, ..)", self.fail())
+        match self.fail() {
+            SendFail::Full => f.write_str("TrySendError::Full(..)"),
+            SendFail::Stop(stop) => debug_stop(f, "TrySendError", stop),
+        }
     }
 }
 
 impl<T> fmt::Debug for SendTimeoutError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.stop() {
-            None => f.write_str("SendTimeoutError(Timeout, ..)"),
-            Some(stop) => write!(f, "SendTimeoutError({stop:?}, ..)"),
+            None => f.write_str("SendTimeoutError::Timeout(..)"),
+            Some(stop) => debug_stop(f, "SendTimeoutError", stop),
         }
     }
 }
@@ -656,9 +669,10 @@ macro_rules! recv_error {
             }
         }
 
+        /// The error itself is kept inside (`get_ref`, `downcast`).
         impl From<$name> for std::io::Error {
             fn from(e: $name) -> std::io::Error {
-                std::io::Error::new(e.io_kind(), e.to_string())
+                std::io::Error::new(e.io_kind(), e)
             }
         }
     };

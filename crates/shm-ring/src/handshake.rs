@@ -10,7 +10,7 @@ use crate::config::Geometry;
 #[cfg(not(loom))]
 use crate::config::RingConfig;
 use crate::error::{AttachError, InitError};
-use crate::identity::{self, Owner};
+use crate::identity::{self, NsField, Owner};
 use crate::layout::{
     self, Descriptor, Header, Kind, FIXED_HEADER, LAYOUT_VERSION, MAGIC, STATE_EMPTY, STATE_INITIALIZING,
     STATE_READY,
@@ -131,7 +131,7 @@ pub(crate) fn init_header(
         h.creator.store(0, ord!(Release));
         return Err(refused());
     }
-    identity::publish_namespace(&h.creator, &h.creator_ns, mine);
+    identity::publish_namespace(&h.creator, NsField::Creator(&h.creator_ns), 0, mine);
     // Release: not needed (INITIALIZING is only compared with READY; the READY store below publishes the header).
     h.state.store(STATE_INITIALIZING, ord!(Release));
     h.magic.store(MAGIC, Ordering::Relaxed);
@@ -167,7 +167,7 @@ fn creator_gone(h: &Header, creator: u64, we_hold_lock: bool, probe: impl FnOnce
     let gone = if o.lock && we_hold_lock && o.state == identity::ATTACHED {
         true
     } else {
-        identity::liveness(&h.creator, &h.creator_ns, creator, probe) == Liveness::Gone
+        identity::liveness(&h.creator, NsField::Creator(&h.creator_ns), creator, probe) == Liveness::Gone
     };
     // A creator that finished stored READY before it unlocked: look at the state again.
     // Acquire: not needed (only compared; nothing is read on the strength of it).

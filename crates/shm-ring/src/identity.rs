@@ -33,6 +33,10 @@
 //! the Release of the CAS that set `N`; the namespace read is Acquire and pairs with a later
 //! claimant's Release store of its namespace, so the second read sees that claimant's word.) (A holder killed between its claim and setting `N`, a window of
 //! two instructions, leaves a word without `L` or `N`: it never looks dead. Conservative.)
+//! (In the C11 model a claimant taking over a holder that died between storing its namespace
+//! and setting `N` is not ordered after that store, and so could in theory be overtaken by it;
+//! only a claimant without `L` could then meet it, and in practice the kernel's work around the
+//! death orders it, as it does the dead holder's last positions.)
 //!
 //! # Verdicts
 //! Only positive evidence makes a holder gone, so it is never taken over, cleaned up or
@@ -181,13 +185,45 @@ pub(crate) mod model_process {
     }
 }
 
-/// Record our namespace for the word `mine` we just wrote into `owner`, then set `N`. Returns
-/// the word now in `owner` (`mine` unchanged if someone replaced it meanwhile, which only a
-/// claimant with positive evidence of our death could do).
-pub(crate) fn publish_namespace(owner: &AtomicU64, pid_ns: &AtomicU32, mine: u64) -> u64 {
-    // SYNC POINT: Release pairs with the Acquire load of the namespace in `liveness`: a checker
-    // that reads our namespace and then the word sees our word, not the one we replaced.
-    pid_ns.store(my_pid_ns(), ord!(Release));
+/// Where a holder's PID namespace is recorded: a slot's tenure word (generation and namespace,
+/// see [`Slot`](crate::layout::Slot)), or the header's `creator_ns` for the creator word (which
+/// is claimed again only from a creator that died, so never by the same holder twice).
+#[derive(Clone, Copy)]
+pub(crate) enum NsField<'a> {
+    Tenure(&'a AtomicU64),
+    Creator(&'a AtomicU32),
+}
+
+impl NsField<'_> {
+    /// The field as one value (the tenure word, or the creator's namespace).
+    fn load(self, o: Ordering) -> u64 {
+        match self {
+            NsField::Tenure(t) => t.load(o),
+            NsField::Creator(c) => c.load(o).into(),
+        }
+    }
+
+    /// The namespace in a value [`load`](NsField::load) returned.
+    fn ns(self, v: u64) -> u32 {
+        match self {
+            NsField::Tenure(_) => crate::layout::Slot::pid_ns_of(v),
+            NsField::Creator(_) => v as u32,
+        }
+    }
+}
+
+/// Record our namespace for the word `mine` we just wrote into `owner` (in a slot: with our
+/// `generation`), then set `N`. Returns the word now in `owner` (`mine` unchanged if someone
+/// replaced it meanwhile, which only a claimant with positive evidence of our death could do).
+pub(crate) fn publish_namespace(owner: &AtomicU64, field: NsField<'_>, generation: u32, mine: u64) -> u64 {
+    let ns = my_pid_ns();
+    match field {
+        // SYNC POINT: Release pairs with the Acquire load of the field in `liveness`: a checker
+        // that reads our namespace and then the word sees our word, not the one we replaced.
+        NsField::Tenure(t) => t.store(crate::layout::Slot::tenure(generation, ns), ord!(Release)),
+        // SYNC POINT: as for the tenure.
+        NsField::Creator(c) => c.store(ns, ord!(Release)),
+    }
     let with_ns = mine | NS_BIT;
     // SYNC POINT: the Release half pairs with the Acquire load of the word in `liveness`: a
     // checker that sees `N` sees our namespace. No Acquire: the result is only compared.
@@ -198,14 +234,18 @@ pub(crate) fn publish_namespace(owner: &AtomicU64, pid_ns: &AtomicU32, mine: u64
 }
 
 /// What the evidence says about the holder named by the attached owner word `w`, read from
-/// `owner` (with its namespace in `pid_ns`). `probe` probes the holder's lock byte.
+/// `owner` (with its namespace in `field`). `probe` probes the holder's lock byte.
 ///
 /// `Gone` only on positive evidence that is still about `w`: after a probe that found no lock
 /// the word is read again, so a holder that closed meanwhile (marked closed, then unlocked) is
-/// not taken for dead.
+/// not taken for dead. Pid evidence is used only with a namespace of the tenure that wrote
+/// `w`: the same process attaching again writes the very same word, so the word alone cannot
+/// tell "still the same holder" from "closed, another claimant came and went (and stored its
+/// namespace), and it came back". The tenure word (generation and namespace, read whole) can:
+/// it is read before and after the second read of the word and must not have changed.
 pub(crate) fn liveness(
     owner: &AtomicU64,
-    pid_ns: &AtomicU32,
+    field: NsField<'_>,
     w: u64,
     probe: impl FnOnce() -> Liveness,
 ) -> Liveness {
@@ -229,16 +269,23 @@ pub(crate) fn liveness(
         return Liveness::Unknown;
     }
     // SYNC POINT: the word again, Acquire: pairs with the Release of the CAS that set `N` in
-    // `publish_namespace`, so the namespace read next is this holder's (or a later claimant's),
+    // `publish_namespace`, so the field read next is this holder's (or a later claimant's),
     // whatever ordering the caller read `w` with.
     if owner.load(ord!(Acquire)) != w {
         return Liveness::Unknown;
     }
-    // SYNC POINT: Acquire pairs with a later claimant's Release store of its namespace: if we
-    // read that namespace, the re-read below sees the claimant's word, not `w`.
-    let ns = pid_ns.load(ord!(Acquire));
-    // Acquire on this re-read: not needed (only compared; the Acquire load of `ns` above orders it).
-    if owner.load(ord!(Acquire)) != w || ns == 0 || ns != my_pid_ns() {
+    // SYNC POINT: Acquire pairs with a later claimant's Release store of the field: if we read
+    // it, the word read next is that claimant's (or later), not `w`'s first tenure.
+    let tag = field.load(ord!(Acquire));
+    // SYNC POINT: Acquire pairs with the `N` CAS of a later claimant that wrote `w` again: the
+    // field read next then shows that claimant's tenure.
+    if owner.load(ord!(Acquire)) != w {
+        return Liveness::Unknown;
+    }
+    // Relaxed: ordered after the Acquire loads above; only compared.
+    let again = field.load(Ordering::Relaxed);
+    let ns = field.ns(tag);
+    if again != tag || ns == 0 || ns != my_pid_ns() {
         return Liveness::Unknown;
     }
     pid_liveness(ProcessIdentity { pid: o.pid, start_time: o.start })
@@ -275,7 +322,8 @@ mod tests {
     fn pid_evidence_needs_the_same_recorded_namespace() {
         let me = me();
         let ns = AtomicU32::new(my_pid_ns());
-        let check = |w: u64, ns: &AtomicU32| liveness(&AtomicU64::new(w), ns, w, || unreachable!());
+        let check =
+            |w: u64, ns: &AtomicU32| liveness(&AtomicU64::new(w), NsField::Creator(ns), w, || unreachable!());
         let w = Owner::word(ATTACHED, me, false) | NS_BIT;
         assert_eq!(check(w, &ns), Liveness::Alive);
         let reused = (w & !START_MASK) | (me.start_time ^ 1);
@@ -297,11 +345,17 @@ mod tests {
         let w = Owner::word(ATTACHED, ProcessIdentity { pid, start_time: start }, true) | NS_BIT;
         let ns = AtomicU32::new(my_pid_ns());
         // A dead pid does not matter when the lock says alive.
-        assert_eq!(liveness(&AtomicU64::new(w), &ns, w, || Liveness::Alive), Liveness::Alive);
-        assert_eq!(liveness(&AtomicU64::new(w), &ns, w, || Liveness::Unknown), Liveness::Unknown);
-        assert_eq!(liveness(&AtomicU64::new(w), &ns, w, || Liveness::Gone), Liveness::Gone);
+        assert_eq!(
+            liveness(&AtomicU64::new(w), NsField::Creator(&ns), w, || Liveness::Alive),
+            Liveness::Alive
+        );
+        assert_eq!(
+            liveness(&AtomicU64::new(w), NsField::Creator(&ns), w, || Liveness::Unknown),
+            Liveness::Unknown
+        );
+        assert_eq!(liveness(&AtomicU64::new(w), NsField::Creator(&ns), w, || Liveness::Gone), Liveness::Gone);
         // No lock any more, but the word changed meanwhile (closed): not a death.
         let owner = AtomicU64::new(Owner::closed(w));
-        assert_eq!(liveness(&owner, &ns, w, || Liveness::Gone), Liveness::Unknown);
+        assert_eq!(liveness(&owner, NsField::Creator(&ns), w, || Liveness::Gone), Liveness::Unknown);
     }
 }

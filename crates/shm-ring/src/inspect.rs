@@ -8,7 +8,7 @@ use shm_core::{Liveness, OpenOptions, Region};
 
 use crate::error::AttachError;
 use crate::handshake;
-use crate::identity::{self, Owner};
+use crate::identity::{self, NsField, Owner};
 use crate::layout::{
     self, Header, Kind, RecordHeader, CONSUMER_SLOT, CREATOR_WORD, FIXED_HEADER, MAGIC, STATE_INITIALIZING,
     STATE_READY,
@@ -129,7 +129,9 @@ fn end(region: &Region, slot: usize, s: &layout::Slot, lock_offset: usize) -> En
     let o = Owner::decode(w);
     let state = match o.state {
         identity::ATTACHED => {
-            match identity::liveness(&s.owner, &s.pid_ns, w, || region.probe_end(lock_offset)) {
+            match identity::liveness(&s.owner, NsField::Tenure(&s.tenure), w, || {
+                region.probe_end(lock_offset)
+            }) {
                 Liveness::Alive => EndState::Attached,
                 Liveness::Gone => EndState::Dead,
                 Liveness::Unknown => EndState::Unknown,
@@ -139,15 +141,17 @@ fn end(region: &Region, slot: usize, s: &layout::Slot, lock_offset: usize) -> En
         _ => EndState::Free,
     };
     // SYNC POINT: Acquire pairs with the Release store in `identity::publish_namespace`; the
-    // namespace belongs to `w` only if the word is unchanged after it was read.
-    let ns = s.pid_ns.load(Ordering::Acquire);
-    let pid_namespace = (o.ns_known && ns != 0 && s.owner.load(Ordering::Acquire) == w).then_some(ns);
+    // namespace belongs to `w` only if the word and the tenure are unchanged after it was read.
+    let tenure = s.tenure.load(Ordering::Acquire);
+    let ns = crate::layout::Slot::pid_ns_of(tenure);
+    let same = s.owner.load(Ordering::Acquire) == w && s.tenure.load(Ordering::Relaxed) == tenure;
+    let pid_namespace = (o.ns_known && ns != 0 && same).then_some(ns);
     let mine = identity::my_pid_ns();
     EndInfo {
         slot,
         state,
         pid: o.pid,
-        generation: s.generation.load(Ordering::Acquire),
+        generation: crate::layout::Slot::generation_of(tenure),
         evidence: match (state, o.lock) {
             (EndState::Free, _) => None,
             (_, true) => Some(Evidence::Lock),
@@ -172,9 +176,10 @@ pub fn status(region: &Region) -> Result<RingStatus, AttachError> {
         let creator_word = h.creator.load(Ordering::Acquire);
         let init = match state {
             _ if state == STATE_INITIALIZING || (state == 0 && creator_word != 0) => {
-                let creator = identity::liveness(&h.creator, &h.creator_ns, creator_word, || {
-                    region.probe_end(CREATOR_WORD)
-                });
+                let creator =
+                    identity::liveness(&h.creator, NsField::Creator(&h.creator_ns), creator_word, || {
+                        region.probe_end(CREATOR_WORD)
+                    });
                 // A creator that finished stored READY before it unlocked: look again.
                 if creator == Liveness::Gone && h.state.load(Ordering::Acquire) != STATE_READY {
                     InitState::CrashedDuringInit

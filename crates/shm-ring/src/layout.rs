@@ -22,7 +22,7 @@
 //! | 264 | 8 | `hand_back`: MPSC consumer position being handed back (intent) | consumer | **Release** store before the free words and `head`; a successor consumer **Acquire**s it at attach |
 //! | 384 | 8 | `data_ready`: futex `seq` u32 + `waiters` u32 | consumer announces, producers wake | SeqCst handshake (see `wait.rs`) |
 //! | 512 | 8 | `space_ready`: futex `seq` u32 + `waiters` u32 | producers announce, consumer wakes | SeqCst handshake |
-//! | 640 | 16 | consumer slot: owner word u64, generation u32, `pid_ns` u32 (see below) | consumer | CAS |
+//! | 640 | 16 | consumer slot: owner word u64, then the tenure word u64: generation (bits 0-31, byte 8) and `pid_ns` (bits 32-63, byte 12) (see below) | consumer | CAS |
 //! | 768 | 16 × n | producer slots (n = `max_producers`), laid out as the consumer slot | producers | CAS |
 //! | `header_size` | `capacity` | data area: records | producers write, consumer reads | published by `tail` / record word |
 //!
@@ -180,11 +180,34 @@ pub struct WaitPoint {
 pub struct Slot {
     /// Owner word (see `identity.rs`).
     pub owner: AtomicU64,
-    /// Bumped at every attach; MPSC records carry it to tell a dead claimant from its successor.
-    pub generation: AtomicU32,
-    /// The holder's PID namespace (inode of `/proc/self/ns/pid`; 0 unknown), valid for the
-    /// owner word when its `N` bit is set (see `identity.rs`).
-    pub pid_ns: AtomicU32,
+    /// The holder's tenure, one word so that it is read whole: bits 0-31 the generation,
+    /// bumped at every attach (MPSC records carry it to tell a dead claimant from its
+    /// successor); bits 32-63 the holder's PID namespace (inode of `/proc/self/ns/pid`; 0
+    /// unknown), valid for the owner word when its `N` bit is set (see `identity.rs`). In
+    /// memory (little-endian): the generation at byte 8 of the slot, the namespace at byte 12.
+    pub tenure: AtomicU64,
+}
+
+impl Slot {
+    /// The generation in a tenure word.
+    pub fn generation_of(tenure: u64) -> u32 {
+        tenure as u32
+    }
+
+    /// The PID namespace in a tenure word.
+    pub fn pid_ns_of(tenure: u64) -> u32 {
+        (tenure >> 32) as u32
+    }
+
+    /// A tenure word.
+    pub fn tenure(generation: u32, pid_ns: u32) -> u64 {
+        u64::from(pid_ns) << 32 | u64::from(generation)
+    }
+
+    /// The generation now (Relaxed: a number to compare, nothing is read on the strength of it).
+    pub fn generation(&self) -> u32 {
+        Slot::generation_of(self.tenure.load(crate::sync::Ordering::Relaxed))
+    }
 }
 
 /// The fixed part of the header, as laid out in shared memory.
@@ -250,8 +273,7 @@ const _: () = {
 impl Header {
     /// A zeroed header on the heap (heap memory: loom models, single-process tests).
     pub(crate) fn new_zeroed() -> Header {
-        let slot =
-            || Slot { owner: AtomicU64::new(0), generation: AtomicU32::new(0), pid_ns: AtomicU32::new(0) };
+        let slot = || Slot { owner: AtomicU64::new(0), tenure: AtomicU64::new(0) };
         let wp = || WaitPoint { seq: AtomicU32::new(0), waiters: AtomicU32::new(0) };
         Header {
             magic: AtomicU64::new(0),

@@ -359,11 +359,7 @@ mod heap {
     impl HeapMemory {
         /// Zeroed memory for a ring of `capacity` data bytes and `producers` slots.
         pub fn new(capacity: usize, producers: usize) -> HeapMemory {
-            let slot = || Slot {
-                owner: AtomicU64::new(0),
-                generation: AtomicU32::new(0),
-                pid_ns: AtomicU32::new(0),
-            };
+            let slot = || Slot { owner: AtomicU64::new(0), tenure: AtomicU64::new(0) };
             HeapMemory {
                 header: Header::new_zeroed(),
                 slots: (0..producers).map(|_| slot()).collect(),
@@ -434,7 +430,7 @@ mod heap {
             self.track_read(idx, offset + dst.len());
             for (i, b) in dst.iter_mut().enumerate() {
                 let (w, k) = Self::at(idx, offset + i);
-                *b = self.words[w].load(crate::sync::Ordering::Relaxed).to_le_bytes()[k];
+                *b = self.words[w].load(crate::sync::Ordering::Relaxed).to_ne_bytes()[k];
             }
         }
         fn copy_out_uninit<'d>(&self, idx: usize, dst: &'d mut [MaybeUninit<u8>]) -> &'d mut [u8] {
@@ -454,9 +450,9 @@ mod heap {
                 let n = (8 - k).min(src.len() - i);
                 let word = &self.words[w];
                 let mut bytes =
-                    if n == 8 { [0; 8] } else { word.load(crate::sync::Ordering::Relaxed).to_le_bytes() };
+                    if n == 8 { [0; 8] } else { word.load(crate::sync::Ordering::Relaxed).to_ne_bytes() };
                 bytes[k..k + n].copy_from_slice(&src[i..i + n]);
-                word.store(u64::from_le_bytes(bytes), crate::sync::Ordering::Relaxed);
+                word.store(u64::from_ne_bytes(bytes), crate::sync::Ordering::Relaxed);
                 i += n;
             }
         }

@@ -202,8 +202,7 @@ impl<M: Memory> MpscProducer<M> {
         let h = att.mem.header();
         // Acquire (owner, generation): not needed (a snapshot only compared later).
         let consumer = Owner::decode(h.consumer.owner.load(ord!(Acquire)));
-        let consumer_at_attach =
-            (h.consumer.generation.load(ord!(Acquire)), consumer.state == identity::ATTACHED);
+        let consumer_at_attach = (h.consumer.generation(), consumer.state == identity::ATTACHED);
         // Tail, head, tail again: other producers and the consumer move both meanwhile, and only
         // a head read between two equal tails is known to be within capacity of it.
         let mut positions = (0, 0);
@@ -567,8 +566,9 @@ fn abandoned<M: Memory>(
         return Err(corrupt("producer slot", slot as u64, position, "below the ring's producer count"));
     }
     let s: &Slot = mem.slot(slot);
-    // Acquire: not needed (only compared: a takeover publishes nothing of the dead claimant, only its close does, below).
-    if s.generation.load(ord!(Acquire)) as u16 != w.generation() {
+    // (Relaxed: only compared; a takeover publishes nothing of the dead claimant, only its close
+    // does, below.)
+    if s.generation() as u16 != w.generation() {
         return Ok(true); // the slot was taken over: its holder when it claimed is gone
     }
     let word = s.owner.load(ord!(Acquire));
@@ -886,6 +886,10 @@ impl<M: Memory> ConsumerCore<M> for MpscConsumer<M> {
         let gone = Self::producers_gone_now(&self.mem, &self.geo, check_alive);
         self.st.gone_seen = gone.is_some();
         gone
+    }
+
+    fn walk_unfinished(&self) -> bool {
+        self.st.walk_incomplete
     }
 
     fn wait_done(&mut self) {

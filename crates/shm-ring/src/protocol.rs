@@ -121,6 +121,11 @@ pub trait ConsumerCore<M: Memory>: Sized + fmt::Debug {
     /// Whether a blocked consumer should stop waiting: every producer closed, or one died
     /// (only checked when `check_alive`).
     fn producers_gone(&mut self, check_alive: bool) -> Option<RecvStop>;
+    /// Whether the last look stopped at its walk budget with records left to walk (so a ring
+    /// that looked empty may hold more: never a reason to report the producers gone).
+    fn walk_unfinished(&self) -> bool {
+        false
+    }
     /// A wait is over (whatever its outcome).
     fn wait_done(&mut self) {}
     /// Mark a message consumed; space goes back to the producers in steps.

@@ -9,7 +9,7 @@ use shm_core::{EndLock, Liveness};
 use crate::config::check_positions;
 use crate::config::Geometry;
 use crate::error::{AttachError, Role, SendStop};
-use crate::identity::{self, Owner};
+use crate::identity::{self, NsField, Owner};
 use crate::layout::{self, Header, Slot};
 use crate::memory::Memory;
 use crate::sync::Ordering;
@@ -61,7 +61,7 @@ impl Held {
 /// What the evidence says about the holder named by the attached owner word `w` of `end`.
 pub(crate) fn holder_liveness<M: Memory>(mem: &M, end: End, w: u64) -> Liveness {
     let slot = end.slot(mem);
-    identity::liveness(&slot.owner, &slot.pid_ns, w, || mem.probe_end(end.lock_offset()))
+    identity::liveness(&slot.owner, NsField::Tenure(&slot.tenure), w, || mem.probe_end(end.lock_offset()))
 }
 
 /// Whether the holder named by the attached owner word `w` of `end` is positively gone.
@@ -130,15 +130,36 @@ pub(crate) fn claim_slot<M: Memory>(mem: &M, end: End, role: Role) -> Result<(He
         // namespace); a failure is Relaxed (`liveness` reads the word again with Acquire).
         match slot.owner.compare_exchange(cur, mine, ord!(Acquire), Ordering::Relaxed) {
             Ok(_) => {
-                // AcqRel: not needed (the generation is only compared; a takeover publishes nothing of the claimant it replaces).
-                let generation = slot.generation.fetch_add(1, ord!(AcqRel)).wrapping_add(1);
-                let word = identity::publish_namespace(&slot.owner, &slot.pid_ns, mine);
+                let Some(generation) = next_generation(slot) else {
+                    release_slot(slot, &Held { word: mine, _lock: None, pid: std::process::id() });
+                    return Err(refuse(mine));
+                };
+                let word =
+                    identity::publish_namespace(&slot.owner, NsField::Tenure(&slot.tenure), generation, mine);
                 return Ok((Held { word, _lock: lock, pid: std::process::id() }, generation));
             }
             Err(now) => cur = now,
         }
     }
     Err(refuse(cur))
+}
+
+/// Bump the slot's generation (keeping the namespace half of its tenure word, which
+/// `publish_namespace` replaces next): the new generation. Bounded: only claimants write the
+/// word, and we hold the slot, so a word that keeps changing is a hostile peer (`None`).
+fn next_generation(slot: &Slot) -> Option<u32> {
+    let mut t = slot.tenure.load(Ordering::Relaxed);
+    for _ in 0..64 {
+        let generation = Slot::generation_of(t).wrapping_add(1);
+        let new = Slot::tenure(generation, Slot::pid_ns_of(t));
+        // Relaxed: the generation is only compared; a takeover publishes nothing of the
+        // claimant it replaces, and `publish_namespace` publishes the namespace.
+        match slot.tenure.compare_exchange(t, new, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return Some(generation),
+            Err(now) => t = now,
+        }
+    }
+    None
 }
 
 /// Take the consumer slot and read the positions to start from: what we hold and the
@@ -180,7 +201,7 @@ pub(crate) fn release_slot(slot: &Slot, held: &Held) {
 pub(crate) fn consumer_snapshot(h: &Header) -> (u32, bool) {
     // Acquire (owner, generation): not needed (a snapshot only compared later, no data read on it).
     let owner = Owner::decode(h.consumer.owner.load(ord!(Acquire)));
-    (h.consumer.generation.load(ord!(Acquire)), owner.state == identity::ATTACHED)
+    (h.consumer.generation(), owner.state == identity::ATTACHED)
 }
 
 /// Whether a closed consumer slot means "disconnected" for a producer that took
@@ -190,7 +211,7 @@ pub(crate) fn consumer_snapshot(h: &Header) -> (u32, bool) {
 pub(crate) fn consumer_left(h: &Header, snapshot: (u32, bool)) -> bool {
     let (generation, was_attached) = snapshot;
     // Acquire: not needed (only compared).
-    was_attached || h.consumer.generation.load(ord!(Acquire)) != generation
+    was_attached || h.consumer.generation() != generation
 }
 
 /// How an end's peer stands, read from its slot.

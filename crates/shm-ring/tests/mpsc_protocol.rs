@@ -282,3 +282,35 @@ fn recv_batch_of_zero_messages_consumes_nothing() {
     assert_eq!(calls, 0);
     assert_eq!(c.try_recv_pod::<[u8; 3]>(), Ok(*b"one"));
 }
+
+/// A closed producer left thousands of skipped records and then one message: a timed receive
+/// that runs out of time in the middle of the walk says `Timeout`, never `Disconnected`, and
+/// the message comes next (found in review: it said `Disconnected` with the message waiting).
+#[test]
+fn a_timed_receive_out_of_time_mid_walk_is_a_timeout_not_disconnected() {
+    let config = RingConfig::mpsc(1 << 20, 2);
+    let region = Arc::new(Region::anonymous(config.region_len()).unwrap());
+    let mut c = Consumer::create(region.clone(), &config).unwrap();
+    let mut p = Producer::open(region).unwrap();
+    let mut skips = 0;
+    while p.len_bytes() + 64 < 1 << 20 {
+        drop(p.try_reserve(0).unwrap());
+        skips += 1;
+    }
+    // Far more than the steps of 4096 records a timed wait walks while it spins.
+    assert!(skips > 100_000, "{skips} skipped records");
+    p.try_send(b"last words").unwrap();
+    drop(p);
+    let mut buf = Vec::new();
+    let mut timeouts = 0;
+    loop {
+        match c.recv_timeout(&mut buf, Duration::ZERO) {
+            Err(shm_ring::RecvTimeoutError::Timeout) => timeouts += 1,
+            Ok(_) => break,
+            Err(e) => panic!("after {timeouts} timeouts: {e} with the message still in the ring"),
+        }
+        assert!(timeouts < 100, "the walk makes progress");
+    }
+    assert_eq!(buf, b"last words");
+    assert_eq!(c.recv_timeout(&mut buf, Duration::ZERO), Err(shm_ring::RecvTimeoutError::Disconnected));
+}
