@@ -164,3 +164,19 @@ fn cleanup_reports_a_ring_it_cannot_remove_and_fails() {
     );
     assert!(!at("a-nobody").exists() && at("b-root").exists() && !at("c-nobody").exists());
 }
+
+/// The loop `shm-bench instr` counts under callgrind runs on its own (valgrind itself is not
+/// needed here), for both kinds, and refuses an unknown kind by name.
+#[test]
+fn the_instruction_count_loop_runs_and_names_a_bad_kind() {
+    let bench = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_shm-bench")).args(args).output().expect("run shm-bench");
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for kind in ["spsc", "mpsc"] {
+        let (ok, err) = bench(&["instr-loop", "--kind", kind, "--size", "64", "--n", "1000"]);
+        assert!(ok, "{kind}: {err}");
+    }
+    let (ok, err) = bench(&["instr-loop", "--kind", "broadcast", "--size", "8", "--n", "10"]);
+    assert!(!ok && err.contains("kind \"broadcast\": expected spsc or mpsc"), "{err}");
+}
