@@ -221,7 +221,8 @@ pub(crate) fn publish_namespace(owner: &AtomicU64, field: NsField<'_>, generatio
         // SYNC POINT: Release pairs with the Acquire load of the field in `liveness`: a checker
         // that reads our namespace and then the word sees our word, not the one we replaced.
         NsField::Tenure(t) => t.store(crate::layout::Slot::tenure(generation, ns), ord!(Release)),
-        // SYNC POINT: as for the tenure.
+        // SYNC POINT: as for the tenure. Needed as that one is; not caught by a model: a creator
+        // is checked only by a second creator, whose crash takeover the models do not reach.
         NsField::Creator(c) => c.store(ns, ord!(Release)),
     }
     let with_ns = mine | NS_BIT;
@@ -268,14 +269,14 @@ pub(crate) fn liveness(
     if !o.ns_known {
         return Liveness::Unknown;
     }
-    // SYNC POINT: the word again, Acquire: pairs with the Release of the CAS that set `N` in
-    // `publish_namespace`, so the field read next is this holder's (or a later claimant's),
-    // whatever ordering the caller read `w` with.
-    if owner.load(ord!(Acquire)) != w {
+    // The word again, a cheap early out. Relaxed: the decision below rests on the second read
+    // of the word (Acquire) and the field read before and after it, which must be equal: the
+    // field then is the one the holder of the second read's word stored.
+    if owner.load(Ordering::Relaxed) != w {
         return Liveness::Unknown;
     }
-    // SYNC POINT: Acquire pairs with a later claimant's Release store of the field: if we read
-    // it, the word read next is that claimant's (or later), not `w`'s first tenure.
+    // SYNC POINT: Acquire pairs with the Release store of the field by the holder of `w` (or a
+    // later claimant): what we read is at least that holder's namespace.
     let tag = field.load(ord!(Acquire));
     // SYNC POINT: Acquire pairs with the `N` CAS of a later claimant that wrote `w` again: the
     // field read next then shows that claimant's tenure.

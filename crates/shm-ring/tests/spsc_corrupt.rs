@@ -156,6 +156,9 @@ fn hostile_process_writing_garbage_concurrently() {
     let config = RingConfig::spsc(CAP);
     let region = Arc::new(Region::anonymous(config.region_len()).unwrap());
     shm_ring::init(&region, &config).unwrap();
+    // Attach before the scribbler starts: an attach that meets a corrupt header is refused
+    // (tested above), which would race with the child here.
+    let mut c = Consumer::open(region.clone()).unwrap();
     let stop = Arc::new(Region::anonymous(4096).unwrap());
     let child = fork(|| {
         let mut rng = Rng(42);
@@ -172,7 +175,6 @@ fn hostile_process_writing_garbage_concurrently() {
             corrupt_once(&region, &mut rng);
         }
     });
-    let mut c = Consumer::open(region.clone()).unwrap();
     let mut rng = Rng(7);
     let mut corrupt = 0;
     for _ in 0..20_000 {
