@@ -15,3 +15,35 @@
 //!
 //! Which model depends on which ordering: `loom-tests/weaken-orderings` weakens one `ord!(...)`
 //! site at a time (see `docs/loom-sites.md`).
+
+/// What the models share: sends and receives that yield to the model until they can go on.
+#[cfg(loom)]
+pub mod spin {
+    use loom::thread;
+    use shm_ring::{Consumer, Producer, RingKind, TryRecvError, TrySendError};
+
+    /// Send `m`, yielding while the ring is full.
+    pub fn send<K: RingKind>(p: &mut Producer<K>, m: &[u8]) {
+        loop {
+            match p.try_send(m) {
+                Ok(()) => return,
+                Err(TrySendError::Full(_)) => thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// Receive one message, yielding while the ring is empty (and, with `disconnected_too`,
+    /// while it is disconnected: a state, not the end, when a producer attaches later).
+    pub fn recv<K: RingKind>(c: &mut Consumer<K>, disconnected_too: bool) -> Vec<u8> {
+        let mut buf = Vec::new();
+        loop {
+            match c.try_recv(&mut buf) {
+                Ok(_) => return buf,
+                Err(TryRecvError::Empty) => thread::yield_now(),
+                Err(TryRecvError::Disconnected) if disconnected_too => thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+}

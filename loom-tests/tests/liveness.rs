@@ -9,32 +9,19 @@
 use loom::thread;
 use shm_ring::model::{self, ModelMemory, PeerCheck};
 use shm_ring::spsc::{Consumer, Producer};
-use shm_ring::{AttachError, RingConfig, TryRecvError, TrySendError};
+use shm_ring::{AttachError, RingConfig};
 
 fn config() -> RingConfig {
     RingConfig::spsc(64).max_message(24)
 }
 
 fn send_spin(p: &mut Producer, m: &[u8]) {
-    loop {
-        match p.try_send(m) {
-            Ok(()) => return,
-            Err(TrySendError::Full(_)) => thread::yield_now(),
-            Err(e) => panic!("{e}"),
-        }
-    }
+    loom_tests::spin::send(p, m)
 }
 
 /// Receive one message. `Disconnected` is a state, not the end: a producer may attach later.
 fn recv_spin(c: &mut Consumer) -> Vec<u8> {
-    let mut buf = Vec::new();
-    loop {
-        match c.try_recv(&mut buf) {
-            Ok(_) => return buf,
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => thread::yield_now(),
-            Err(e) => panic!("{e}"),
-        }
-    }
+    loom_tests::spin::recv(c, true)
 }
 
 /// Attach with `open` until the slot's holder lets go.

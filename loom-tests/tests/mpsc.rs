@@ -20,14 +20,7 @@ fn msg(p: u8, i: u8) -> Vec<u8> {
 }
 
 fn recv_spin(c: &mut Consumer) -> Vec<u8> {
-    let mut buf = Vec::new();
-    loop {
-        match c.try_recv(&mut buf) {
-            Ok(_) => return buf,
-            Err(TryRecvError::Empty) => thread::yield_now(),
-            Err(e) => panic!("{e}"),
-        }
-    }
+    loom_tests::spin::recv(c, false)
 }
 
 /// Every message of each producer arrives once, whole, in that producer's order.

@@ -17,24 +17,11 @@ fn msg(i: u8) -> Vec<u8> {
 }
 
 fn send_spin(p: &mut Producer, m: &[u8]) {
-    loop {
-        match p.try_send(m) {
-            Ok(()) => return,
-            Err(TrySendError::Full(_)) => thread::yield_now(),
-            Err(e) => panic!("{e}"),
-        }
-    }
+    loom_tests::spin::send(p, m)
 }
 
 fn recv_spin(c: &mut Consumer) -> Vec<u8> {
-    let mut buf = Vec::new();
-    loop {
-        match c.try_recv(&mut buf) {
-            Ok(_) => return buf,
-            Err(TryRecvError::Empty) => thread::yield_now(),
-            Err(e) => panic!("{e}"),
-        }
-    }
+    loom_tests::spin::recv(c, false)
 }
 
 #[test]

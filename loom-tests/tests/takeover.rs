@@ -5,17 +5,10 @@
 
 use loom::thread;
 use shm_ring::model::ModelMemory;
-use shm_ring::{mpsc, RingConfig, TryRecvError, TrySendError};
+use shm_ring::{mpsc, RingConfig, TrySendError};
 
 fn recv_spin(c: &mut mpsc::Consumer) -> Vec<u8> {
-    let mut buf = Vec::new();
-    loop {
-        match c.try_recv(&mut buf) {
-            Ok(_) => return buf,
-            Err(TryRecvError::Empty) => thread::yield_now(),
-            Err(e) => panic!("{e}"),
-        }
-    }
+    loom_tests::spin::recv(c, false)
 }
 
 #[test]

@@ -748,45 +748,42 @@ fn fmt_rate(r: f64) -> String {
     }
 }
 
-/// The results as a text table.
-pub fn table(all: &[Measurement]) -> String {
-    let mut out = String::new();
-    out.push_str("Round trip, 8-byte ping-pong between two processes\n");
-    out.push_str(&format!("  {:<20} {:>12} {:>12} {:>14}\n", "transport", "median", "p99", "vs pipe"));
-    let pipe_rtt = find(all, "pipe", "rtt", 8).and_then(|m| m.median_ns);
-    for m in all.iter().filter(|m| m.test == "rtt") {
+/// The rows of one round-trip test: header, then median, p99 and `ratio(median)` per transport.
+fn rtt_rows(
+    out: &mut String,
+    all: &[Measurement],
+    test: &str,
+    vs: &str,
+    ratio: impl Fn(f64) -> Option<String>,
+) {
+    out.push_str(&format!("  {:<20} {:>12} {:>12} {:>14}\n", "transport", "median", "p99", vs));
+    for m in all.iter().filter(|m| m.test == test) {
         let med = m.median_ns.unwrap_or(0.0);
-        let ratio = pipe_rtt.map(|p| format!("{:.1}x faster", p / med)).unwrap_or_default();
         out.push_str(&format!(
             "  {:<20} {:>12} {:>12} {:>14}\n",
             m.transport,
             fmt_ns(med),
             fmt_ns(m.p99_ns.unwrap_or(0.0)),
-            ratio
+            ratio(med).unwrap_or_default()
         ));
     }
-    let wakes: Vec<&Measurement> = all.iter().filter(|m| m.test == "wake_rtt").collect();
-    if !wakes.is_empty() {
+}
+
+/// The results as a text table.
+pub fn table(all: &[Measurement]) -> String {
+    let mut out = String::new();
+    out.push_str("Round trip, 8-byte ping-pong between two processes\n");
+    let pipe_rtt = find(all, "pipe", "rtt", 8).and_then(|m| m.median_ns);
+    rtt_rows(&mut out, all, "rtt", "vs pipe", |med| pipe_rtt.map(|p| format!("{:.1}x faster", p / med)));
+    if all.iter().any(|m| m.test == "wake_rtt") {
         out.push_str(&format!(
             "\nWake round trip, 8-byte pings {} ms apart (the peer sleeps before each)\n",
             WAKE_SPACING.as_millis()
         ));
-        out.push_str(&format!(
-            "  {:<20} {:>12} {:>12} {:>14}\n",
-            "transport", "median", "p99", "vs futex floor"
-        ));
         let floor = find(all, "futex-floor", "wake_rtt", 8).and_then(|m| m.median_ns);
-        for m in wakes {
-            let med = m.median_ns.unwrap_or(0.0);
-            let ratio = floor.map(|f| format!("{:.2}x", med / f)).unwrap_or_default();
-            out.push_str(&format!(
-                "  {:<20} {:>12} {:>12} {:>14}\n",
-                m.transport,
-                fmt_ns(med),
-                fmt_ns(m.p99_ns.unwrap_or(0.0)),
-                ratio
-            ));
-        }
+        rtt_rows(&mut out, all, "wake_rtt", "vs futex floor", |med| {
+            floor.map(|f| format!("{:.2}x", med / f))
+        });
     }
     out.push_str("\nOne-way throughput (median of repetitions), every message verified\n");
     out.push_str(&format!(

@@ -25,7 +25,7 @@ use crate::error::{
     TrySendError,
 };
 use crate::memory::{DefaultMemory, Memory};
-use crate::protocol::{ConsumerCore, Next, ProducerCore, RingKind};
+use crate::protocol::{ConsumerCore, Core, Next, ProducerCore, RingKind};
 use crate::wait::{self, Step, Waited};
 
 type ProducerOf<K, M> = <K as RingKind>::Producer<M>;
@@ -636,6 +636,22 @@ unsafe fn payload_unchecked<M: Memory>(mem: &M, n: Next) -> &[u8] {
     unsafe { std::slice::from_raw_parts(mem.payload(n.idx), n.len) }
 }
 
+/// An iterator's next item from one receive: the message; nothing, and the end, on an error
+/// that `ends` it; otherwise the error once, and then the end.
+fn item<E>(
+    done: &mut bool,
+    r: Result<Vec<u8>, E>,
+    ends: impl FnOnce(&E) -> bool,
+) -> Option<Result<Vec<u8>, E>> {
+    match r {
+        Ok(m) => Some(Ok(m)),
+        Err(e) => {
+            *done = true;
+            (!ends(&e)).then_some(Err(e))
+        }
+    }
+}
+
 /// The messages waiting now: see [`Consumer::try_iter`].
 pub struct TryIter<'a, K: RingKind, M: Memory = DefaultMemory> {
     consumer: &'a mut Consumer<K, M>,
@@ -650,17 +666,8 @@ impl<K: RingKind, M: Memory> Iterator for TryIter<'_, K, M> {
             return None;
         }
         let mut buf = Vec::new();
-        match self.consumer.try_recv(&mut buf) {
-            Ok(_) => Some(Ok(buf)),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        let r = self.consumer.try_recv(&mut buf).map(|_| buf);
+        item(&mut self.done, r, |e| matches!(e, TryRecvError::Empty | TryRecvError::Disconnected))
     }
 }
 
@@ -684,17 +691,8 @@ impl<K: RingKind, M: Memory> Iterator for Iter<'_, K, M> {
             return None;
         }
         let mut buf = Vec::new();
-        match self.consumer.recv(&mut buf) {
-            Ok(_) => Some(Ok(buf)),
-            Err(RecvError::Disconnected) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        let r = self.consumer.recv(&mut buf).map(|_| buf);
+        item(&mut self.done, r, |e| matches!(e, RecvError::Disconnected))
     }
 }
 
@@ -838,7 +836,7 @@ mod region {
 
         /// The region the ring lives in (to `flush` a file-backed ring, for example).
         pub fn region(&self) -> &Arc<Region> {
-            crate::protocol::ProducerCore::mem(&self.core).region()
+            crate::protocol::Core::mem(&self.core).region()
         }
     }
 
@@ -867,7 +865,7 @@ mod region {
 
         /// The region the ring lives in.
         pub fn region(&self) -> &Arc<Region> {
-            crate::protocol::ConsumerCore::mem(&self.core).region()
+            crate::protocol::Core::mem(&self.core).region()
         }
     }
 }

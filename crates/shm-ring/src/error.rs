@@ -234,180 +234,170 @@ impl SendStop {
     }
 }
 
-/// The error of a blocking send ([`Producer::send`](crate::Producer::send) and friends): the
-/// message is handed back.
-#[non_exhaustive]
-pub enum SendError<T> {
-    /// The consumer closed its end.
-    Disconnected(T),
-    /// The consumer's process died without closing.
-    PeerDead {
-        /// The message.
-        msg: T,
-        /// The dead process (as its own PID namespace numbers it).
-        pid: u32,
-    },
-    /// Longer than the ring's max message size.
-    TooLarge {
-        /// The message.
-        msg: T,
-        /// Its length.
-        len: usize,
-        /// The ring's limit.
-        max: usize,
-    },
-    /// Shared memory is corrupt.
-    Corrupt {
-        /// The message.
-        msg: T,
-        /// What was wrong.
-        error: CorruptError,
-    },
+/// A send error type: the variants every send form shares (each handing the message back),
+/// plus `$extra` (the form's own "not now": `Full` for a try, `Timeout` for a timed send), and
+/// what each needs beyond them: conversion from the internal [`SendStop`], `into_inner`, `map`,
+/// `Display`, `Debug` (without `T: Debug`), `Error` and `From<_> for io::Error`.
+macro_rules! send_error {
+    ($(#[$meta:meta])* $name:ident $(, $(#[$xmeta:meta])* $extra:ident => $text:literal, $kind:ident)?) => {
+        $(#[$meta])*
+        #[non_exhaustive]
+        pub enum $name<T> {
+            $($(#[$xmeta])* $extra(T),)?
+            /// The consumer closed its end.
+            Disconnected(T),
+            /// The consumer's process died without closing.
+            PeerDead {
+                /// The message.
+                msg: T,
+                /// The dead process (as its own PID namespace numbers it).
+                pid: u32,
+            },
+            /// Longer than the ring's max message size.
+            TooLarge {
+                /// The message.
+                msg: T,
+                /// Its length.
+                len: usize,
+                /// The ring's limit.
+                max: usize,
+            },
+            /// Shared memory is corrupt.
+            Corrupt {
+                /// The message.
+                msg: T,
+                /// What was wrong.
+                error: CorruptError,
+            },
+        }
+
+        impl<T> $name<T> {
+            /// The error for `stop` (`None`: the form's own "not now"), carrying `msg`.
+            #[allow(dead_code)]
+            pub(crate) fn from_stop(stop: Option<SendStop>, msg: T) -> $name<T> {
+                match stop {
+                    $(None => $name::$extra(msg),)?
+                    Some(SendStop::Disconnected) => $name::Disconnected(msg),
+                    Some(SendStop::PeerDead { pid }) => $name::PeerDead { msg, pid },
+                    Some(SendStop::TooLarge { len, max }) => $name::TooLarge { msg, len, max },
+                    Some(SendStop::Corrupt(error)) => $name::Corrupt { msg, error },
+                    #[allow(unreachable_patterns)]
+                    None => unreachable!("a blocking send has no \"not now\""),
+                }
+            }
+
+            /// The reason (`None`: the form's own "not now") and the message.
+            fn split(self) -> (Option<SendStop>, T) {
+                match self {
+                    $($name::$extra(msg) => (None, msg),)?
+                    $name::Disconnected(msg) => (Some(SendStop::Disconnected), msg),
+                    $name::PeerDead { msg, pid } => (Some(SendStop::PeerDead { pid }), msg),
+                    $name::TooLarge { msg, len, max } => (Some(SendStop::TooLarge { len, max }), msg),
+                    $name::Corrupt { msg, error } => (Some(SendStop::Corrupt(error)), msg),
+                }
+            }
+
+            fn reason(&self) -> Option<SendStop> {
+                match self {
+                    $($name::$extra(_) => None,)?
+                    $name::Disconnected(_) => Some(SendStop::Disconnected),
+                    $name::PeerDead { pid, .. } => Some(SendStop::PeerDead { pid: *pid }),
+                    $name::TooLarge { len, max, .. } => Some(SendStop::TooLarge { len: *len, max: *max }),
+                    $name::Corrupt { error, .. } => Some(SendStop::Corrupt(*error)),
+                }
+            }
+
+            /// The message that was not sent.
+            pub fn into_inner(self) -> T {
+                self.split().1
+            }
+
+            /// The same error carrying another value.
+            pub fn map<U>(self, f: impl FnOnce(T) -> U) -> $name<U> {
+                let (stop, msg) = self.split();
+                $name::from_stop(stop, f(msg))
+            }
+        }
+
+        impl<T> fmt::Display for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self.reason() {
+                    Some(stop) => stop.fmt(f),
+                    None => f.write_str(send_error!(@text $($text)?)),
+                }
+            }
+        }
+
+        // Debug without `T: Debug`, as std's channel errors: the message is shown as `..`.
+        impl<T> fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let name = stringify!($name);
+                match self.reason() {
+                    None => write!(f, "{name}::{}(..)", send_error!(@text $(stringify!($extra))?)),
+                    Some(SendStop::Disconnected) => write!(f, "{name}::Disconnected(..)"),
+                    Some(SendStop::PeerDead { pid }) => write!(f, "{name}::PeerDead {{ pid: {pid}, .. }}"),
+                    Some(SendStop::TooLarge { len, max }) => {
+                        write!(f, "{name}::TooLarge {{ len: {len}, max: {max}, .. }}")
+                    }
+                    Some(SendStop::Corrupt(error)) => write!(f, "{name}::Corrupt {{ error: {error:?}, .. }}"),
+                }
+            }
+        }
+
+        impl<T> std::error::Error for $name<T> {}
+
+        impl<T> From<$name<T>> for std::io::Error {
+            fn from(e: $name<T>) -> std::io::Error {
+                match e.reason() {
+                    Some(stop) => std::io::Error::new(stop.io_kind(), stop.to_string()),
+                    None => std::io::Error::new(
+                        send_error!(@kind $($kind)?),
+                        send_error!(@text $($text)?),
+                    ),
+                }
+            }
+        }
+    };
+    (@text $text:expr) => { $text };
+    (@text) => { "" };
+    (@kind $kind:ident) => { std::io::ErrorKind::$kind };
+    (@kind) => { std::io::ErrorKind::Other };
 }
 
-/// The error of a non-blocking send ([`Producer::try_send`](crate::Producer::try_send) and
-/// friends): the message is handed back.
-#[non_exhaustive]
-pub enum TrySendError<T> {
+send_error! {
+    /// The error of a blocking send ([`Producer::send`](crate::Producer::send) and friends): the
+    /// message is handed back.
+    SendError
+}
+
+send_error! {
+    /// The error of a non-blocking send ([`Producer::try_send`](crate::Producer::try_send) and
+    /// friends): the message is handed back.
+    TrySendError,
     /// The ring has no room now.
-    Full(T),
-    /// The consumer closed its end.
-    Disconnected(T),
-    /// The consumer's process died without closing.
-    PeerDead {
-        /// The message.
-        msg: T,
-        /// The dead process.
-        pid: u32,
-    },
-    /// Longer than the ring's max message size.
-    TooLarge {
-        /// The message.
-        msg: T,
-        /// Its length.
-        len: usize,
-        /// The ring's limit.
-        max: usize,
-    },
-    /// Shared memory is corrupt.
-    Corrupt {
-        /// The message.
-        msg: T,
-        /// What was wrong.
-        error: CorruptError,
-    },
+    Full => "ring is full", WouldBlock
 }
 
-/// The error of a timed send ([`Producer::send_timeout`](crate::Producer::send_timeout) and
-/// friends): the message is handed back.
-#[non_exhaustive]
-pub enum SendTimeoutError<T> {
+send_error! {
+    /// The error of a timed send ([`Producer::send_timeout`](crate::Producer::send_timeout) and
+    /// friends): the message is handed back.
+    SendTimeoutError,
     /// The ring had no room before the timeout.
-    Timeout(T),
-    /// The consumer closed its end.
-    Disconnected(T),
-    /// The consumer's process died without closing.
-    PeerDead {
-        /// The message.
-        msg: T,
-        /// The dead process.
-        pid: u32,
-    },
-    /// Longer than the ring's max message size.
-    TooLarge {
-        /// The message.
-        msg: T,
-        /// Its length.
-        len: usize,
-        /// The ring's limit.
-        max: usize,
-    },
-    /// Shared memory is corrupt.
-    Corrupt {
-        /// The message.
-        msg: T,
-        /// What was wrong.
-        error: CorruptError,
-    },
+    Timeout => "timed out waiting for room in the ring", TimedOut
 }
 
 impl<T> SendError<T> {
     pub(crate) fn new(stop: SendStop, msg: T) -> SendError<T> {
-        match stop {
-            SendStop::Disconnected => SendError::Disconnected(msg),
-            SendStop::PeerDead { pid } => SendError::PeerDead { msg, pid },
-            SendStop::TooLarge { len, max } => SendError::TooLarge { msg, len, max },
-            SendStop::Corrupt(error) => SendError::Corrupt { msg, error },
-        }
-    }
-
-    fn split(self) -> (SendStop, T) {
-        match self {
-            SendError::Disconnected(msg) => (SendStop::Disconnected, msg),
-            SendError::PeerDead { msg, pid } => (SendStop::PeerDead { pid }, msg),
-            SendError::TooLarge { msg, len, max } => (SendStop::TooLarge { len, max }, msg),
-            SendError::Corrupt { msg, error } => (SendStop::Corrupt(error), msg),
-        }
-    }
-
-    fn stop(&self) -> SendStop {
-        match self {
-            SendError::Disconnected(_) => SendStop::Disconnected,
-            SendError::PeerDead { pid, .. } => SendStop::PeerDead { pid: *pid },
-            SendError::TooLarge { len, max, .. } => SendStop::TooLarge { len: *len, max: *max },
-            SendError::Corrupt { error, .. } => SendStop::Corrupt(*error),
-        }
-    }
-
-    /// The message that was not sent.
-    pub fn into_inner(self) -> T {
-        self.split().1
-    }
-
-    /// The same error carrying another value.
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> SendError<U> {
-        let (stop, msg) = self.split();
-        SendError::new(stop, f(msg))
+        SendError::from_stop(Some(stop), msg)
     }
 }
 
 impl<T> TrySendError<T> {
     pub(crate) fn new(fail: SendFail, msg: T) -> TrySendError<T> {
         match fail {
-            SendFail::Full => TrySendError::Full(msg),
-            SendFail::Stop(stop) => SendError::new(stop, msg).into(),
+            SendFail::Full => TrySendError::from_stop(None, msg),
+            SendFail::Stop(stop) => TrySendError::from_stop(Some(stop), msg),
         }
-    }
-
-    fn split(self) -> (SendFail, T) {
-        match self {
-            TrySendError::Full(msg) => (SendFail::Full, msg),
-            TrySendError::Disconnected(msg) => (SendStop::Disconnected.into(), msg),
-            TrySendError::PeerDead { msg, pid } => (SendStop::PeerDead { pid }.into(), msg),
-            TrySendError::TooLarge { msg, len, max } => (SendStop::TooLarge { len, max }.into(), msg),
-            TrySendError::Corrupt { msg, error } => (SendStop::Corrupt(error).into(), msg),
-        }
-    }
-
-    fn fail(&self) -> SendFail {
-        match self {
-            TrySendError::Full(_) => SendFail::Full,
-            TrySendError::Disconnected(_) => SendStop::Disconnected.into(),
-            TrySendError::PeerDead { pid, .. } => SendStop::PeerDead { pid: *pid }.into(),
-            TrySendError::TooLarge { len, max, .. } => SendStop::TooLarge { len: *len, max: *max }.into(),
-            TrySendError::Corrupt { error, .. } => SendStop::Corrupt(*error).into(),
-        }
-    }
-
-    /// The message that was not sent.
-    pub fn into_inner(self) -> T {
-        self.split().1
-    }
-
-    /// The same error carrying another value.
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> TrySendError<U> {
-        let (fail, msg) = self.split();
-        TrySendError::new(fail, f(msg))
     }
 
     /// Whether the ring was only full (a later try may succeed).
@@ -419,41 +409,7 @@ impl<T> TrySendError<T> {
 impl<T> SendTimeoutError<T> {
     /// `stop` with the message; `None` for the timeout.
     pub(crate) fn new(stop: Option<SendStop>, msg: T) -> SendTimeoutError<T> {
-        match stop {
-            None => SendTimeoutError::Timeout(msg),
-            Some(stop) => SendError::new(stop, msg).into(),
-        }
-    }
-
-    fn split(self) -> (Option<SendStop>, T) {
-        match self {
-            SendTimeoutError::Timeout(msg) => (None, msg),
-            SendTimeoutError::Disconnected(msg) => (Some(SendStop::Disconnected), msg),
-            SendTimeoutError::PeerDead { msg, pid } => (Some(SendStop::PeerDead { pid }), msg),
-            SendTimeoutError::TooLarge { msg, len, max } => (Some(SendStop::TooLarge { len, max }), msg),
-            SendTimeoutError::Corrupt { msg, error } => (Some(SendStop::Corrupt(error)), msg),
-        }
-    }
-
-    fn stop(&self) -> Option<SendStop> {
-        match self {
-            SendTimeoutError::Timeout(_) => None,
-            SendTimeoutError::Disconnected(_) => Some(SendStop::Disconnected),
-            SendTimeoutError::PeerDead { pid, .. } => Some(SendStop::PeerDead { pid: *pid }),
-            SendTimeoutError::TooLarge { len, max, .. } => Some(SendStop::TooLarge { len: *len, max: *max }),
-            SendTimeoutError::Corrupt { error, .. } => Some(SendStop::Corrupt(*error)),
-        }
-    }
-
-    /// The message that was not sent.
-    pub fn into_inner(self) -> T {
-        self.split().1
-    }
-
-    /// The same error carrying another value.
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> SendTimeoutError<U> {
-        let (stop, msg) = self.split();
-        SendTimeoutError::new(stop, f(msg))
+        SendTimeoutError::from_stop(stop, msg)
     }
 
     /// Whether the wait only timed out (a later send may succeed).
@@ -464,113 +420,15 @@ impl<T> SendTimeoutError<T> {
 
 impl<T> From<SendError<T>> for TrySendError<T> {
     fn from(e: SendError<T>) -> TrySendError<T> {
-        match e {
-            SendError::Disconnected(msg) => TrySendError::Disconnected(msg),
-            SendError::PeerDead { msg, pid } => TrySendError::PeerDead { msg, pid },
-            SendError::TooLarge { msg, len, max } => TrySendError::TooLarge { msg, len, max },
-            SendError::Corrupt { msg, error } => TrySendError::Corrupt { msg, error },
-        }
+        let (stop, msg) = e.split();
+        TrySendError::from_stop(stop, msg)
     }
 }
 
 impl<T> From<SendError<T>> for SendTimeoutError<T> {
     fn from(e: SendError<T>) -> SendTimeoutError<T> {
-        match e {
-            SendError::Disconnected(msg) => SendTimeoutError::Disconnected(msg),
-            SendError::PeerDead { msg, pid } => SendTimeoutError::PeerDead { msg, pid },
-            SendError::TooLarge { msg, len, max } => SendTimeoutError::TooLarge { msg, len, max },
-            SendError::Corrupt { msg, error } => SendTimeoutError::Corrupt { msg, error },
-        }
-    }
-}
-
-impl<T> fmt::Display for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.stop().fmt(f)
-    }
-}
-
-impl<T> fmt::Display for TrySendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.fail() {
-            SendFail::Full => f.write_str("ring is full"),
-            SendFail::Stop(stop) => stop.fmt(f),
-        }
-    }
-}
-
-impl<T> fmt::Display for SendTimeoutError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.stop() {
-            None => f.write_str("timed out waiting for room in the ring"),
-            Some(stop) => stop.fmt(f),
-        }
-    }
-}
-
-/// `Name::Variant` with the message shown as `..` (Debug without `T: Debug`, as std's channel
-/// errors).
-fn debug_stop(f: &mut fmt::Formatter<'_>, name: &str, stop: SendStop) -> fmt::Result {
-    match stop {
-        SendStop::Disconnected => write!(f, "{name}::Disconnected(..)"),
-        SendStop::PeerDead { pid } => write!(f, "{name}::PeerDead {{ pid: {pid}, .. }}"),
-        SendStop::TooLarge { len, max } => write!(f, "{name}::TooLarge {{ len: {len}, max: {max}, .. }}"),
-        SendStop::Corrupt(error) => write!(f, "{name}::Corrupt {{ error: {error:?}, .. }}"),
-    }
-}
-
-impl<T> fmt::Debug for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        debug_stop(f, "SendError", self.stop())
-    }
-}
-
-impl<T> fmt::Debug for TrySendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.fail() {
-            SendFail::Full => f.write_str("TrySendError::Full(..)"),
-            SendFail::Stop(stop) => debug_stop(f, "TrySendError", stop),
-        }
-    }
-}
-
-impl<T> fmt::Debug for SendTimeoutError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.stop() {
-            None => f.write_str("SendTimeoutError::Timeout(..)"),
-            Some(stop) => debug_stop(f, "SendTimeoutError", stop),
-        }
-    }
-}
-
-impl<T> std::error::Error for SendError<T> {}
-impl<T> std::error::Error for TrySendError<T> {}
-impl<T> std::error::Error for SendTimeoutError<T> {}
-
-impl<T> From<SendError<T>> for std::io::Error {
-    fn from(e: SendError<T>) -> std::io::Error {
-        let stop = e.stop();
-        std::io::Error::new(stop.io_kind(), stop.to_string())
-    }
-}
-
-impl<T> From<TrySendError<T>> for std::io::Error {
-    fn from(e: TrySendError<T>) -> std::io::Error {
-        match e.fail() {
-            SendFail::Full => std::io::Error::new(std::io::ErrorKind::WouldBlock, "ring is full"),
-            SendFail::Stop(stop) => std::io::Error::new(stop.io_kind(), stop.to_string()),
-        }
-    }
-}
-
-impl<T> From<SendTimeoutError<T>> for std::io::Error {
-    fn from(e: SendTimeoutError<T>) -> std::io::Error {
-        match e.stop() {
-            None => {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out waiting for room in the ring")
-            }
-            Some(stop) => std::io::Error::new(stop.io_kind(), stop.to_string()),
-        }
+        let (stop, msg) = e.split();
+        SendTimeoutError::from_stop(stop, msg)
     }
 }
 
@@ -813,10 +671,66 @@ impl From<TryRecvError> for RecvTimeoutError {
 /// A try is a wait of zero: `Full` becomes `Timeout`, everything else stays as it is.
 impl<T> From<TrySendError<T>> for SendTimeoutError<T> {
     fn from(e: TrySendError<T>) -> SendTimeoutError<T> {
-        let (fail, msg) = e.split();
-        match fail {
-            SendFail::Full => SendTimeoutError::Timeout(msg),
-            SendFail::Stop(stop) => SendError::new(stop, msg).into(),
+        let (stop, msg) = e.split();
+        SendTimeoutError::from_stop(stop, msg)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::io::ErrorKind;
+
+    #[test]
+    fn send_errors_say_what_happened_and_hand_the_message_back() {
+        let full = TrySendError::Full(5u8);
+        assert_eq!(
+            (full.to_string(), format!("{full:?}")),
+            ("ring is full".into(), "TrySendError::Full(..)".into())
+        );
+        assert!(full.is_full());
+        assert_eq!(std::io::Error::from(TrySendError::Full(5u8)).kind(), ErrorKind::WouldBlock);
+        assert_eq!(full.map(|m| m + 1).into_inner(), 6);
+
+        let timeout = SendTimeoutError::new(None, "m");
+        assert!(timeout.is_timeout());
+        assert_eq!(timeout.to_string(), "timed out waiting for room in the ring");
+        assert_eq!(std::io::Error::from(timeout).kind(), ErrorKind::TimedOut);
+
+        let gone = SendError::new(SendStop::Disconnected, vec![1u8]);
+        assert_eq!(format!("{gone:?}"), "SendError::Disconnected(..)");
+        assert_eq!(gone.to_string(), "consumer closed its end of the ring");
+        assert_eq!(
+            std::io::Error::from(SendError::new(SendStop::Disconnected, ())).kind(),
+            ErrorKind::BrokenPipe
+        );
+
+        let dead = SendError::new(SendStop::PeerDead { pid: 42 }, 'x');
+        assert_eq!(format!("{dead:?}"), "SendError::PeerDead { pid: 42, .. }");
+        match TrySendError::from(dead) {
+            TrySendError::PeerDead { msg, pid } => assert_eq!((msg, pid), ('x', 42)),
+            other => panic!("{other:?}"),
         }
+        let large = TrySendError::new(SendStop::TooLarge { len: 9, max: 8 }.into(), ());
+        assert_eq!(large.to_string(), "message of 9 bytes exceeds the ring's max message size 8");
+        assert!(matches!(SendTimeoutError::from(TrySendError::Full(1)), SendTimeoutError::Timeout(1)));
+        assert!(matches!(SendTimeoutError::from(large), SendTimeoutError::TooLarge { len: 9, max: 8, .. }));
+    }
+
+    #[test]
+    fn receive_errors_convert_without_losing_anything() {
+        assert_eq!(RecvTimeoutError::from(TryRecvError::Empty), RecvTimeoutError::Timeout);
+        assert_eq!(
+            RecvTimeoutError::from(TryRecvError::PeerDead { pid: 3 }),
+            RecvTimeoutError::PeerDead { pid: 3 }
+        );
+        assert_eq!(RecvError::try_from(TryRecvError::Empty), Err(TryRecvError::Empty));
+        assert_eq!(RecvError::try_from(RecvTimeoutError::Disconnected), Ok(RecvError::Disconnected));
+        let e = std::io::Error::from(TryRecvError::Empty);
+        assert_eq!(e.kind(), ErrorKind::WouldBlock);
+        assert_eq!(e.get_ref().and_then(|e| e.downcast_ref::<TryRecvError>()), Some(&TryRecvError::Empty));
+        assert_eq!(std::io::Error::from(RecvError::Disconnected).kind(), ErrorKind::UnexpectedEof);
+        let c = CorruptError { what: "x", found: 1, position: 2, expected: "y" };
+        assert_eq!(std::io::Error::from(RecvTimeoutError::Corrupt(c)).kind(), ErrorKind::InvalidData);
     }
 }

@@ -38,7 +38,7 @@ use crate::layout::{
     TYPE_PAD, TYPE_SKIP,
 };
 use crate::memory::{DefaultMemory, Memory};
-use crate::protocol::{ConsumerCore, Mpsc, Next, ProducerCore, RingKind};
+use crate::protocol::{ConsumerCore, Core, Mpsc, Next, ProducerCore, RingKind};
 use crate::slots::{self, End, Held, LivenessClock, Peer};
 use crate::sync::Ordering;
 use crate::wait;
@@ -366,9 +366,7 @@ impl<M: Memory> MpscProducer<M> {
     }
 }
 
-impl<M: Memory> ProducerCore<M> for MpscProducer<M> {
-    type Claim = Claim;
-
+impl<M: Memory> Core<M> for MpscProducer<M> {
     fn attach(mem: M, geo: Geometry) -> Result<Self, AttachError> {
         Self::attach_mem(mem, geo)
     }
@@ -376,6 +374,10 @@ impl<M: Memory> ProducerCore<M> for MpscProducer<M> {
     fn parts(&self) -> (&M, &Geometry) {
         (&self.att.mem, &self.geo)
     }
+}
+
+impl<M: Memory> ProducerCore<M> for MpscProducer<M> {
+    type Claim = Claim;
 
     fn len_bytes(&self) -> usize {
         self.bytes_in_flight()
@@ -828,7 +830,7 @@ impl<M: Memory> MpscConsumer<M> {
     }
 }
 
-impl<M: Memory> ConsumerCore<M> for MpscConsumer<M> {
+impl<M: Memory> Core<M> for MpscConsumer<M> {
     fn attach(mem: M, geo: Geometry) -> Result<Self, AttachError> {
         Self::attach_mem(mem, geo)
     }
@@ -836,7 +838,9 @@ impl<M: Memory> ConsumerCore<M> for MpscConsumer<M> {
     fn parts(&self) -> (&M, &Geometry) {
         (&self.mem, &self.geo)
     }
+}
 
+impl<M: Memory> ConsumerCore<M> for MpscConsumer<M> {
     fn position(&self) -> u64 {
         self.st.head
     }

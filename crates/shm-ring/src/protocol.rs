@@ -53,12 +53,9 @@ pub struct Mpsc;
 impl sealed::Sealed for Spsc {}
 impl sealed::Sealed for Mpsc {}
 
-/// The protocol of a sending end.
+/// What every end's core has: attaching, and the memory and geometry it works on.
 #[doc(hidden)]
-pub trait ProducerCore<M: Memory>: Sized + fmt::Debug {
-    /// Where a claimed record is (and whatever the core needs to commit it).
-    type Claim: Copy + fmt::Debug;
-
+pub trait Core<M: Memory>: Sized + fmt::Debug {
     /// Attach to initialised memory whose geometry was validated.
     fn attach(mem: M, geo: Geometry) -> Result<Self, AttachError>;
     /// The ring's memory and the geometry copied at attach.
@@ -72,6 +69,14 @@ pub trait ProducerCore<M: Memory>: Sized + fmt::Debug {
     {
         self.parts().1
     }
+}
+
+/// The protocol of a sending end.
+#[doc(hidden)]
+pub trait ProducerCore<M: Memory>: Core<M> {
+    /// Where a claimed record is (and whatever the core needs to commit it).
+    type Claim: Copy + fmt::Debug;
+
     /// Bytes in flight as far as this end knows.
     fn len_bytes(&self) -> usize;
     /// One bounded attempt to claim room for `len` payload bytes (`len` is at most the max
@@ -90,20 +95,7 @@ pub trait ProducerCore<M: Memory>: Sized + fmt::Debug {
 
 /// The protocol of a receiving end.
 #[doc(hidden)]
-pub trait ConsumerCore<M: Memory>: Sized + fmt::Debug {
-    /// Attach to initialised memory whose geometry was validated.
-    fn attach(mem: M, geo: Geometry) -> Result<Self, AttachError>;
-    /// The ring's memory and the geometry copied at attach.
-    fn parts(&self) -> (&M, &Geometry);
-    fn mem(&self) -> &M {
-        self.parts().0
-    }
-    fn geometry<'a>(&'a self) -> &'a Geometry
-    where
-        M: 'a,
-    {
-        self.parts().1
-    }
+pub trait ConsumerCore<M: Memory>: Core<M> {
     /// Our position.
     fn position(&self) -> u64;
     /// Bytes waiting to be consumed or still being written: from our position to the tail.

@@ -13,7 +13,7 @@ use crate::error::corrupt;
 use crate::error::{AttachError, CorruptError, RecvFail, RecvStop, Role, SendFail, SendStop, TrySendError};
 use crate::layout::{record_size, RecordHeader, RECORD_HEADER, TYPE_MSG, TYPE_PAD};
 use crate::memory::{DefaultMemory, Memory};
-use crate::protocol::{ConsumerCore, Next, ProducerCore, RingKind, Spsc};
+use crate::protocol::{ConsumerCore, Core, Next, ProducerCore, RingKind, Spsc};
 use crate::slots::{self, End, Held, LivenessClock, Peer};
 use crate::sync::Ordering;
 use crate::wait;
@@ -180,9 +180,7 @@ impl<M: Memory> SpscProducer<M> {
     }
 }
 
-impl<M: Memory> ProducerCore<M> for SpscProducer<M> {
-    type Claim = Spot;
-
+impl<M: Memory> Core<M> for SpscProducer<M> {
     fn attach(mem: M, geo: Geometry) -> Result<Self, AttachError> {
         let h = mem.header();
         let (me, _gen) = slots::claim_slot(&mem, End::Producer(0), Role::Producer)?;
@@ -210,6 +208,10 @@ impl<M: Memory> ProducerCore<M> for SpscProducer<M> {
     fn parts(&self) -> (&M, &Geometry) {
         (&self.mem, &self.geo)
     }
+}
+
+impl<M: Memory> ProducerCore<M> for SpscProducer<M> {
+    type Claim = Spot;
 
     fn len_bytes(&self) -> usize {
         // Acquire: not needed (a byte count for the caller).
@@ -483,7 +485,7 @@ impl<M: Memory> SpscConsumer<M> {
     }
 }
 
-impl<M: Memory> ConsumerCore<M> for SpscConsumer<M> {
+impl<M: Memory> Core<M> for SpscConsumer<M> {
     fn attach(mem: M, geo: Geometry) -> Result<Self, AttachError> {
         let (me, head) = slots::attach_consumer(&mem, &geo)?;
         let st =
@@ -494,7 +496,9 @@ impl<M: Memory> ConsumerCore<M> for SpscConsumer<M> {
     fn parts(&self) -> (&M, &Geometry) {
         (&self.mem, &self.geo)
     }
+}
 
+impl<M: Memory> ConsumerCore<M> for SpscConsumer<M> {
     fn position(&self) -> u64 {
         self.st.head
     }
