@@ -92,17 +92,8 @@ impl<K: RingKind, M: Memory> Producer<K, M> {
         self.len_bytes() == 0
     }
 
-    fn check_len(&self, len: usize) -> Result<(), SendStop> {
-        let max = self.max_message();
-        if len > max {
-            return Err(SendStop::TooLarge { len, max });
-        }
-        Ok(())
-    }
-
-    /// Claim room for `len` bytes now.
+    /// Claim room for `len` bytes now (the core refuses a `len` beyond the max message size).
     fn try_claim(&mut self, len: usize) -> Result<ClaimOf<K, M>, SendFail> {
-        self.check_len(len)?;
         self.core.try_claim(len)
     }
 
@@ -112,7 +103,7 @@ impl<K: RingKind, M: Memory> Producer<K, M> {
         len: usize,
         deadline: Option<Instant>,
     ) -> Result<ClaimOf<K, M>, Waited<SendStop>> {
-        self.check_len(len).map_err(Waited::Failed)?;
+        // A `len` beyond the max message size ends the wait at its first attempt (`TooLarge`).
         wait::block_on(
             &mut self.core,
             ProducerOf::<K, M>::mem,

@@ -1,7 +1,7 @@
 //! How a ring is laid out: the configuration a creator chooses ([`RingConfig`]) and the
 //! geometry every end copies at attach ([`Geometry`]), with the one validator both go through.
 
-use crate::error::{AttachError, CorruptError, InitError};
+use crate::error::{AttachError, CorruptError, InitError, SendStop};
 use crate::layout::{self, Kind, MAX_POSITION, MIN_CAPACITY};
 
 /// The largest data area accepted (1 TiB).
@@ -104,6 +104,15 @@ impl From<GeometryError> for AttachError {
 }
 
 impl Geometry {
+    /// Whether a payload of `len` bytes fits a record of this ring (`TooLarge` otherwise): the
+    /// one check every claim makes first.
+    pub(crate) fn check_len(&self, len: usize) -> Result<(), SendStop> {
+        if len > self.max_message {
+            return Err(SendStop::TooLarge { len, max: self.max_message });
+        }
+        Ok(())
+    }
+
     /// The one geometry validator, for a creator's [`RingConfig`] and for a descriptor read
     /// from shared memory alike: `capacity` a power of two in range, `max_message` from 1 to
     /// [`layout::max_message_for`] the capacity, the producer count the kind allows.

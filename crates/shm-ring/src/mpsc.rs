@@ -341,10 +341,7 @@ impl<M: Memory> MpscProducer<M> {
         advance: bool,
         mut stall: impl FnMut(),
     ) -> Result<Claim, SendFail> {
-        let max = self.geo.max_message;
-        if len > max {
-            return Err(SendStop::TooLarge { len, max }.into());
-        }
+        self.geo.check_len(len)?;
         for _ in 0..CLAIM_ATTEMPTS {
             match Self::attempt_claim(&self.att, &self.geo, &mut self.st, len, advance, &mut stall) {
                 Ok(c) => return Ok(c),

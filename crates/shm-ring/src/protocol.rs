@@ -79,8 +79,8 @@ pub trait ProducerCore<M: Memory>: Core<M> {
 
     /// Bytes in flight as far as this end knows.
     fn len_bytes(&self) -> usize;
-    /// One bounded attempt to claim room for `len` payload bytes (`len` is at most the max
-    /// message size: the front checked it).
+    /// One bounded attempt to claim room for `len` payload bytes; `TooLarge` (before any
+    /// attempt) beyond the max message size ([`Geometry::check_len`]).
     fn try_claim(&mut self, len: usize) -> Result<Self::Claim, SendFail>;
     /// How a blocked producer sees its consumer: closed since we came, or dead (only checked
     /// when `check_alive`). `None`: keep waiting.

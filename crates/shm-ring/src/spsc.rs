@@ -172,10 +172,7 @@ impl<M: Memory> SpscProducer<M> {
 
     /// Room for a payload of `len` bytes, which may be at most the max message size.
     fn claim(&mut self, len: usize) -> Result<Spot, SendFail> {
-        let max = self.geo.max_message;
-        if len > max {
-            return Err(SendStop::TooLarge { len, max }.into());
-        }
+        self.geo.check_len(len)?;
         self.room(record_size(len))
     }
 }

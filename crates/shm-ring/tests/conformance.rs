@@ -137,6 +137,31 @@ fn full_and_empty<K: RingKind>(mut maker: impl Maker) {
     assert_eq!(buf, [0xee; 100]);
 }
 
+/// A message longer than the max message size is refused by every send form at once, handed
+/// back with both lengths named, and nothing reaches the consumer.
+fn too_large<K: RingKind>(mut maker: impl Maker) {
+    let (_region, mut p, mut c) = ring::<K>(&mut maker);
+    let max = p.max_message();
+    let big = vec![7u8; max + 1];
+    assert!(
+        matches!(p.try_send(&big), Err(TrySendError::TooLarge { len, max: m, .. }) if len == max + 1 && m == max)
+    );
+    assert!(matches!(p.send(&big), Err(SendError::TooLarge { len, .. }) if len == max + 1));
+    let e = p.send_timeout(&big, Duration::from_secs(5)).unwrap_err();
+    assert!(matches!(e, shm_ring::SendTimeoutError::TooLarge { .. }), "{e:?}");
+    assert_eq!(e.into_inner(), &big);
+    assert!(matches!(p.try_reserve(max + 1), Err(TrySendError::TooLarge { .. })));
+    assert!(matches!(p.reserve(max + 1), Err(SendError::TooLarge { .. })));
+    assert!(matches!(
+        p.reserve_timeout(max + 1, Duration::from_secs(5)),
+        Err(shm_ring::SendTimeoutError::TooLarge { .. })
+    ));
+    p.try_send(vec![1u8; max]).unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(c.try_recv(&mut buf), Ok(max), "the largest message fits, and comes first");
+    assert_eq!(c.try_recv(&mut buf), Err(TryRecvError::Empty));
+}
+
 /// A producer that closes: the consumer drains what was sent, then gets `Disconnected`. A
 /// consumer that closes: the producer gets `Disconnected` with its message back.
 fn close<K: RingKind>(mut maker: impl Maker) {
@@ -229,4 +254,4 @@ macro_rules! matrix {
     };
 }
 
-matrix!(delivery, full_and_empty, close, producer_death, corrupt_positions);
+matrix!(delivery, full_and_empty, too_large, close, producer_death, corrupt_positions);
