@@ -85,8 +85,10 @@ pub struct Geometry {
     pub max_message: usize,
     pub header_size: usize,
     pub max_producers: u32,
-    /// Key of the MPSC free words ([`layout::free_word`]), chosen at creation.
+    /// Key of the free words ([`layout::free_word`]), chosen at creation.
     pub free_key: u64,
+    /// `log2(capacity)`: a position's lap is `position >> lap_shift`.
+    pub lap_shift: u32,
 }
 
 /// A geometry rule broken: the field, the value found and what was expected.
@@ -104,6 +106,18 @@ impl From<GeometryError> for AttachError {
 }
 
 impl Geometry {
+    /// The lap of a position (`position / capacity`, as a shift).
+    #[inline]
+    pub(crate) fn lap(&self, position: u64) -> u64 {
+        position >> self.lap_shift
+    }
+
+    /// The free word of the lap of `position` ([`layout::free_word`]).
+    #[inline]
+    pub(crate) fn free_word_at(&self, position: u64) -> u64 {
+        layout::free_word(self.free_key, self.lap(position))
+    }
+
     /// Whether a payload of `len` bytes fits a record of this ring (`TooLarge` otherwise): the
     /// one check every claim makes first.
     pub(crate) fn check_len(&self, len: usize) -> Result<(), SendStop> {
@@ -145,6 +159,7 @@ impl Geometry {
             header_size: layout::header_size(max_producers),
             max_producers,
             free_key,
+            lap_shift: capacity.trailing_zeros(),
         })
     }
 }

@@ -98,7 +98,7 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// `b"SHMRING1"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMRING1");
 /// The layout version; bumped by any change to this file's layout.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Separation of hot words.
 pub const LINE: usize = 128;
 /// Size of a record header, and the alignment of every record.
@@ -401,6 +401,17 @@ impl RecordHeader {
     pub fn generation(self) -> u16 {
         self.meta as u16
     }
+    /// An SPSC record header: bits 32-55 (the MPSC slot and generation) hold the low 24 bits
+    /// of the lap of the record's position ([`lap_tag`]).
+    #[inline]
+    pub fn tagged(kind: u8, len: u32, lap: u64) -> RecordHeader {
+        RecordHeader { len, meta: (kind as u32) << 24 | lap_tag(lap) }
+    }
+    /// The lap tag of an SPSC record header.
+    #[inline]
+    pub fn tag(self) -> u32 {
+        self.meta & LAP_TAG_MASK
+    }
     #[inline]
     pub fn to_word(self) -> u64 {
         self.len as u64 | (self.meta as u64) << 32
@@ -409,6 +420,14 @@ impl RecordHeader {
     pub fn from_word(w: u64) -> RecordHeader {
         RecordHeader { len: w as u32, meta: (w >> 32) as u32 }
     }
+}
+
+const LAP_TAG_MASK: u32 = (1 << 24) - 1;
+
+/// The lap tag of an SPSC record header: the low 24 bits of its position's lap.
+#[inline]
+pub(crate) fn lap_tag(lap: u64) -> u32 {
+    lap as u32 & LAP_TAG_MASK
 }
 
 /// Positions (bytes since the ring was created) at or above this are corrupt: a real stream

@@ -173,7 +173,12 @@ pub(crate) fn attach_consumer<M: Memory>(mem: &M, geo: &Geometry) -> Result<(Hel
     // pairs with `release_slot`'s Release); the tail only checks the positions, and what the
     // consumer reads is published by the producers' own Release stores, loaded again later.
     let head = h.head.load(Ordering::Relaxed);
-    let tail = h.tail.load(Ordering::Relaxed);
+    let mut tail = h.tail.load(Ordering::Relaxed);
+    if geo.kind == layout::Kind::Spsc {
+        // An SPSC tail may trail the records published, and so the consumer, when a producer
+        // died between its publishing store and its store of `tail` (see `spsc`).
+        tail = tail.max(head);
+    }
     if let Err(e) = check_positions(head, tail, geo.capacity) {
         release_slot(&h.consumer, &held);
         return Err(e.into());

@@ -1,17 +1,35 @@
 //! Single-producer single-consumer ring: the protocol core behind
 //! [`spsc::Producer`](Producer) and [`spsc::Consumer`](Consumer).
 //!
-//! The producer owns `tail`, the consumer owns `head`; each caches the other's position and
-//! reloads the shared one only when the ring looks full (producer) or empty (consumer). A
-//! message is published by one Release store of `tail` and consumed by one Release store of
-//! `head`, so a busy stream costs no system call and no read-modify-write.
+//! # Protocol (layout version 3)
+//! The consumer never reads the producer's position: it waits on the **record word at its own
+//! position**, which holds either this lap's free word ([`layout::free_word`]: nothing there
+//! yet) or the header of the next record. So in a steady stream one cache line moves per
+//! message, the record's own.
+//!
+//! The producer keeps that true with a *terminator*: before it publishes records it writes the
+//! free word of the lap at the position just past them, and it publishes by one Release store
+//! of the record word at the old end, the word the consumer is waiting at. Everything the
+//! consumer can reach was written before the store that made it reachable, so it never meets a
+//! stale word of an earlier lap; nothing is rewritten when space is handed back. The terminator
+//! takes one word: a ring holds at most `capacity - 8` bytes of records.
+//!
+//! The producer also stores `tail` (for a successor producer, `len` and `inspect`; no one waits
+//! on it) and the consumer hands space back with one Release store of `head`, per quarter ring
+//! or when it has caught up. A busy stream costs no system call and no read-modify-write.
+//!
+//! A producer killed between its publishing store and its store of `tail` leaves `tail` behind
+//! the records it published; its successor walks the record words from `max(tail, head)` to
+//! the terminator at attach, so it never writes over a published record.
+//!
+//! [`layout::free_word`]: crate::layout::free_word
 
 use std::time::Instant;
 
 use crate::config::{self, Geometry};
 use crate::error::corrupt;
 use crate::error::{AttachError, CorruptError, RecvFail, RecvStop, Role, SendFail, SendStop, TrySendError};
-use crate::layout::{record_size, RecordHeader, RECORD_HEADER, TYPE_MSG, TYPE_PAD};
+use crate::layout::{lap_tag, record_size, RecordHeader, RECORD_HEADER, TYPE_MSG, TYPE_PAD};
 use crate::memory::{DefaultMemory, Memory};
 use crate::protocol::{ConsumerCore, Core, Next, ProducerCore, RingKind, Spsc};
 use crate::slots::{self, End, Held, LivenessClock, Peer};
@@ -49,10 +67,71 @@ pub struct SpscConsumer<M: Memory> {
     st: ConsumerState,
 }
 
+/// What the record word at a position of one lap may hold, kept until the lap changes
+/// (computing the free word takes a dozen instructions; comparing, one).
+#[derive(Clone, Copy, Debug)]
+struct Lap {
+    lap: u64,
+    /// The lap's free word: the terminator.
+    free: u64,
+}
+
+impl Lap {
+    fn new(geo: &Geometry, position: u64) -> Lap {
+        Lap { lap: geo.lap(position), free: geo.free_word_at(position) }
+    }
+
+    /// The lap of `position`.
+    #[inline]
+    fn at(&mut self, geo: &Geometry, position: u64) -> &Lap {
+        if geo.lap(position) != self.lap {
+            *self = Lap::new(geo, position);
+        }
+        self
+    }
+}
+
+/// What a record word read at the consumer position says.
+enum Word {
+    /// A record of this lap.
+    Record(RecordHeader),
+    /// Nothing yet: the terminator, or (in a ring that was exactly full) the header of last
+    /// lap's record at the same index, which the producer has not written over yet.
+    Empty,
+    /// Neither.
+    Other,
+}
+
+impl Lap {
+    #[inline]
+    fn classify(&self, raw: u64) -> Word {
+        let rh = RecordHeader::from_word(raw);
+        let header = matches!(rh.kind(), TYPE_MSG | TYPE_PAD);
+        if header && rh.tag() == lap_tag(self.lap) {
+            Word::Record(rh)
+        } else if raw == self.free || (header && rh.tag() == lap_tag(self.lap.wrapping_sub(1))) {
+            Word::Empty
+        } else {
+            Word::Other
+        }
+    }
+}
+
+/// Bytes of the terminator: the free word the producer writes past the records it publishes.
+const TERMINATOR: u64 = 8;
+
 #[derive(Debug)]
 struct ProducerState {
-    /// Our position: authoritative, published to `header.tail`.
+    /// Our position: the end of the records written (published or not).
     tail: u64,
+    /// The end of the records published: the consumer may read everything before it, and
+    /// waits at it on the terminator.
+    published: u64,
+    /// The record word at `published` and its index, stored last (Release) when the records
+    /// written after `published` are published. `None`: nothing written since.
+    pending: Option<(usize, u64)>,
+    /// The free word of the lap at `tail`.
+    free: Lap,
     /// Last consumer position we read.
     head_cache: u64,
     /// Our producer slot: our owner word, and the lock that proves us alive (released after
@@ -71,8 +150,9 @@ struct ConsumerState {
     head: u64,
     /// The last value stored to `header.head`.
     published: u64,
-    /// Last producer position we read.
-    tail_cache: u64,
+    /// The free word of the lap at `head`: what the record word there holds until the
+    /// producer publishes the next record.
+    free: Lap,
     /// Our consumer slot (see `ProducerState::me`).
     me: Held,
     liveness: LivenessClock,
@@ -95,7 +175,7 @@ impl<M: Memory> std::fmt::Debug for SpscConsumer<M> {
             .field("capacity", &self.geo.capacity)
             .field("max_message", &self.geo.max_message)
             .field("head", &self.st.head)
-            .field("tail_cache", &self.st.tail_cache)
+            .field("published", &self.st.published)
             .finish()
     }
 }
@@ -149,25 +229,85 @@ impl<M: Memory> SpscProducer<M> {
         Ok(Spot { idx: if pad > 0 { 0 } else { idx }, pad })
     }
 
-    /// Write the record headers and advance our position, without publishing it yet.
+    /// Write the record headers and advance our position, without publishing anything yet: the
+    /// word at the published end (the consumer waits at it) is kept for [`flush_tail`] to store
+    /// last; any other is in space the consumer cannot reach before that store.
+    ///
+    /// [`flush_tail`]: SpscProducer::flush_tail
     fn write_record(&mut self, spot: Spot, len: usize) {
         let (mem, geo, st) = (&self.mem, &self.geo, &mut self.st);
-        if spot.pad > 0 {
-            let pad_idx = (st.tail & geo.mask) as usize;
-            let pad = RecordHeader::new(TYPE_PAD, (spot.pad - RECORD_HEADER) as u32, 0, 0);
-            mem.record(pad_idx).store(pad.to_word(), Ordering::Relaxed);
+        let at = (st.tail & geo.mask) as usize;
+        let lap = geo.lap(st.tail);
+        let first = if spot.pad > 0 {
+            // The message goes to index 0 (`spot.idx`) of the next lap, after padding to the end.
+            let msg = RecordHeader::tagged(TYPE_MSG, len as u32, lap + 1);
+            mem.record(spot.idx).store(msg.to_word(), Ordering::Relaxed);
+            RecordHeader::tagged(TYPE_PAD, (spot.pad - RECORD_HEADER) as u32, lap)
+        } else {
+            RecordHeader::tagged(TYPE_MSG, len as u32, lap)
         }
-        mem.record(spot.idx)
-            .store(RecordHeader::new(TYPE_MSG, len as u32, 0, 0).to_word(), Ordering::Relaxed);
+        .to_word();
+        if st.tail == st.published {
+            st.pending = Some((at, first));
+        } else {
+            mem.record(at).store(first, Ordering::Relaxed);
+        }
         st.tail += (spot.pad + record_size(len)) as u64;
     }
 
-    /// Publish everything written so far: one Release store of `tail`, then wake a sleeper.
-    fn flush_tail(&self) {
-        // SYNC POINT: Release pairs with the consumer's Acquire load of tail: the record words
-        // and payloads written before are visible before the new tail is.
-        self.mem.header().tail.store(self.st.tail, ord!(Release));
-        wait::notify(&self.mem, &self.mem.header().data_ready);
+    /// Publish everything written so far: the terminator at the new end, then the record word
+    /// the consumer waits at (one Release store), then `tail`; then wake a sleeper.
+    fn flush_tail(&mut self) {
+        let (mem, geo, st) = (&self.mem, &self.geo, &mut self.st);
+        let Some((at, word)) = st.pending.take() else { return };
+        // The terminator, where there is room for it. In a ring now exactly full the word at
+        // the new end is the header of the consumer's next record, from the lap before, which
+        // the consumer takes for "nothing yet" when it gets there, until we write over it.
+        if st.tail + TERMINATOR - st.head_cache <= geo.capacity {
+            let end = (st.tail & geo.mask) as usize;
+            mem.record(end).store(st.free.at(geo, st.tail).free, Ordering::Relaxed);
+        }
+        // SYNC POINT: Release pairs with the consumer's Acquire load of the record word at its
+        // position: the payloads, the other record words and the terminator written before are
+        // visible to a consumer that sees this word.
+        mem.record(at).store(word, ord!(Release));
+        st.published = st.tail;
+        // Release: not needed by the consumer, which never reads it; it orders the records
+        // before the position for a successor producer and for `len`, which only compare it.
+        mem.header().tail.store(st.tail, ord!(Release));
+        wait::notify(mem, &mem.header().data_ready);
+    }
+
+    /// The end of the published records, from `start` (the stored tail, or the consumer position
+    /// if that is further): the first position whose word is not a record of its lap (the
+    /// terminator, or in a full ring the consumer's next record, one lap before). More than
+    /// `start` only after a producer died between its publishing store and its store of `tail`.
+    /// Bounded by one lap of records.
+    fn find_end(mem: &M, geo: &Geometry, head: u64, start: u64) -> Result<u64, CorruptError> {
+        let mut t = start;
+        for _ in 0..=geo.capacity / 8 {
+            let idx = (t & geo.mask) as usize;
+            // Acquire: not needed (only record headers are read, to find the end; no payload is
+            // read on their strength, and our writes beyond the end wait for `head`).
+            let raw = mem.record(idx).load(ord!(Acquire));
+            let size = match Lap::new(geo, t).classify(raw) {
+                _ if t - head == geo.capacity => return Ok(t), // full
+                Word::Empty => return Ok(t),
+                Word::Record(rh) if rh.kind() == TYPE_MSG => record_size(rh.len as usize),
+                Word::Record(_) => geo.capacity as usize - idx, // padding
+                Word::Other => break,
+            };
+            if size > geo.capacity as usize - idx || t + size as u64 - head > geo.capacity {
+                break;
+            }
+            t += size as u64;
+        }
+        Err(corrupt(
+            "record word",
+            mem.record((t & geo.mask) as usize).load(Ordering::Relaxed),
+            t,
+            "a record header, or the terminator (this lap's free word) within one lap",
+        ))
     }
 
     /// Room for a payload of `len` bytes, which may be at most the max message size.
@@ -187,13 +327,27 @@ impl<M: Memory> Core<M> for SpscProducer<M> {
         let head = h.head.load(ord!(Acquire));
         // Relaxed: our own position; the previous producer's last tail is ordered before us by
         // the slot claim (its Acquire pairs with `release_slot`'s Release).
-        let tail = h.tail.load(Ordering::Relaxed);
-        if let Err(e) = config::check_positions(head, tail, geo.capacity) {
-            slots::release_slot(mem.slot(0), &me);
-            return Err(e.into());
+        let stored = h.tail.load(Ordering::Relaxed);
+        // The stored tail may trail what was published (see the module docs): the consumer may
+        // even be past it. Start from the further of the two and walk to the terminator.
+        let tail = config::check_positions(head, stored.max(head), geo.capacity)
+            .and_then(|()| Self::find_end(&mem, &geo, head, stored.max(head)));
+        let tail = match tail {
+            Ok(t) => t,
+            Err(e) => {
+                slots::release_slot(mem.slot(0), &me);
+                return Err(e.into());
+            }
+        };
+        if tail != stored {
+            // Release: not needed (see `flush_tail`).
+            h.tail.store(tail, ord!(Release));
         }
         let st = ProducerState {
             tail,
+            published: tail,
+            pending: None,
+            free: Lap::new(&geo, tail),
             head_cache: head,
             me,
             consumer_at_attach,
@@ -384,8 +538,10 @@ impl<M: Memory> BatchWriter<'_, M> {
 
 impl<M: Memory> Drop for BatchWriter<'_, M> {
     fn drop(&mut self) {
-        // Not committed: forget what was written (it was never published).
+        // Not committed: forget what was written (it was never published: the terminator at
+        // `start` is still there, and the consumer reads nothing past it).
         self.producer.st.tail = self.start;
+        self.producer.st.pending = None;
     }
 }
 
@@ -405,70 +561,58 @@ fn publish_head<M: Memory>(mem: &M, st: &mut ConsumerState) {
 }
 
 impl<M: Memory> SpscConsumer<M> {
-    /// Find the next message without consuming it. `Ok(None)`: the ring is empty.
+    /// Find the next message without consuming it. `Ok(None)`: the ring is empty (and what
+    /// was consumed has been handed back).
+    ///
+    /// Bounded: at most two record words, since padding is never at index 0.
     fn next(&mut self) -> Result<Option<Next>, CorruptError> {
         let (mem, geo, st) = (&self.mem, &self.geo, &mut self.st);
         loop {
-            if st.head == st.tail_cache {
-                // SYNC POINT: Acquire pairs with the producer's Release store of tail.
-                let tail = mem.header().tail.load(ord!(Acquire));
-                if tail % 8 != 0 || tail < st.head || tail - st.head > geo.capacity {
-                    return Err(corrupt(
-                        "producer position",
-                        tail,
-                        st.head,
-                        "a multiple of 8 within capacity ahead of the consumer position",
-                    ));
-                }
-                st.tail_cache = tail;
-                if tail == st.head {
+            let idx = (st.head & geo.mask) as usize;
+            // SYNC POINT: Acquire pairs with the producer's Release store of this word in
+            // `flush_tail`: the record's payload (and the words after it up to the terminator)
+            // are visible once its header is.
+            let raw = mem.record(idx).load(ord!(Acquire));
+            let rh = match st.free.at(geo, st.head).classify(raw) {
+                Word::Record(rh) => rh,
+                Word::Empty => {
                     // Caught up: hand everything consumed back to the producer now.
                     publish_head(mem, st);
                     return Ok(None);
                 }
+                Word::Other => {
+                    return Err(corrupt(
+                        "record word",
+                        raw,
+                        st.head,
+                        "this lap's free word or a record header of this lap",
+                    ))
+                }
+            };
+            let len = rh.len as usize;
+            if rh.kind() == TYPE_MSG {
+                if len > geo.max_message || idx + record_size(len) > geo.capacity as usize {
+                    return Err(corrupt(
+                        "record length",
+                        len as u64,
+                        st.head,
+                        "at most the ring's max message, inside the data area",
+                    ));
+                }
+                return Ok(Some(Next { idx, len }));
             }
-            let idx = (st.head & geo.mask) as usize;
-            let avail = st.tail_cache - st.head;
-            // Acquire: not needed (the Acquire load of tail that covers this record already synchronised with the producer).
-            let rh = RecordHeader::from_word(mem.record(idx).load(ord!(Acquire)));
-            match rh.kind() {
-                TYPE_PAD => {
-                    let size = geo.capacity as usize - idx;
-                    if rh.len as usize + RECORD_HEADER != size || size as u64 > avail {
-                        return Err(corrupt(
-                            "padding length",
-                            rh.len.into(),
-                            st.head,
-                            "the rest of the data area",
-                        ));
-                    }
-                    st.head += size as u64;
-                }
-                TYPE_MSG => {
-                    let len = rh.len as usize;
-                    if len > geo.max_message {
-                        return Err(corrupt(
-                            "record length",
-                            len as u64,
-                            st.head,
-                            "at most the max message size",
-                        ));
-                    }
-                    let rec = record_size(len);
-                    if rec as u64 > avail || idx + rec > geo.capacity as usize {
-                        return Err(corrupt(
-                            "record length",
-                            len as u64,
-                            st.head,
-                            "a record inside the published data",
-                        ));
-                    }
-                    return Ok(Some(Next { idx, len }));
-                }
-                other => {
-                    return Err(corrupt("record type", other.into(), st.head, "1 (message) or 2 (padding)"))
-                }
+            // Padding fills the end of the data area when the next record does not fit: never
+            // at index 0, never as long as a largest record.
+            let size = geo.capacity as usize - idx;
+            if idx == 0 || len + RECORD_HEADER != size || size >= record_size(geo.max_message) {
+                return Err(corrupt(
+                    "padding length",
+                    len as u64,
+                    st.head,
+                    "the rest of the data area, shorter than a largest record",
+                ));
             }
+            st.head += size as u64;
         }
     }
 
@@ -485,8 +629,8 @@ impl<M: Memory> SpscConsumer<M> {
 impl<M: Memory> Core<M> for SpscConsumer<M> {
     fn attach(mem: M, geo: Geometry) -> Result<Self, AttachError> {
         let (me, head) = slots::attach_consumer(&mem, &geo)?;
-        let st =
-            ConsumerState { head, published: head, tail_cache: head, me, liveness: LivenessClock::default() };
+        let free = Lap::new(&geo, head);
+        let st = ConsumerState { head, published: head, free, me, liveness: LivenessClock::default() };
         Ok(SpscConsumer { mem, geo, st })
     }
 
@@ -526,11 +670,16 @@ impl<M: Memory> ConsumerCore<M> for SpscConsumer<M> {
     /// [`Consumer::flush`](crate::Consumer::flush)): while the consumer lags, one store and one
     /// wake-up check per quarter ring instead of per message.
     fn consume(&mut self, n: Next) {
-        self.st.head += record_size(n.len) as u64;
-        // Hand space back per quarter ring, or at once when this was the last message known:
+        let st = &mut self.st;
+        st.head += record_size(n.len) as u64;
+        // Hand space back per quarter ring, or at once when this was the last message there:
         // a lagging consumer batches its releases, one that is caught up never holds space.
-        if self.st.head - self.st.published >= self.geo.capacity / 4 || self.st.head == self.st.tail_cache {
-            publish_head(&self.mem, &mut self.st);
+        let quarter = st.head - st.published >= self.geo.capacity / 4;
+        let idx = (st.head & self.geo.mask) as usize;
+        // Relaxed: only looked at (a record there is read again with Acquire by `next`).
+        let raw = self.mem.record(idx).load(Ordering::Relaxed);
+        if quarter || !matches!(st.free.at(&self.geo, st.head).classify(raw), Word::Record(_)) {
+            publish_head(&self.mem, st);
         }
     }
 

@@ -227,9 +227,17 @@ fn corrupt_positions<K: RingKind>(mut maker: impl Maker) {
     // The producer position (`tail`, header offset 128) 3 capacities ahead.
     region.write_at(128, &(CAP * 3).to_le_bytes()).unwrap();
     match K::KIND {
-        // The SPSC consumer reads the tail.
+        // The SPSC consumer waits on record words and the producer owns the tail: neither reads
+        // it while attached. A garbage record word at the consumer position (the data area
+        // starts at the header size; both ends are at 16, past the first record) is reported.
         shm_ring::Kind::Spsc => {
-            assert!(matches!(c.try_recv(&mut buf), Err(TryRecvError::Corrupt(_))))
+            assert_eq!(c.try_recv(&mut buf), Err(TryRecvError::Empty));
+            let data = shm_ring::layout::header_size(1) as usize;
+            region.write_at(data + 16, &u64::MAX.to_le_bytes()).unwrap();
+            match c.try_recv(&mut buf) {
+                Err(TryRecvError::Corrupt(e)) => assert!(e.to_string().contains("record"), "{e}"),
+                other => panic!("expected Corrupt, got {other:?}"),
+            }
         }
         // The MPSC consumer reads record words, not the tail; producers do.
         shm_ring::Kind::Mpsc => {

@@ -342,15 +342,21 @@ fn attach_errors_name_found_and_expected() {
     shm_ring::init(&r, &config).unwrap();
     r.write_at(8, &99u32.to_le_bytes()).unwrap();
     let e = Consumer::open(r).unwrap_err();
-    assert!(matches!(e, AttachError::VersionMismatch { found: 99, expected: 2 }), "{e:?}");
+    assert!(matches!(e, AttachError::VersionMismatch { found: 99, expected: 3 }), "{e:?}");
 
-    // A ring of layout version 1 (before the keyed free words and the hand-back intent).
-    let r = fresh();
-    shm_ring::init(&r, &config).unwrap();
-    r.write_at(8, &1u32.to_le_bytes()).unwrap();
-    let e = Consumer::open(r).unwrap_err();
-    assert!(matches!(e, AttachError::VersionMismatch { found: 1, expected: 2 }), "{e:?}");
-    assert!(e.to_string().contains('1') && e.to_string().contains('2'), "{e}");
+    // Rings of layout versions 1 (before the keyed free words and the hand-back intent) and 2
+    // (before the SPSC consumer waited on record words), for both ends.
+    for old in [1u32, 2] {
+        let r = fresh();
+        shm_ring::init(&r, &config).unwrap();
+        r.write_at(8, &old.to_le_bytes()).unwrap();
+        let e = Consumer::open(r.clone()).unwrap_err();
+        assert!(matches!(e, AttachError::VersionMismatch { found, expected: 3 } if found == old), "{e:?}");
+        let text = e.to_string();
+        assert!(text.contains(&old.to_string()) && text.contains('3'), "{text}");
+        let e = Producer::open(r).unwrap_err();
+        assert!(matches!(e, AttachError::VersionMismatch { found, expected: 3 } if found == old), "{e:?}");
+    }
 
     let r = fresh();
     shm_ring::init(&r, &config).unwrap();
