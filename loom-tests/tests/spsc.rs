@@ -220,3 +220,56 @@ fn late_producer_writes_into_released_space() {
         }
     });
 }
+
+/// A producer killed between its publishing store and its store of `tail`: the stored tail is
+/// behind a published record. Its successor, attaching while the consumer reads, walks the
+/// record words to the real end and writes after it: the consumer gets all three messages,
+/// whole and in order (writing at the stale tail would tear the second, which loom's race
+/// detector and the content check both see).
+#[test]
+fn successor_of_a_producer_killed_before_its_tail_store() {
+    use shm_ring::model::ModelMemory;
+    loom::model(|| {
+        let mem = ModelMemory::zeroed(&config());
+        mem.init().unwrap();
+        let mut c = mem.spsc_consumer().unwrap();
+        let mut dead = mem.spsc_producer().unwrap();
+        dead.try_send([1u8; 8]).unwrap();
+        dead.try_send_leaving_tail_behind(&[2u8; 16]).unwrap();
+        std::mem::forget(dead);
+        let successor = {
+            let mem = mem.clone();
+            thread::spawn(move || {
+                mem.free_producer_slot(0); // its death is noticed: the slot is free to take
+                let mut p = mem.spsc_producer().expect("the slot is taken over");
+                send_spin(&mut p, &[3u8; 8]);
+                p
+            })
+        };
+        assert_eq!(recv_spin(&mut c), [1u8; 8]);
+        assert_eq!(recv_spin(&mut c), [2u8; 16]);
+        assert_eq!(recv_spin(&mut c), [3u8; 8]);
+        drop(successor.join().unwrap());
+    });
+}
+
+/// A batch written and dropped uncommitted while the consumer waits: none of it is delivered,
+/// and the message sent after it is read whole (the consumer never reads past the terminator
+/// the batch left in place).
+#[test]
+fn a_dropped_batch_is_never_read() {
+    loom::model(|| {
+        let (mut p, mut c) = model_pair(&config());
+        let t = thread::spawn(move || {
+            let mut batch = p.write_batch();
+            batch.push(16, |b| b.fill(7)).unwrap();
+            batch.push(8, |b| b.fill(8)).unwrap();
+            drop(batch);
+            send_spin(&mut p, &[9u8; 8]);
+            p
+        });
+        assert_eq!(recv_spin(&mut c), [9u8; 8]);
+        let _p = t.join().unwrap();
+        assert_eq!(c.try_recv(&mut Vec::new()), Err(TryRecvError::Empty));
+    });
+}

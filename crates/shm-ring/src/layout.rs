@@ -15,16 +15,16 @@
 //! | 32 | 4 | `max_message`: largest payload | creator | plain, before `state` |
 //! | 36 | 4 | `max_producers`: producer slots | creator | plain, before `state` |
 //! | 40 | 8 | `creator`: owner word of the creating process (see below) | creator | CAS 0→owner **first** (a dead creator's word is CASed over to take a crashed initialisation over), then `N` set by CAS after `creator_ns` |
-//! | 48 | 8 | `free_key`: random key of the MPSC free words | creator | plain, before `state` |
+//! | 48 | 8 | `free_key`: random key of the free words | creator | plain, before `state` |
 //! | 56 | 4 | `creator_ns`: the creator's PID namespace (inode of `/proc/self/ns/pid`, 0 unknown) | creator | **Release** store before `N` is set in `creator`; checkers **Acquire** |
-//! | 128 | 8 | `tail`: producer position (bytes, never wraps) | producer(s) | **Release** store (SPSC) / CAS (MPSC); consumer **Acquire** |
+//! | 128 | 8 | `tail`: producer position (bytes, never wraps) | producer(s) | SPSC: Release store after each publish, read by no consumer (a successor producer walks on from it); MPSC: CAS, producers **Acquire** |
 //! | 256 | 8 | `head`: consumer position | consumer | **Release** store; producers **Acquire** |
 //! | 264 | 8 | `hand_back`: MPSC consumer position being handed back (intent) | consumer | **Release** store before the free words and `head`; a successor consumer **Acquire**s it at attach |
 //! | 384 | 8 | `data_ready`: futex `seq` u32 + `waiters` u32 | consumer announces, producers wake | SeqCst handshake (see `wait.rs`) |
 //! | 512 | 8 | `space_ready`: futex `seq` u32 + `waiters` u32 | producers announce, consumer wakes | SeqCst handshake |
 //! | 640 | 16 | consumer slot: owner word u64, then the tenure word u64: generation (bits 0-31, byte 8) and `pid_ns` (bits 32-63, byte 12) (see below) | consumer | CAS |
 //! | 768 | 16 × n | producer slots (n = `max_producers`), laid out as the consumer slot | producers | CAS |
-//! | `header_size` | `capacity` | data area: records | producers write, consumer reads | published by `tail` / record word |
+//! | `header_size` | `capacity` | data area: records | producers write, consumer reads | published by the **Release** store of a record word; consumer **Acquire** |
 //!
 //! # Owner words, slots and liveness
 //! The creator word and each slot's owner word (offset 0 of the slot) name who holds them:
@@ -61,10 +61,24 @@
 //! ```
 //! `type` is 0 free, 1 message, 2 padding (skip to the end of the data area), 3 claimed (MPSC:
 //! space taken, payload being written), 4 skip (MPSC: an aborted claim). `slot` and `generation`
-//! name the MPSC producer that claimed it. The payload follows, padded to a multiple of 8. A
-//! message never wraps: when it does not fit before the end of the data area, a padding record
-//! fills the rest and the message starts at index 0.
+//! name the MPSC producer that claimed it; in an SPSC ring the same 24 bits hold the *lap tag*,
+//! the low 24 bits of the lap (`position / capacity`) of the record's position. The payload
+//! follows, padded to a multiple of 8. A message never wraps: when it does not fit before the
+//! end of the data area, a padding record fills the rest and the message starts at index 0.
 //!
+//! # SPSC: terminators (version 3)
+//! The SPSC consumer waits on the record word at its own position, never on `tail`. That word
+//! holds the *terminator*, the free word ([`free_word`]) of the position's lap, until the
+//! producer publishes the record there. The producer publishes records `[t, e)` by writing their
+//! payloads and headers, the terminator at `e` (Relaxed), then the word at `t` (**Release**): the
+//! consumer's **Acquire** load of it makes everything up to the next terminator visible. When
+//! the ring is exactly full (`e == head + capacity`) there is no room for a terminator; the word
+//! at `e` is then the header of the consumer's next record, whose lap tag is one lap behind
+//! `e`'s, which the consumer reads as "nothing yet". So the consumer only ever meets this lap's
+//! terminator, a record of this lap, or (full ring) a record of the lap before; anything else is
+//! corrupt. Consumed space is not rewritten.
+//!
+//! # MPSC: free words
 //! In an MPSC ring every 8-byte word of free space holds a *free word* ([`free_word`]): type 0
 //! and, in the low 56 bits, a keyed bijection of the lap (`position / capacity`) for which the
 //! space is free. The key is random, chosen by the creator and copied into every handle at

@@ -258,6 +258,13 @@ impl<M: Memory> SpscProducer<M> {
     /// Publish everything written so far: the terminator at the new end, then the record word
     /// the consumer waits at (one Release store), then `tail`; then wake a sleeper.
     fn flush_tail(&mut self) {
+        self.publish(true)
+    }
+
+    /// [`flush_tail`](SpscProducer::flush_tail), which stores `tail` only with `store_tail`
+    /// (without: as a producer killed between the two stores).
+    #[inline]
+    fn publish(&mut self, store_tail: bool) {
         let (mem, geo, st) = (&self.mem, &self.geo, &mut self.st);
         let Some((at, word)) = st.pending.take() else { return };
         // The terminator, where there is room for it. In a ring now exactly full the word at
@@ -272,9 +279,11 @@ impl<M: Memory> SpscProducer<M> {
         // visible to a consumer that sees this word.
         mem.record(at).store(word, ord!(Release));
         st.published = st.tail;
-        // Release: not needed by the consumer, which never reads it; it orders the records
-        // before the position for a successor producer and for `len`, which only compare it.
-        mem.header().tail.store(st.tail, ord!(Release));
+        if store_tail {
+            // Release: not needed by the consumer, which never reads it; it orders the records
+            // before the position for a successor producer and for `len`, which only compare it.
+            mem.header().tail.store(st.tail, ord!(Release));
+        }
         wait::notify(mem, &mem.header().data_ready);
     }
 
@@ -434,6 +443,19 @@ impl<M: Memory> Producer<M> {
             core.flush_tail();
         }
         Ok(sent)
+    }
+
+    /// Test hook: send `msg` as a producer killed between its publishing store and its store of
+    /// `tail` does: the record is published, the stored tail stays behind it. Forget the
+    /// producer afterwards (`std::mem::forget`), as a dead one is never dropped.
+    #[doc(hidden)]
+    pub fn try_send_leaving_tail_behind(&mut self, msg: &[u8]) -> Result<(), TrySendError<()>> {
+        let core = &mut self.core;
+        let spot = core.claim(msg.len()).map_err(|e| TrySendError::new(e, ()))?;
+        core.mem.copy_in(spot.idx, 0, msg);
+        core.write_record(spot, msg.len());
+        core.publish(false);
+        Ok(())
     }
 
     /// Write several messages in place and publish them together: each

@@ -235,6 +235,60 @@ fn consumer_restart_on_a_file_resumes() {
     assert!(c.wait().unwrap().success());
 }
 
+/// A producer process killed between its publishing store and its store of `tail` (the test
+/// hook publishes a message and leaves the stored tail behind it, then the process exits
+/// without closing): the consumer reads everything it published, and a successor producer
+/// process, which takes the dead one's slot, appends after the last published message instead
+/// of writing over it. Both when the consumer has already read past the stored tail, and when
+/// it has not yet.
+#[test]
+fn a_producer_killed_before_its_tail_store_loses_nothing() {
+    // Room for all 2000 messages: the dead producer sends before anyone reads.
+    let config = RingConfig::spsc(1 << 20).max_message(MAX as u64);
+    for read_before in [1001u64, 500] {
+        let region = Arc::new(Region::anonymous(config.region_len()).unwrap());
+        shm_ring::init(&region, &config).unwrap();
+        let mut c = Consumer::open(region.clone()).unwrap();
+        let tail_word = |r: &Region| {
+            let mut b = [0u8; 8];
+            r.read_at(128, &mut b).unwrap();
+            u64::from_le_bytes(b)
+        };
+        let dead = fork(|| {
+            let mut p = Producer::open(region.clone()).unwrap();
+            produce(&mut p, 0, 1000, false);
+            let before = tail_word(&region);
+            let mut buf = vec![0u8; MAX];
+            let len = pattern::len(0, 1000, MIN, MAX);
+            pattern::fill(0, 1000, &mut buf[..len]);
+            p.try_send_leaving_tail_behind(&buf[..len]).unwrap();
+            let left_behind = tail_word(&region) == before;
+            std::mem::forget(p); // killed: never closes
+            if left_behind {
+                0
+            } else {
+                3
+            }
+        });
+        dead.join(); // exit code 0: the stored tail was left behind the published message
+        let mut buf = Vec::new();
+        for seq in 0..read_before {
+            c.try_recv(&mut buf).unwrap_or_else(|e| panic!("message {seq}: {e}"));
+            pattern::check(0, seq, MIN, MAX, &buf).unwrap();
+        }
+        let successor = fork(|| {
+            let mut p = Producer::open(region.clone()).expect("the dead producer's slot is taken over");
+            produce(&mut p, 1001, 2000, false);
+            0
+        });
+        // The successor sends everything and closes before we read on (the ring has room), so
+        // the ring is never seen empty with only the dead producer there.
+        successor.join();
+        let next = consume(&mut c, read_before, false, false);
+        assert_eq!(next, 2000, "every message once, in order (read {read_before} before the successor came)");
+    }
+}
+
 /// The peer processes of the tests above.
 #[test]
 #[ignore = "started by the other tests as a separate process"]
