@@ -289,7 +289,7 @@ impl<M: Memory> MpscProducer<M> {
             }
         }
         stall();
-        let free = free_word(geo.free_key, t / geo.capacity);
+        let free = geo.free_word_at(t);
         let (word, size) = if pad > 0 {
             (RecordHeader::new(TYPE_PAD, (pad - RECORD_HEADER) as u32, 0, 0), pad)
         } else {
@@ -650,7 +650,7 @@ impl<M: Memory> MpscConsumer<M> {
             // SYNC POINT: Acquire pairs with the producer's Release commit store (and with the
             // AcqRel claim CAS).
             let raw = mem.record(idx).load(ord!(Acquire));
-            if raw == free_word(geo.free_key, st.head / geo.capacity) {
+            if raw == geo.free_word_at(st.head) {
                 Self::publish_head(mem, geo, st);
                 return Ok(None);
             }
@@ -782,7 +782,7 @@ impl<M: Memory> MpscConsumer<M> {
         for (from, to) in [(st.published, half), (half, st.head)] {
             let mut p = from;
             while p < to {
-                let lap = p / geo.capacity;
+                let lap = geo.lap(p);
                 let end = to.min((lap + 1) * geo.capacity);
                 mem.fill_words((p & geo.mask) as usize, (end - p) as usize, free_word(geo.free_key, lap + 1));
                 p = end;
@@ -907,7 +907,7 @@ impl<M: Memory> ConsumerCore<M> for MpscConsumer<M> {
         let idx = (self.st.head & self.geo.mask) as usize;
         let caught_up = !quarter
             && self.mem.record(idx).load(Ordering::Relaxed)
-                == free_word(self.geo.free_key, self.st.head / self.geo.capacity);
+                == self.geo.free_word_at(self.st.head);
         if quarter || caught_up {
             Self::publish_head(&self.mem, &self.geo, &mut self.st);
         }

@@ -11,8 +11,11 @@
 //! free word of the lap at the position just past them, and it publishes by one Release store
 //! of the record word at the old end, the word the consumer is waiting at. Everything the
 //! consumer can reach was written before the store that made it reachable, so it never meets a
-//! stale word of an earlier lap; nothing is rewritten when space is handed back. The terminator
-//! takes one word: a ring holds at most `capacity - 8` bytes of records.
+//! stale word of an earlier lap; nothing is rewritten when space is handed back. Record headers
+//! carry a lap tag (the low 24 bits of the lap): when a publish fills the ring exactly there is
+//! no room for a terminator, and the word past the records is the header of the consumer's
+//! next record, one lap behind, which the consumer reads as "nothing yet" until the producer
+//! writes over it. A full ring holds `capacity` bytes of records, as before.
 //!
 //! The producer also stores `tail` (for a successor producer, `len` and `inspect`; no one waits
 //! on it) and the consumer hands space back with one Release store of `head`, per quarter ring
