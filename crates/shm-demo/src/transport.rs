@@ -179,6 +179,11 @@ impl RingEnd {
         self
     }
 
+    /// Wait this way from the next call on.
+    pub fn set_wait(&mut self, wait: Wait) {
+        self.wait = wait;
+    }
+
     /// The producer of this end, for the batch API.
     pub fn producer(&mut self) -> Option<&mut Producer> {
         self.tx.as_mut()

@@ -20,8 +20,8 @@
 //! | 128 | 8 | `tail`: producer position (bytes, never wraps) | producer(s) | SPSC: Release store after each publish, read by no consumer (a successor producer walks on from it); MPSC: CAS, producers **Acquire** |
 //! | 256 | 8 | `head`: consumer position | consumer | **Release** store; producers **Acquire** |
 //! | 264 | 8 | `hand_back`: MPSC consumer position being handed back (intent) | consumer | **Release** store before the free words and `head`; a successor consumer **Acquire**s it at attach |
-//! | 384 | 8 | `data_ready`: futex `seq` u32 + `waiters` u32 | consumer announces, producers wake | SeqCst handshake (see `wait.rs`) |
-//! | 512 | 8 | `space_ready`: futex `seq` u32 + `waiters` u32 | producers announce, consumer wakes | SeqCst handshake |
+//! | 384 | 8 | `data_ready`: futex `seq` u32 + `waiters` u32 (a flag: 1 = someone may sleep) | consumer announces, producers wake and clear | SeqCst handshake (see `wait.rs`) |
+//! | 512 | 8 | `space_ready`: futex `seq` u32 + `waiters` u32 (a flag, as above) | producers announce, consumer wakes and clears | SeqCst handshake |
 //! | 640 | 16 | consumer slot: owner word u64, then the tenure word u64: generation (bits 0-31, byte 8) and `pid_ns` (bits 32-63, byte 12) (see below) | consumer | CAS |
 //! | 768 | 16 × n | producer slots (n = `max_producers`), laid out as the consumer slot | producers | CAS |
 //! | `header_size` | `capacity` | data area: records | producers write, consumer reads | published by the **Release** store of a record word; consumer **Acquire** |
@@ -178,7 +178,8 @@ pub(crate) const STATE_EMPTY: u32 = 0;
 pub(crate) const STATE_INITIALIZING: u32 = 1;
 pub(crate) const STATE_READY: u32 = 2;
 
-/// A futex word and the count of sleepers announced on it.
+/// A futex word and the flag of sleepers announced on it (set by each waiter before it sleeps,
+/// cleared by the notifier that wakes them all; see `wait.rs`).
 #[repr(C)]
 #[doc(hidden)]
 #[derive(Debug)]
