@@ -273,3 +273,83 @@ fn a_dropped_batch_is_never_read() {
         assert_eq!(c.try_recv(&mut Vec::new()), Err(TryRecvError::Empty));
     });
 }
+
+/// The model above spawns the successor after the dead producer's stores, so the spawn orders
+/// them before its walk. Here the dead producer runs in a thread of its own, stops right after
+/// its publishing store (no tail store, no wake-up), and its death is learnt only as
+/// `free_producer_slot` models it (a Relaxed store: no synchronisation of the ring). The
+/// successor's walk reads the record words with a read-modify-write, so it sees the published
+/// word, not the old terminator, and never writes over the published record. (With a plain
+/// load the walk stops at the stored tail in some interleavings: a causality violation.)
+#[test]
+fn successor_of_a_killed_producer_that_learns_of_the_death_without_synchronisation() {
+    use shm_ring::model::ModelMemory;
+    use shm_ring::AttachError;
+    let mut builder = loom::model::Builder::new();
+    builder.max_branches = 100_000;
+    builder.check(|| {
+        let mem = ModelMemory::zeroed(&config());
+        mem.init().unwrap();
+        let mut c = mem.spsc_consumer().unwrap();
+        let mut dead = mem.spsc_producer().unwrap();
+        let killed = {
+            let mem = mem.clone();
+            thread::spawn(move || {
+                dead.try_send_leaving_tail_behind(&[2u8; 16]).unwrap();
+                std::mem::forget(dead);
+                mem.free_producer_slot(0); // its death is noticed
+            })
+        };
+        let successor = {
+            let mem = mem.clone();
+            thread::spawn(move || {
+                let mut p = loop {
+                    match mem.spsc_producer() {
+                        Ok(p) => break p,
+                        Err(AttachError::AlreadyAttached { .. }) => thread::yield_now(),
+                        Err(e) => panic!("{e}"),
+                    }
+                };
+                p.try_send([3u8; 8]).unwrap();
+                p
+            })
+        };
+        killed.join().unwrap();
+        let p = successor.join().unwrap();
+        let mut buf = Vec::new();
+        c.try_recv(&mut buf).unwrap();
+        assert_eq!(buf, [2u8; 16], "the published message");
+        c.try_recv(&mut buf).unwrap();
+        assert_eq!(buf, [3u8; 8], "the successor's");
+        drop(p);
+    });
+}
+
+/// Exactly-full rings with no terminator, over and over: 16-byte records fill the
+/// 64-byte ring exactly, the consumer takes them in batches (handing back once per batch), and
+/// the producer's cached consumer position is stale when it decides whether a terminator fits.
+#[test]
+fn exactly_full_again_and_again_with_batched_hand_back() {
+    loom::model(|| {
+        let (mut p, mut c) = model_pair(&config());
+        let t = thread::spawn(move || {
+            for i in 0..6u8 {
+                send_spin(&mut p, &[i; 8]);
+            }
+            p
+        });
+        let mut next = 0u8;
+        while next < 6 {
+            match c.recv_batch(3, |m| {
+                assert_eq!(m, [next; 8]);
+                next += 1;
+            }) {
+                Ok(_) => {}
+                Err(TryRecvError::Empty) => thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let _p = t.join().unwrap();
+        assert_eq!(c.try_recv(&mut Vec::new()), Err(TryRecvError::Empty));
+    });
+}

@@ -712,7 +712,6 @@ pub fn blocking_vs_spinning(size: usize, n: u64, reps: usize) -> io::Result<Meas
                         }
                     }
                     let [spinning, blocking] = rates;
-                    if std::env::var_os("SHM_DEBUG").is_some() { eprintln!("spin {:?}\nblock {:?}", spinning.iter().map(|r| (r / 1e6) as u32).collect::<Vec<_>>(), blocking.iter().map(|r| (r / 1e6) as u32).collect::<Vec<_>>()); }
                     Ok(median(blocking) / median(spinning))
                 },
             )?
@@ -978,7 +977,9 @@ pub fn targets(all: &[Measurement]) -> Vec<Target> {
             mpsc >= 0.85 * spsc,
         );
     }
-    if let Some(ratios) = all.iter().find(|m| m.test == "blocking_vs_spinning").and_then(|m| m.ratios.as_ref()) {
+    if let Some(ratios) =
+        all.iter().find(|m| m.test == "blocking_vs_spinning").and_then(|m| m.ratios.as_ref())
+    {
         let worst = ratios.iter().copied().fold(f64::INFINITY, f64::min);
         add(
             format!(
@@ -991,7 +992,10 @@ pub fn targets(all: &[Measurement]) -> Vec<Target> {
     if let Some(m) = all.iter().find(|m| m.test == "idle_cpu") {
         let share = m.cpu_ns.unwrap_or(0.0) / m.wall_ns.unwrap_or(f64::INFINITY);
         add(
-            format!("a consumer blocked on an empty ring used {:.2} % of a core (target <= 1 %)", share * 100.0),
+            format!(
+                "a consumer blocked on an empty ring used {:.2} % of a core (target <= 1 %)",
+                share * 100.0
+            ),
             share <= 0.01,
         );
     }

@@ -14,16 +14,18 @@ use shm_ring::{Consumer, Mpsc, Producer, RingConfig, RingKind, Spsc};
 /// One case: the ring kind and the message size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Case {
-    /// "spsc" or "mpsc".
+    /// "spsc", "spsc-blocking" or "mpsc".
     pub kind: &'static str,
     /// Payload bytes.
     pub size: usize,
 }
 
-/// The cases the README reports.
-pub const CASES: [Case; 4] = [
+/// The cases the README reports (`spsc-blocking`: `send` + `recv`, which wait when they must;
+/// here they never have to).
+pub const CASES: [Case; 5] = [
     Case { kind: "spsc", size: 8 },
     Case { kind: "spsc", size: 64 },
+    Case { kind: "spsc-blocking", size: 64 },
     Case { kind: "mpsc", size: 8 },
     Case { kind: "mpsc", size: 64 },
 ];
@@ -31,7 +33,7 @@ pub const CASES: [Case; 4] = [
 /// The extra iterations of the second run.
 const EXTRA: u64 = 10_000;
 
-fn send_recv<K: RingKind>(config: &RingConfig, size: usize, n: u64) -> io::Result<u64> {
+fn send_recv<K: RingKind>(config: &RingConfig, size: usize, n: u64, blocking: bool) -> io::Result<u64> {
     let region = Arc::new(Region::anonymous(config.region_len()).map_err(io::Error::other)?);
     let mut p = Producer::<K>::create(region.clone(), config).map_err(io::Error::other)?;
     let mut c = Consumer::<K>::open(region).map_err(io::Error::other)?;
@@ -39,8 +41,13 @@ fn send_recv<K: RingKind>(config: &RingConfig, size: usize, n: u64) -> io::Resul
     let mut buf = Vec::with_capacity(size);
     let mut sum = 0u64;
     for _ in 0..n {
-        p.try_send(&msg).map_err(io::Error::from)?;
-        sum += c.try_recv(&mut buf).map_err(io::Error::from)? as u64;
+        if blocking {
+            p.send(&msg).map_err(io::Error::from)?;
+            sum += c.recv(&mut buf).map_err(io::Error::from)? as u64;
+        } else {
+            p.try_send(&msg).map_err(io::Error::from)?;
+            sum += c.try_recv(&mut buf).map_err(io::Error::from)? as u64;
+        }
     }
     Ok(sum)
 }
@@ -49,9 +56,10 @@ fn send_recv<K: RingKind>(config: &RingConfig, size: usize, n: u64) -> io::Resul
 /// `size` bytes on a 64 KiB ring of `kind`, in this process.
 pub fn run_loop(kind: &str, size: usize, n: u64) -> io::Result<u64> {
     match kind {
-        "spsc" => send_recv::<Spsc>(&RingConfig::spsc(1 << 16), size, n),
-        "mpsc" => send_recv::<Mpsc>(&RingConfig::mpsc(1 << 16, 1), size, n),
-        other => Err(io::Error::other(format!("kind {other:?}: expected spsc or mpsc"))),
+        "spsc" => send_recv::<Spsc>(&RingConfig::spsc(1 << 16), size, n, false),
+        "spsc-blocking" => send_recv::<Spsc>(&RingConfig::spsc(1 << 16), size, n, true),
+        "mpsc" => send_recv::<Mpsc>(&RingConfig::mpsc(1 << 16, 1), size, n, false),
+        other => Err(io::Error::other(format!("kind {other:?}: expected spsc, spsc-blocking or mpsc"))),
     }
 }
 

@@ -103,7 +103,13 @@ impl<K: RingKind, M: Memory> Producer<K, M> {
         len: usize,
         deadline: Option<Instant>,
     ) -> Result<ClaimOf<K, M>, Waited<SendStop>> {
-        // A `len` beyond the max message size ends the wait at its first attempt (`TooLarge`).
+        // The common case first, with no wait to set up: room now. (A `len` beyond the max
+        // message size ends here too, with `TooLarge`.)
+        match self.core.try_claim(len) {
+            Ok(c) => return Ok(c),
+            Err(SendFail::Stop(s)) => return Err(Waited::Failed(s)),
+            Err(SendFail::Full) => {}
+        }
         wait::block_on(
             &mut self.core,
             ProducerOf::<K, M>::mem,
@@ -366,6 +372,11 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
 
     /// The next message, waiting until `deadline` (`None`: forever).
     fn next_until(&mut self, deadline: Option<Instant>) -> Result<Next, Waited<RecvStop>> {
+        // The common case first, with no wait to set up: a message there now. (Anything else,
+        // an error included, is looked at again by the wait's first attempt.)
+        if let Some(n) = self.core.next_in_batch() {
+            return Ok(n);
+        }
         let r = wait::block_on(
             &mut self.core,
             ConsumerOf::<K, M>::mem,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use shm_core::{Liveness, OpenOptions, Region};
 
+use crate::config;
 use crate::error::AttachError;
 use crate::handshake;
 use crate::identity::{self, NsField, Owner};
@@ -215,8 +216,24 @@ pub fn status(region: &Region) -> Result<RingStatus, AttachError> {
         Kind::from_u32(desc.kind).ok_or(AttachError::WrongKind { found: desc.kind, expected: Kind::Spsc })?;
     let geo = handshake::validate(&desc, kind, region.len())?;
     let head = h.head.load(Ordering::Acquire);
-    let tail = h.tail.load(Ordering::Acquire).max(head);
-    let in_flight = (tail - head).min(geo.capacity);
+    let mut tail = h.tail.load(Ordering::Acquire);
+    let word_at = |idx: usize| {
+        let mut word = [0u8; 8];
+        match region.read_at(geo.header_size + idx, &mut word) {
+            Ok(()) => u64::from_le_bytes(word),
+            Err(_) => 0,
+        }
+    };
+    if kind == Kind::Spsc {
+        // The stored SPSC tail may trail what was published (a producer killed between its
+        // publishing store and its tail store): the record words say where the end is.
+        let start = tail.max(head);
+        config::check_positions(head, start, geo.capacity).map_err(AttachError::Corrupt)?;
+        tail = crate::spsc::published_end(&geo, head, start, word_at).map_err(AttachError::Corrupt)?;
+    }
+    config::check_positions(head, tail.max(head), geo.capacity).map_err(AttachError::Corrupt)?;
+    let tail = tail.max(head);
+    let in_flight = tail - head;
     let producers = (0..geo.max_producers as usize)
         .map(|i| {
             // SAFETY: i < max_producers, and validate() checked the region holds header_size
@@ -227,16 +244,14 @@ pub fn status(region: &Region) -> Result<RingStatus, AttachError> {
             end(region, i, s, layout::producer_slot(i))
         })
         .collect();
-    // Count records by walking from head, bounded by the bytes in flight.
+    // Count records by walking from head, bounded by the bytes in flight (positions below
+    // 2^62 and at most a capacity apart, checked above: no sum overflows; each step is a
+    // record of at least 8 bytes).
     let mut records = 0;
     let mut pos = head;
     while pos < head + in_flight {
         let idx = (pos & geo.mask) as usize;
-        let mut word = [0u8; 8];
-        if region.read_at(geo.header_size + idx, &mut word).is_err() {
-            break;
-        }
-        let r = RecordHeader::from_word(u64::from_le_bytes(word));
+        let r = RecordHeader::from_word(word_at(idx));
         let size = match r.kind() {
             layout::TYPE_PAD => geo.capacity as usize - idx,
             layout::TYPE_MSG | layout::TYPE_CLAIMED | layout::TYPE_SKIP

@@ -17,7 +17,7 @@
 //! | 40 | 8 | `creator`: owner word of the creating process (see below) | creator | CAS 0→owner **first** (a dead creator's word is CASed over to take a crashed initialisation over), then `N` set by CAS after `creator_ns` |
 //! | 48 | 8 | `free_key`: random key of the free words | creator | plain, before `state` |
 //! | 56 | 4 | `creator_ns`: the creator's PID namespace (inode of `/proc/self/ns/pid`, 0 unknown) | creator | **Release** store before `N` is set in `creator`; checkers **Acquire** |
-//! | 128 | 8 | `tail`: producer position (bytes, never wraps) | producer(s) | SPSC: Release store after each publish, read by no consumer (a successor producer walks on from it); MPSC: CAS, producers **Acquire** |
+//! | 128 | 8 | `tail`: producer position (bytes, never wraps) | producer(s) | SPSC: Release store after each publish; no consumer waits on it (checked at attach; a successor producer walks on from it to the real end); MPSC: CAS, producers **Acquire** |
 //! | 256 | 8 | `head`: consumer position | consumer | **Release** store; producers **Acquire** |
 //! | 264 | 8 | `hand_back`: MPSC consumer position being handed back (intent) | consumer | **Release** store before the free words and `head`; a successor consumer **Acquire**s it at attach |
 //! | 384 | 8 | `data_ready`: futex `seq` u32 + `waiters` u32 (a flag: 1 = someone may sleep) | consumer announces, producers wake and clear | SeqCst handshake (see `wait.rs`) |
@@ -77,6 +77,13 @@
 //! `e`'s, which the consumer reads as "nothing yet". So the consumer only ever meets this lap's
 //! terminator, a record of this lap, or (full ring) a record of the lap before; anything else is
 //! corrupt. Consumed space is not rewritten.
+//!
+//! A producer killed between its publishing store and its store of `tail` leaves `tail`
+//! behind the records it published. Its successor (and `status`) walks the record words from
+//! `max(tail, head)` to the first word that is not a record of its lap. The successor reads
+//! them with a read-modify-write that changes nothing, so it sees the newest value of each
+//! word: its predecessor's death is learnt from the kernel (a released lock, a reaped pid),
+//! which orders the dead process's stores in practice but is no synchronisation of the ring.
 //!
 //! # MPSC: free words
 //! In an MPSC ring every 8-byte word of free space holds a *free word* ([`free_word`]): type 0

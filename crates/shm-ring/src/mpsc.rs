@@ -905,9 +905,8 @@ impl<M: Memory> ConsumerCore<M> for MpscConsumer<M> {
         // a lagging consumer batches its releases, one that is caught up never holds space.
         let quarter = self.st.head - self.st.published >= self.geo.capacity / 4;
         let idx = (self.st.head & self.geo.mask) as usize;
-        let caught_up = !quarter
-            && self.mem.record(idx).load(Ordering::Relaxed)
-                == self.geo.free_word_at(self.st.head);
+        let caught_up =
+            !quarter && self.mem.record(idx).load(Ordering::Relaxed) == self.geo.free_word_at(self.st.head);
         if quarter || caught_up {
             Self::publish_head(&self.mem, &self.geo, &mut self.st);
         }

@@ -120,6 +120,43 @@ impl Lap {
     }
 }
 
+/// The end of the published records of an SPSC ring, walking from `start` (the stored tail,
+/// or the consumer position `head` if that is further): the first position whose word is not a
+/// record of its lap (the terminator, or in a full ring the consumer's next record, one lap
+/// before). More than `start` only after a producer died between its publishing store and its
+/// store of `tail`. `word_at(index)` reads the record word at a data-area index. Bounded: one
+/// lap of records at most; `head` and `start` must have passed `config::check_positions`.
+pub(crate) fn published_end(
+    geo: &Geometry,
+    head: u64,
+    start: u64,
+    word_at: impl Fn(usize) -> u64,
+) -> Result<u64, CorruptError> {
+    let mut t = start;
+    let mut lap = Lap::new(geo, t);
+    for _ in 0..=geo.capacity / 8 {
+        let idx = (t & geo.mask) as usize;
+        let raw = word_at(idx);
+        let size = match lap.at(geo, t).classify(raw) {
+            _ if t - head == geo.capacity => return Ok(t), // full
+            Word::Empty => return Ok(t),
+            Word::Record(rh) if rh.kind() == TYPE_MSG => record_size(rh.len as usize),
+            Word::Record(_) => geo.capacity as usize - idx, // padding
+            Word::Other => break,
+        };
+        if size > geo.capacity as usize - idx || t + size as u64 - head > geo.capacity {
+            break;
+        }
+        t += size as u64;
+    }
+    Err(corrupt(
+        "record word",
+        word_at((t & geo.mask) as usize),
+        t,
+        "a record header, or the terminator (this lap's free word) within one lap",
+    ))
+}
+
 /// Bytes of the terminator: the free word the producer writes past the records it publishes.
 const TERMINATOR: u64 = 8;
 
@@ -156,6 +193,8 @@ struct ConsumerState {
     /// The free word of the lap at `head`: what the record word there holds until the
     /// producer publishes the next record.
     free: Lap,
+    /// Consumed bytes we hold before handing them back on our own (see [`hand_back_at`]).
+    hand_back_at: u64,
     /// Our consumer slot (see `ProducerState::me`).
     me: Held,
     liveness: LivenessClock,
@@ -264,11 +303,12 @@ impl<M: Memory> SpscProducer<M> {
         self.publish(true)
     }
 
-    /// [`flush_tail`](SpscProducer::flush_tail), which stores `tail` only with `store_tail`
-    /// (without: as a producer killed between the two stores).
+    /// [`flush_tail`](SpscProducer::flush_tail), which stores `tail` and wakes a sleeper only
+    /// with `store_tail` (without: as a producer killed right after its publishing store).
     #[inline]
     fn publish(&mut self, store_tail: bool) {
         let (mem, geo, st) = (&self.mem, &self.geo, &mut self.st);
+        debug_assert_eq!(st.pending.is_some(), st.tail != st.published, "pending iff unpublished records");
         let Some((at, word)) = st.pending.take() else { return };
         // The terminator, where there is room for it. In a ring now exactly full the word at
         // the new end is the header of the consumer's next record, from the lap before, which
@@ -282,44 +322,23 @@ impl<M: Memory> SpscProducer<M> {
         // visible to a consumer that sees this word.
         mem.record(at).store(word, ord!(Release));
         st.published = st.tail;
-        if store_tail {
-            // Release: not needed by the consumer, which never reads it; it orders the records
-            // before the position for a successor producer and for `len`, which only compare it.
-            mem.header().tail.store(st.tail, ord!(Release));
+        if !store_tail {
+            return;
         }
+        // Release: not needed (no consumer waits on it; a successor producer walks on from it
+        // to the real end, and `len` only compares it).
+        mem.header().tail.store(st.tail, ord!(Release));
         wait::notify(mem, &mem.header().data_ready);
     }
 
-    /// The end of the published records, from `start` (the stored tail, or the consumer position
-    /// if that is further): the first position whose word is not a record of its lap (the
-    /// terminator, or in a full ring the consumer's next record, one lap before). More than
-    /// `start` only after a producer died between its publishing store and its store of `tail`.
-    /// Bounded by one lap of records.
+    /// The end of the published records (see [`published_end`]).
     fn find_end(mem: &M, geo: &Geometry, head: u64, start: u64) -> Result<u64, CorruptError> {
-        let mut t = start;
-        for _ in 0..=geo.capacity / 8 {
-            let idx = (t & geo.mask) as usize;
-            // Acquire: not needed (only record headers are read, to find the end; no payload is
-            // read on their strength, and our writes beyond the end wait for `head`).
-            let raw = mem.record(idx).load(ord!(Acquire));
-            let size = match Lap::new(geo, t).classify(raw) {
-                _ if t - head == geo.capacity => return Ok(t), // full
-                Word::Empty => return Ok(t),
-                Word::Record(rh) if rh.kind() == TYPE_MSG => record_size(rh.len as usize),
-                Word::Record(_) => geo.capacity as usize - idx, // padding
-                Word::Other => break,
-            };
-            if size > geo.capacity as usize - idx || t + size as u64 - head > geo.capacity {
-                break;
-            }
-            t += size as u64;
-        }
-        Err(corrupt(
-            "record word",
-            mem.record((t & geo.mask) as usize).load(Ordering::Relaxed),
-            t,
-            "a record header, or the terminator (this lap's free word) within one lap",
-        ))
+        // A read-modify-write that changes nothing: it reads the newest value of each word, so
+        // the walk sees a dead predecessor's last publishing store even where nothing orders
+        // it before us (its death is learnt from the kernel, not through the ring).
+        // Acquire: not needed (only record headers are read, to find the end; no payload is
+        // read on their strength, and our writes beyond the end wait for `head`).
+        published_end(geo, head, start, |idx| mem.record(idx).fetch_or(0, ord!(Acquire)))
     }
 
     /// Room for a payload of `len` bytes, which may be at most the max message size.
@@ -466,8 +485,8 @@ impl<M: Memory> Producer<M> {
     /// [`BatchWriter::commit`] publishes all of them with one store. Dropping the writer without
     /// committing sends none of them.
     pub fn write_batch(&mut self) -> BatchWriter<'_, M> {
-        let start = self.core.st.tail;
-        BatchWriter { producer: &mut self.core, start, count: 0, buf: Vec::new() }
+        let (start, pending) = (self.core.st.tail, self.core.st.pending);
+        BatchWriter { producer: &mut self.core, start, pending, count: 0, buf: Vec::new() }
     }
 }
 
@@ -486,6 +505,9 @@ pub struct BatchWriter<'a, M: Memory = DefaultMemory> {
     producer: &'a mut SpscProducer<M>,
     /// The producer position before the batch, restored if the batch is dropped.
     start: u64,
+    /// The publishing word pending before the batch (written, unpublished records left by a
+    /// leaked batch or a panic in `send_batch`), restored with `start`.
+    pending: Option<(usize, u64)>,
     count: usize,
     /// Where [`push`](BatchWriter::push) has messages filled before copying them in.
     buf: Vec<u8>,
@@ -557,6 +579,7 @@ impl<M: Memory> BatchWriter<'_, M> {
         }
         self.count = 0;
         self.start = self.producer.st.tail;
+        self.pending = self.producer.st.pending;
         n
     }
 }
@@ -566,13 +589,39 @@ impl<M: Memory> Drop for BatchWriter<'_, M> {
         // Not committed: forget what was written (it was never published: the terminator at
         // `start` is still there, and the consumer reads nothing past it).
         self.producer.st.tail = self.start;
-        self.producer.st.pending = None;
+        self.producer.st.pending = self.pending;
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Consumer
 // ---------------------------------------------------------------------------------------------
+
+/// How many consumed bytes the consumer may hold before it hands them back on its own: a
+/// quarter of the ring, but never so many that a producer facing a ring that is otherwise empty
+/// could lack room for a largest message (with its padding, up to two largest records). So a
+/// consumer that has read everything and then does something else for a long time never holds
+/// space a producer needs: the producer finds room, with no hand-back and no wake-up. A
+/// producer that is *waiting* for room is handed back to at once (it announces itself on
+/// `space_ready`), and a consumer hands back everything before it sleeps, on `flush`, at the
+/// end of a batch and on close.
+fn hand_back_at(geo: &Geometry) -> u64 {
+    let largest = 2 * record_size(geo.max_message) as u64;
+    (geo.capacity / 4).min(geo.capacity.saturating_sub(largest))
+}
+
+/// Hand back what we consumed if we hold [`hand_back_at`] bytes or more, or a producer waits
+/// for room. (Relaxed: the flag is only a hint here; a producer's announcement that this load
+/// misses costs it at most one sleep slice, and none while we keep reading, since we hand back
+/// at the threshold.)
+#[inline]
+fn hand_back_if_due<M: Memory>(mem: &M, st: &mut ConsumerState) {
+    if st.head - st.published >= st.hand_back_at
+        || (st.head != st.published && mem.header().space_ready.waiters.load(Ordering::Relaxed) != 0)
+    {
+        publish_head(mem, st);
+    }
+}
 
 /// Store our position (one Release store) and wake a producer waiting for space.
 fn publish_head<M: Memory>(mem: &M, st: &mut ConsumerState) {
@@ -600,11 +649,7 @@ impl<M: Memory> SpscConsumer<M> {
             let raw = mem.record(idx).load(ord!(Acquire));
             let rh = match st.free.at(geo, st.head).classify(raw) {
                 Word::Record(rh) => rh,
-                Word::Empty => {
-                    // Caught up: hand everything consumed back to the producer now.
-                    publish_head(mem, st);
-                    return Ok(None);
-                }
+                Word::Empty => return Ok(None),
                 Word::Other => {
                     return Err(corrupt(
                         "record word",
@@ -655,7 +700,15 @@ impl<M: Memory> Core<M> for SpscConsumer<M> {
     fn attach(mem: M, geo: Geometry) -> Result<Self, AttachError> {
         let (me, head) = slots::attach_consumer(&mem, &geo)?;
         let free = Lap::new(&geo, head);
-        let st = ConsumerState { head, published: head, free, me, liveness: LivenessClock::default() };
+        let hand_back_at = hand_back_at(&geo);
+        let st = ConsumerState {
+            head,
+            published: head,
+            free,
+            hand_back_at,
+            me,
+            liveness: LivenessClock::default(),
+        };
         Ok(SpscConsumer { mem, geo, st })
     }
 
@@ -669,12 +722,30 @@ impl<M: Memory> ConsumerCore<M> for SpscConsumer<M> {
         self.st.head
     }
 
+    /// From our position to the stored tail, and never less than the record at our position:
+    /// the tail is stored after the records are published (and never, by a producer killed
+    /// in between), so it may trail them.
+    fn len_bytes(&self) -> usize {
+        let (mem, geo, st) = (&self.mem, &self.geo, &self.st);
+        // Acquire: not needed (a byte count for the caller, no record is read after it).
+        let tail = mem.header().tail.load(ord!(Acquire));
+        let stored = tail.saturating_sub(st.head).min(geo.capacity);
+        let idx = (st.head & geo.mask) as usize;
+        // Relaxed: only looked at (`next` reads it again with Acquire).
+        let at_head = match Lap::new(geo, st.head).classify(mem.record(idx).load(Ordering::Relaxed)) {
+            Word::Record(rh) if rh.kind() == TYPE_MSG => record_size(rh.len as usize),
+            Word::Record(_) => geo.capacity as usize - idx,
+            _ => 0,
+        };
+        (stored as usize).max(at_head.min(geo.capacity as usize))
+    }
+
     fn try_next(&mut self) -> Result<Next, RecvFail> {
         if let Some(n) = self.next()? {
             return Ok(n);
         }
-        // Empty: hand everything back, then see whether the producer is still there.
-        publish_head(&self.mem, &mut self.st);
+        // Empty: hand back what is due, then see whether the producer is still there.
+        hand_back_if_due(&self.mem, &mut self.st);
         let check = self.st.liveness.due();
         match self.producer_gone(check) {
             None => Err(RecvFail::Empty),
@@ -684,28 +755,26 @@ impl<M: Memory> ConsumerCore<M> for SpscConsumer<M> {
     }
 
     fn wait_step(&mut self, _deadline: Option<Instant>) -> Result<Option<Next>, RecvStop> {
-        Ok(self.next()?)
+        let n = self.next()?;
+        if n.is_none() {
+            hand_back_if_due(&self.mem, &mut self.st);
+        }
+        Ok(n)
     }
 
+    /// Asked before every sleep of a blocking receive: everything consumed is handed back
+    /// first, so that we never sleep holding space (a producer waiting for it is woken).
     fn producers_gone(&mut self, check_alive: bool) -> Option<RecvStop> {
+        publish_head(&self.mem, &mut self.st);
         self.producer_gone(check_alive)
     }
 
     /// Mark a record consumed. The space goes back to the producer in steps (see
-    /// [`Consumer::flush`](crate::Consumer::flush)): while the consumer lags, one store and one
+    /// [`hand_back_at`] and [`Consumer::flush`](crate::Consumer::flush)): one store and one
     /// wake-up check per quarter ring instead of per message.
     fn consume(&mut self, n: Next) {
-        let st = &mut self.st;
-        st.head += record_size(n.len) as u64;
-        // Hand space back per quarter ring, or at once when this was the last message there:
-        // a lagging consumer batches its releases, one that is caught up never holds space.
-        let quarter = st.head - st.published >= self.geo.capacity / 4;
-        let idx = (st.head & self.geo.mask) as usize;
-        // Relaxed: only looked at (a record there is read again with Acquire by `next`).
-        let raw = self.mem.record(idx).load(Ordering::Relaxed);
-        if quarter || !matches!(st.free.at(&self.geo, st.head).classify(raw), Word::Record(_)) {
-            publish_head(&self.mem, st);
-        }
+        self.st.head += record_size(n.len) as u64;
+        hand_back_if_due(&self.mem, &mut self.st);
     }
 
     fn advance(&mut self, n: Next) {
