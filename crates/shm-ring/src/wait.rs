@@ -98,9 +98,10 @@ pub(crate) fn block_on<S, M: Memory, T, E>(
     mut peer_gone: impl FnMut(&mut S, bool) -> Option<E>,
 ) -> Result<T, Waited<E>> {
     let mut last_alive_check: Option<Instant> = None;
-    // Spin until SPIN has passed since the first attempt failed (or the deadline, if sooner);
-    // not under loom, where time does not pass and spinning only multiplies the interleavings.
-    // The clock is first read then: a call whose first attempt succeeds never reads it.
+    // Spin for about SPIN (or until the deadline, if sooner); not under loom, where time does
+    // not pass and spinning only multiplies the interleavings. The clock is first read after
+    // SPIN_CHECKS failed attempts: a wait that ends sooner (most waits of a busy stream) never
+    // reads it.
     let mut spinning = !cfg!(loom);
     let mut spin_until: Option<Instant> = None;
     let mut spins = 0u32;
@@ -109,16 +110,17 @@ pub(crate) fn block_on<S, M: Memory, T, E>(
             return r.map_err(Waited::Failed);
         }
         if spinning {
-            let until = *spin_until.get_or_insert_with(|| {
-                let end = Instant::now() + SPIN;
-                deadline.map_or(end, |d| d.min(end))
-            });
             spins = spins.wrapping_add(1);
             if spins % SPIN_CHECKS != 0 {
                 std::hint::spin_loop();
                 continue;
             }
-            if Instant::now() < until {
+            let now = Instant::now();
+            let until = *spin_until.get_or_insert_with(|| {
+                let end = now + SPIN;
+                deadline.map_or(end, |d| d.min(end))
+            });
+            if now < until {
                 std::thread::yield_now();
                 continue;
             }

@@ -70,8 +70,8 @@ fn instr(json: bool) -> std::process::ExitCode {
         }
     };
     if !json {
-        println!("Instructions per try_send + try_recv, one process, callgrind (deterministic)");
-        println!("  {:<8} {:>6} {:>14}", "kind", "size", "instructions");
+        println!("Instructions per message sent and received (try_send + try_recv; spsc-blocking: send + recv), one process, callgrind (deterministic)");
+        println!("  {:<14} {:>6} {:>14}", "kind", "size", "instructions");
     }
     for case in shm_demo::instr::CASES {
         match shm_demo::instr::count(&exe, case) {
@@ -79,7 +79,7 @@ fn instr(json: bool) -> std::process::ExitCode {
                 "{{\"transport\":\"shm-{}\",\"test\":\"instr\",\"msg_size\":{},\"instructions\":{n:.1}}}",
                 case.kind, case.size
             ),
-            Ok(n) => println!("  {:<8} {:>6} {:>14.1}", case.kind, case.size, n),
+            Ok(n) => println!("  {:<14} {:>6} {:>14.1}", case.kind, case.size, n),
             Err(e) => {
                 eprintln!("shm-bench instr: {e}");
                 return std::process::ExitCode::FAILURE;
