@@ -106,6 +106,22 @@ impl From<GeometryError> for AttachError {
 }
 
 impl Geometry {
+    /// The size of a padding record with payload length `len` found at data-area index `idx`
+    /// (at `position`, for the error). Padding fills the end of the data area when the next
+    /// record does not fit: never at index 0, never as long as a largest record.
+    pub(crate) fn padding_size(&self, idx: usize, len: usize, position: u64) -> Result<usize, CorruptError> {
+        let size = self.capacity as usize - idx;
+        if idx == 0 || len + layout::RECORD_HEADER != size || size >= layout::record_size(self.max_message) {
+            return Err(CorruptError {
+                what: "padding length",
+                found: len as u64,
+                position,
+                expected: "the rest of the data area, shorter than a largest record",
+            });
+        }
+        Ok(size)
+    }
+
     /// The lap of a position (`position / capacity`, as a shift).
     #[inline]
     pub(crate) fn lap(&self, position: u64) -> u64 {

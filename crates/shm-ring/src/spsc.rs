@@ -671,18 +671,7 @@ impl<M: Memory> SpscConsumer<M> {
                 }
                 return Ok(Some(Next { idx, len }));
             }
-            // Padding fills the end of the data area when the next record does not fit: never
-            // at index 0, never as long as a largest record.
-            let size = geo.capacity as usize - idx;
-            if idx == 0 || len + RECORD_HEADER != size || size >= record_size(geo.max_message) {
-                return Err(corrupt(
-                    "padding length",
-                    len as u64,
-                    st.head,
-                    "the rest of the data area, shorter than a largest record",
-                ));
-            }
-            st.head += size as u64;
+            st.head += geo.padding_size(idx, len, st.head)? as u64;
         }
     }
 

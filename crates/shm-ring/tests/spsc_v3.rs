@@ -34,6 +34,17 @@ fn drain(c: &mut Consumer) -> Vec<Vec<u8>> {
     }
 }
 
+/// Drop a batch uncommitted, then send 10 messages: all of them arrive (with whatever was
+/// written, unpublished, before the batch).
+fn sends_after_a_dropped_batch_are_delivered(p: &mut Producer, c: &mut Consumer) {
+    drop(p.write_batch());
+    for i in 0..10u8 {
+        p.try_send([i; 8]).unwrap();
+    }
+    let got = drain(c);
+    assert!(got.len() >= 10, "10 messages sent with Ok(()), {} delivered: {got:?}", got.len());
+}
+
 fn word(r: &Region, offset: usize) -> u64 {
     let mut b = [0u8; 8];
     r.read_at(offset, &mut b).unwrap();
@@ -49,12 +60,7 @@ fn a_dropped_batch_after_a_leaked_one_does_not_silence_the_producer() {
     let mut b = p.write_batch();
     b.push(8, |m| m.fill(1)).unwrap();
     std::mem::forget(b);
-    drop(p.write_batch());
-    for i in 0..10u8 {
-        p.try_send([i; 8]).unwrap();
-    }
-    let got = drain(&mut c);
-    assert!(got.len() >= 10, "10 messages sent with Ok(()), {} delivered: {got:?}", got.len());
+    sends_after_a_dropped_batch_are_delivered(&mut p, &mut c);
 }
 
 /// The same state through a panic (caught) of the caller's iterator inside `send_batch`, after
@@ -73,12 +79,7 @@ fn a_dropped_batch_after_a_panic_in_send_batch_does_not_silence_the_producer() {
     .peekable();
     let r = std::panic::catch_unwind(AssertUnwindSafe(|| p.send_batch(&mut it)));
     assert!(r.is_err());
-    drop(p.write_batch());
-    for i in 0..10u8 {
-        p.try_send([i; 8]).unwrap();
-    }
-    let got = drain(&mut c);
-    assert!(got.len() >= 10, "10 messages sent with Ok(()), {} delivered: {got:?}", got.len());
+    sends_after_a_dropped_batch_are_delivered(&mut p, &mut c);
 }
 
 /// A producer process killed between its publishing store and its store of `tail`, with no
