@@ -18,12 +18,14 @@
 //! writes over it. A full ring holds `capacity` bytes of records, as before.
 //!
 //! The producer also stores `tail` (for a successor producer, `len` and `inspect`; no one waits
-//! on it) and the consumer hands space back with one Release store of `head`, per quarter ring
-//! or when it has caught up. A busy stream costs no system call and no read-modify-write.
+//! on it) and the consumer hands space back with one Release store of `head`: at a threshold
+//! that always leaves a producer facing an otherwise empty ring room for a largest message
+//! (`hand_back_at`), at once when a producer waits for room, and before it sleeps. A busy
+//! stream costs no system call and no read-modify-write.
 //!
 //! A producer killed between its publishing store and its store of `tail` leaves `tail` behind
 //! the records it published; its successor walks the record words from `max(tail, head)` to
-//! the terminator at attach, so it never writes over a published record.
+//! the real end at attach (`published_end`), so it never writes over a published record.
 //!
 //! [`layout::free_word`]: crate::layout::free_word
 
