@@ -216,7 +216,7 @@ pub fn status(region: &Region) -> Result<RingStatus, AttachError> {
         Kind::from_u32(desc.kind).ok_or(AttachError::WrongKind { found: desc.kind, expected: Kind::Spsc })?;
     let geo = handshake::validate(&desc, kind, region.len())?;
     let head = h.head.load(Ordering::Acquire);
-    let mut tail = h.tail.load(Ordering::Acquire);
+    let stored = h.tail.load(Ordering::Acquire);
     let word_at = |idx: usize| {
         let mut word = [0u8; 8];
         match region.read_at(geo.header_size + idx, &mut word) {
@@ -224,15 +224,15 @@ pub fn status(region: &Region) -> Result<RingStatus, AttachError> {
             Err(_) => 0,
         }
     };
-    if kind == Kind::Spsc {
-        // The stored SPSC tail may trail what was published (a producer killed between its
-        // publishing store and its tail store): the record words say where the end is.
-        let start = tail.max(head);
-        config::check_positions(head, start, geo.capacity).map_err(AttachError::Corrupt)?;
-        tail = crate::spsc::published_end(&geo, head, start, word_at).map_err(AttachError::Corrupt)?;
-    }
-    config::check_positions(head, tail.max(head), geo.capacity).map_err(AttachError::Corrupt)?;
-    let tail = tail.max(head);
+    let start = stored.max(head);
+    config::check_positions(head, start, geo.capacity).map_err(AttachError::Corrupt)?;
+    // The stored SPSC tail may trail what was published (a producer killed between its
+    // publishing store and its tail store): the record words say where the end is (at most a
+    // capacity past `head`).
+    let tail = match kind {
+        Kind::Spsc => crate::spsc::published_end(&geo, head, start, word_at).map_err(AttachError::Corrupt)?,
+        Kind::Mpsc => start,
+    };
     let in_flight = tail - head;
     let producers = (0..geo.max_producers as usize)
         .map(|i| {

@@ -122,6 +122,16 @@ impl Lap {
     }
 }
 
+/// The bytes a record of this lap at data-area index `idx` takes: a message's record, or for
+/// padding the rest of the data area (as written, not yet validated).
+fn span(geo: &Geometry, rh: RecordHeader, idx: usize) -> usize {
+    if rh.kind() == TYPE_MSG {
+        record_size(rh.len as usize)
+    } else {
+        geo.capacity as usize - idx
+    }
+}
+
 /// The end of the published records of an SPSC ring, walking from `start` (the stored tail,
 /// or the consumer position `head` if that is further): the first position whose word is not a
 /// record of its lap (the terminator, or in a full ring the consumer's next record, one lap
@@ -142,8 +152,7 @@ pub(crate) fn published_end(
         let size = match lap.at(geo, t).classify(raw) {
             _ if t - head == geo.capacity => return Ok(t), // full
             Word::Empty => return Ok(t),
-            Word::Record(rh) if rh.kind() == TYPE_MSG => record_size(rh.len as usize),
-            Word::Record(_) => geo.capacity as usize - idx, // padding
+            Word::Record(rh) => span(geo, rh, idx),
             Word::Other => break,
         };
         if size > geo.capacity as usize - idx || t + size as u64 - head > geo.capacity {
@@ -724,8 +733,7 @@ impl<M: Memory> ConsumerCore<M> for SpscConsumer<M> {
         let idx = (st.head & geo.mask) as usize;
         // Relaxed: only looked at (`next` reads it again with Acquire).
         let at_head = match Lap::new(geo, st.head).classify(mem.record(idx).load(Ordering::Relaxed)) {
-            Word::Record(rh) if rh.kind() == TYPE_MSG => record_size(rh.len as usize),
-            Word::Record(_) => geo.capacity as usize - idx,
+            Word::Record(rh) => span(geo, rh, idx),
             _ => 0,
         };
         (stored as usize).max(at_head.min(geo.capacity as usize))
