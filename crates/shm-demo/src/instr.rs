@@ -21,9 +21,11 @@ pub struct Case {
 }
 
 /// The cases the README reports (`spsc-blocking`: `send` + `recv`, which wait when they must;
-/// here they never have to).
-pub const CASES: [Case; 5] = [
+/// here they never have to; `spsc-in-place`: `try_reserve` + commit and `try_read` + drop, the
+/// message written and read in the ring, as shm-bench's round trip does).
+pub const CASES: [Case; 6] = [
     Case { kind: "spsc", size: 8 },
+    Case { kind: "spsc-in-place", size: 8 },
     Case { kind: "spsc", size: 64 },
     Case { kind: "spsc-blocking", size: 64 },
     Case { kind: "mpsc", size: 8 },
@@ -33,15 +35,29 @@ pub const CASES: [Case; 5] = [
 /// The extra iterations of the second run.
 const EXTRA: u64 = 10_000;
 
-fn send_recv<K: RingKind>(config: &RingConfig, size: usize, n: u64, blocking: bool) -> io::Result<u64> {
+fn send_recv<K: RingKind>(
+    config: &RingConfig,
+    size: usize,
+    n: u64,
+    blocking: bool,
+    in_place: bool,
+) -> io::Result<u64> {
     let region = Arc::new(Region::anonymous(config.region_len()).map_err(io::Error::other)?);
     let mut p = Producer::<K>::create(region.clone(), config).map_err(io::Error::other)?;
     let mut c = Consumer::<K>::open(region).map_err(io::Error::other)?;
     let msg = vec![0x5a; size];
     let mut buf = Vec::with_capacity(size);
     let mut sum = 0u64;
-    for _ in 0..n {
-        if blocking {
+    for i in 0..n {
+        if in_place {
+            let mut g = p.try_reserve(size).map_err(io::Error::from)?;
+            // SAFETY: both ends are this process and follow the ring protocol.
+            unsafe { g.as_mut_slice_unchecked() }.fill(i as u8);
+            g.commit();
+            let g = c.try_read().map_err(io::Error::from)?;
+            // SAFETY: as above.
+            sum += unsafe { g.as_slice_unchecked() }[0] as u64;
+        } else if blocking {
             p.send(&msg).map_err(io::Error::from)?;
             sum += c.recv(&mut buf).map_err(io::Error::from)? as u64;
         } else {
@@ -53,13 +69,16 @@ fn send_recv<K: RingKind>(config: &RingConfig, size: usize, n: u64, blocking: bo
 }
 
 /// The measured loop (run under callgrind by [`count`]): `n` × (`try_send` + `try_recv`) of
-/// `size` bytes on a 64 KiB ring of `kind`, in this process.
+/// `size` bytes on a 64 KiB ring of `kind`, in this process (see [`CASES`] for the kinds).
 pub fn run_loop(kind: &str, size: usize, n: u64) -> io::Result<u64> {
     match kind {
-        "spsc" => send_recv::<Spsc>(&RingConfig::spsc(1 << 16), size, n, false),
-        "spsc-blocking" => send_recv::<Spsc>(&RingConfig::spsc(1 << 16), size, n, true),
-        "mpsc" => send_recv::<Mpsc>(&RingConfig::mpsc(1 << 16, 1), size, n, false),
-        other => Err(io::Error::other(format!("kind {other:?}: expected spsc, spsc-blocking or mpsc"))),
+        "spsc" => send_recv::<Spsc>(&RingConfig::spsc(1 << 16), size, n, false, false),
+        "spsc-in-place" => send_recv::<Spsc>(&RingConfig::spsc(1 << 16), size, n, false, true),
+        "spsc-blocking" => send_recv::<Spsc>(&RingConfig::spsc(1 << 16), size, n, true, false),
+        "mpsc" => send_recv::<Mpsc>(&RingConfig::mpsc(1 << 16, 1), size, n, false, false),
+        other => Err(io::Error::other(format!(
+            "kind {other:?}: expected spsc, spsc-in-place, spsc-blocking or mpsc"
+        ))),
     }
 }
 

@@ -178,5 +178,8 @@ fn the_instruction_count_loop_runs_and_names_a_bad_kind() {
         assert!(ok, "{kind}: {err}");
     }
     let (ok, err) = bench(&["instr-loop", "--kind", "broadcast", "--size", "8", "--n", "10"]);
-    assert!(!ok && err.contains("kind \"broadcast\": expected spsc, spsc-blocking or mpsc"), "{err}");
+    assert!(
+        !ok && err.contains("kind \"broadcast\": expected spsc, spsc-in-place, spsc-blocking or mpsc"),
+        "{err}"
+    );
 }

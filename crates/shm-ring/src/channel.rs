@@ -93,6 +93,7 @@ impl<K: RingKind, M: Memory> Producer<K, M> {
     }
 
     /// Claim room for `len` bytes now (the core refuses a `len` beyond the max message size).
+    #[inline(always)]
     fn try_claim(&mut self, len: usize) -> Result<ClaimOf<K, M>, SendFail> {
         self.core.try_claim(len)
     }
@@ -133,6 +134,7 @@ impl<K: RingKind, M: Memory> Producer<K, M> {
     }
 
     /// Send a copy of `msg` if there is room now. On failure the message is handed back.
+    #[inline]
     pub fn try_send<T: AsRef<[u8]>>(&mut self, msg: T) -> Result<(), TrySendError<T>> {
         match self.try_claim(msg.as_ref().len()) {
             Ok(claim) => {
@@ -197,6 +199,7 @@ impl<K: RingKind, M: Memory> Producer<K, M> {
     /// Write them with [`Grant::write_at`] / [`Grant::copy_from_slice`] (or, trusting the
     /// consumer, [`Grant::as_mut_slice_unchecked`]); [`Grant::commit`] publishes the message,
     /// dropping the grant delivers nothing.
+    #[inline(always)]
     pub fn try_reserve(&mut self, len: usize) -> Result<Grant<'_, K, M>, TrySendError<()>> {
         match self.try_claim(len) {
             Ok(claim) => Ok(Grant::new(self, claim, len)),
@@ -252,6 +255,7 @@ impl<K: RingKind, M: Memory> fmt::Debug for Grant<'_, K, M> {
 }
 
 impl<'a, K: RingKind, M: Memory> Grant<'a, K, M> {
+    #[inline]
     fn new(producer: &'a mut Producer<K, M>, claim: ClaimOf<K, M>, len: usize) -> Self {
         producer.core.mem().track_write(ProducerOf::<K, M>::payload_index(&claim), len);
         Grant { producer, claim: Some(claim), len }
@@ -259,6 +263,7 @@ impl<'a, K: RingKind, M: Memory> Grant<'a, K, M> {
 
     /// The memory and the payload's record index: the claim covers `len` payload bytes inside
     /// the data area, ours until the commit.
+    #[inline]
     fn place(&self) -> (&M, usize) {
         let idx = self.claim.as_ref().map_or(0, |c| ProducerOf::<K, M>::payload_index(c));
         (self.producer.core.mem(), idx)
@@ -317,6 +322,7 @@ impl<'a, K: RingKind, M: Memory> Grant<'a, K, M> {
     /// promise is that every process able to map the ring runs this library (or a conforming
     /// implementation of the [`layout`](crate::layout)) and is neither buggy nor hostile. See
     /// "Trusting the peer" in the [crate docs](crate).
+    #[inline]
     pub unsafe fn as_mut_slice_unchecked(&mut self) -> &mut [u8] {
         let len = self.len;
         let (mem, idx) = self.place();
@@ -328,6 +334,7 @@ impl<'a, K: RingKind, M: Memory> Grant<'a, K, M> {
     }
 
     /// Publish the message (the whole reserved length).
+    #[inline(always)]
     pub fn commit(mut self) {
         if let Some(claim) = self.claim.take() {
             self.producer.core.commit(claim, self.len);
@@ -336,6 +343,7 @@ impl<'a, K: RingKind, M: Memory> Grant<'a, K, M> {
 }
 
 impl<K: RingKind, M: Memory> Drop for Grant<'_, K, M> {
+    #[inline]
     fn drop(&mut self) {
         if let Some(claim) = self.claim.take() {
             self.producer.core.abort(claim);
@@ -428,11 +436,13 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
         })
     }
 
+    #[inline(always)]
     fn next_now(&mut self) -> Result<Next, TryRecvError> {
         self.core.try_next().map_err(TryRecvError::new)
     }
 
     /// Copy the payload of `n` into `buf` (cleared first), then consume the record.
+    #[inline]
     fn take_vec(&mut self, n: Next, buf: &mut Vec<u8>) -> usize {
         buf.clear();
         buf.reserve(n.len);
@@ -468,6 +478,7 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
 
     /// Receive a copy of the next message into `buf` (cleared first) if one is there now.
     /// Returns its length.
+    #[inline]
     pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, TryRecvError> {
         let n = self.next_now()?;
         Ok(self.take_vec(n, buf))
@@ -533,6 +544,7 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
     /// the payload where you want it ([`ReadGuard::copy_to`], `read_at`, `to_vec`), or, for a
     /// trusted producer, lends it in place ([`ReadGuard::as_slice_unchecked`]); dropping it
     /// marks the message consumed (see [`flush`](Consumer::flush)).
+    #[inline(always)]
     pub fn try_read(&mut self) -> Result<ReadGuard<'_, K, M>, TryRecvError> {
         let next = self.next_now()?;
         Ok(ReadGuard { consumer: self, next })
@@ -792,6 +804,7 @@ impl<K: RingKind, M: Memory> ReadGuard<'_, K, M> {
     /// process able to write the ring's memory runs this library (or a conforming
     /// implementation of the [`layout`](crate::layout)) and is neither buggy nor hostile. See
     /// "Trusting the peer" in the [crate docs](crate).
+    #[inline]
     pub unsafe fn as_slice_unchecked(&self) -> &[u8] {
         // SAFETY: the caller's promise; the core checked the record lies in the data area.
         unsafe { payload_unchecked(self.mem(), self.next) }
@@ -799,6 +812,7 @@ impl<K: RingKind, M: Memory> ReadGuard<'_, K, M> {
 }
 
 impl<K: RingKind, M: Memory> Drop for ReadGuard<'_, K, M> {
+    #[inline(always)]
     fn drop(&mut self) {
         self.consumer.core.consume(self.next);
     }

@@ -232,6 +232,7 @@ pub(crate) enum Peer {
 
 /// Read a peer slot. Liveness (a lock probe, or `kill` and a `/proc` read) is checked only when
 /// `check_alive`, and only positive evidence makes a peer dead.
+#[inline]
 pub(crate) fn peer<M: Memory>(mem: &M, end: End, check_alive: bool) -> Peer {
     let w = end.slot(mem).owner.load(ord!(Acquire));
     let o = Owner::decode(w);

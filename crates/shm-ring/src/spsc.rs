@@ -243,11 +243,41 @@ impl<M: Memory> std::fmt::Debug for SpscConsumer<M> {
 pub struct Spot {
     idx: usize,
     pad: usize,
+    /// For a lone message (no padding, nothing else unpublished): its two stores, worked out
+    /// when it is claimed. See [`SpscProducer::claim`].
+    ready: Option<Ready>,
+}
+
+/// The stores that publish one message of `len` bytes at the producer position: the
+/// terminator after it (index and word; `None` when the message fills the ring exactly), then
+/// the header at the position.
+#[derive(Clone, Copy, Debug)]
+struct Ready {
+    len: usize,
+    header: u64,
+    terminator: Option<(usize, u64)>,
 }
 
 impl<M: Memory> SpscProducer<M> {
     /// Find room for a record of `rec` bytes, reloading the consumer position if needed.
+    #[inline(always)]
     fn room(&mut self, rec: usize) -> Result<Spot, SendFail> {
+        // The common case inline: the record fits before the end of the data area, in the
+        // space last seen free, and the consumer is attached.
+        let (geo, st) = (&self.geo, &self.st);
+        let idx = (st.tail & geo.mask) as usize;
+        if rec <= geo.capacity as usize - idx
+            && st.tail + rec as u64 - st.head_cache <= geo.capacity
+            && slots::peer(&self.mem, End::Consumer, false) == Peer::Present
+        {
+            return Ok(Spot { idx, pad: 0, ready: None });
+        }
+        self.room_slow(rec)
+    }
+
+    /// [`room`](SpscProducer::room) in full.
+    #[inline(never)]
+    fn room_slow(&mut self, rec: usize) -> Result<Spot, SendFail> {
         let (mem, geo, st) = (&self.mem, &self.geo, &mut self.st);
         let h = mem.header();
         if let Some(stop) = slots::consumer_gone(mem, st.consumer_at_attach, false) {
@@ -279,7 +309,7 @@ impl<M: Memory> SpscProducer<M> {
                 return Err(SendFail::Full);
             }
         }
-        Ok(Spot { idx: if pad > 0 { 0 } else { idx }, pad })
+        Ok(Spot { idx: if pad > 0 { 0 } else { idx }, pad, ready: None })
     }
 
     /// Write the record headers and advance our position, without publishing anything yet: the
@@ -287,6 +317,7 @@ impl<M: Memory> SpscProducer<M> {
     /// last; any other is in space the consumer cannot reach before that store.
     ///
     /// [`flush_tail`]: SpscProducer::flush_tail
+    #[inline]
     fn write_record(&mut self, spot: Spot, len: usize) {
         let (mem, geo, st) = (&self.mem, &self.geo, &mut self.st);
         let at = (st.tail & geo.mask) as usize;
@@ -310,6 +341,7 @@ impl<M: Memory> SpscProducer<M> {
 
     /// Publish everything written so far: the terminator at the new end, then the record word
     /// the consumer waits at (one Release store), then `tail`; then wake a sleeper.
+    #[inline]
     fn flush_tail(&mut self) {
         self.publish(true)
     }
@@ -353,9 +385,47 @@ impl<M: Memory> SpscProducer<M> {
     }
 
     /// Room for a payload of `len` bytes, which may be at most the max message size.
+    ///
+    /// For a lone message the publishing stores are worked out here, before the payload is
+    /// written, so that [`commit`](ProducerCore::commit) stores them right after it: the
+    /// consumer polls the line the message goes to, and every store to it that comes late
+    /// (after the consumer took the line back to look) moves the line once more.
+    #[inline(always)]
     fn claim(&mut self, len: usize) -> Result<Spot, SendFail> {
         self.geo.check_len(len)?;
-        self.room(record_size(len))
+        let mut spot = self.room(record_size(len))?;
+        let (geo, st) = (&self.geo, &mut self.st);
+        if spot.pad == 0 && st.tail == st.published {
+            let end = st.tail + record_size(len) as u64;
+            let terminator = (end + TERMINATOR - st.head_cache <= geo.capacity)
+                .then(|| ((end & geo.mask) as usize, st.free.at(geo, end).free));
+            let header = RecordHeader::tagged(TYPE_MSG, len as u32, geo.lap(st.tail)).to_word();
+            spot.ready = Some(Ready { len, header, terminator });
+        }
+        Ok(spot)
+    }
+
+    /// Publish a lone message claimed with its stores worked out (see [`claim`]), as
+    /// [`write_record`] and [`flush_tail`] would.
+    ///
+    /// [`claim`]: SpscProducer::claim
+    /// [`write_record`]: SpscProducer::write_record
+    /// [`flush_tail`]: SpscProducer::flush_tail
+    #[inline(always)]
+    fn publish_ready(&mut self, spot: Spot, ready: Ready) {
+        let (mem, st) = (&self.mem, &mut self.st);
+        debug_assert!(st.pending.is_none() && st.tail == st.published && spot.pad == 0);
+        if let Some((end, word)) = ready.terminator {
+            mem.record(end).store(word, Ordering::Relaxed);
+        }
+        // SYNC POINT: Release, as in `publish`: the payload and the terminator are visible to
+        // a consumer that sees this header.
+        mem.record(spot.idx).store(ready.header, ord!(Release));
+        st.tail += record_size(ready.len) as u64;
+        st.published = st.tail;
+        // Release: not needed (as in `publish`).
+        mem.header().tail.store(st.tail, ord!(Release));
+        wait::notify(mem, &mem.header().data_ready);
     }
 }
 
@@ -412,6 +482,7 @@ impl<M: Memory> ProducerCore<M> for SpscProducer<M> {
         self.st.tail.saturating_sub(head).min(self.geo.capacity) as usize
     }
 
+    #[inline(always)]
     fn try_claim(&mut self, len: usize) -> Result<Spot, SendFail> {
         self.claim(len)
     }
@@ -424,9 +495,15 @@ impl<M: Memory> ProducerCore<M> for SpscProducer<M> {
         spot.idx
     }
 
+    #[inline(always)]
     fn commit(&mut self, spot: Spot, len: usize) {
-        self.write_record(spot, len);
-        self.flush_tail();
+        match spot.ready {
+            Some(ready) if ready.len == len => self.publish_ready(spot, ready),
+            _ => {
+                self.write_record(spot, len);
+                self.flush_tail();
+            }
+        }
     }
 
     fn abort(&mut self, _spot: Spot) {
@@ -646,18 +723,43 @@ fn publish_head<M: Memory>(mem: &M, st: &mut ConsumerState) {
 }
 
 impl<M: Memory> SpscConsumer<M> {
-    /// Find the next message without consuming it. `Ok(None)`: the ring is empty (and what
-    /// was consumed has been handed back).
+    /// Find the next message without consuming it. `Ok(None)`: the ring is empty.
     ///
     /// Bounded: at most two record words, since padding is never at index 0.
+    #[inline(always)]
     fn next(&mut self) -> Result<Option<Next>, CorruptError> {
+        let (mem, geo, st) = (&self.mem, &self.geo, &mut self.st);
+        let idx = (st.head & geo.mask) as usize;
+        // SYNC POINT: Acquire pairs with the producer's Release store of this word in
+        // `publish`: the record's payload (and the words after it up to the terminator) are
+        // visible once its header is.
+        let raw = mem.record(idx).load(ord!(Acquire));
+        // The two common cases first, inline: a message of this lap inside the data area, or
+        // this lap's terminator. Everything else (padding, the exactly-full case, a corrupt
+        // word) is left to `next_from`, which classifies the same word again in full.
+        let rh = RecordHeader::from_word(raw);
+        let len = rh.len as usize;
+        if rh.kind() == TYPE_MSG
+            && rh.tag() == lap_tag(geo.lap(st.head))
+            && len <= geo.max_message
+            && idx + record_size(len) <= geo.capacity as usize
+        {
+            return Ok(Some(Next { idx, len }));
+        }
+        if raw == st.free.at(geo, st.head).free {
+            return Ok(None);
+        }
+        self.next_from(raw)
+    }
+
+    /// [`next`](SpscConsumer::next) from the record word `raw` just read at our position, for
+    /// the cases it does not take inline.
+    #[cold]
+    #[inline(never)]
+    fn next_from(&mut self, mut raw: u64) -> Result<Option<Next>, CorruptError> {
         let (mem, geo, st) = (&self.mem, &self.geo, &mut self.st);
         loop {
             let idx = (st.head & geo.mask) as usize;
-            // SYNC POINT: Acquire pairs with the producer's Release store of this word in
-            // `flush_tail`: the record's payload (and the words after it up to the terminator)
-            // are visible once its header is.
-            let raw = mem.record(idx).load(ord!(Acquire));
             let rh = match st.free.at(geo, st.head).classify(raw) {
                 Word::Record(rh) => rh,
                 Word::Empty => return Ok(None),
@@ -683,6 +785,23 @@ impl<M: Memory> SpscConsumer<M> {
                 return Ok(Some(Next { idx, len }));
             }
             st.head += geo.padding_size(idx, len, st.head)? as u64;
+            let idx = (st.head & geo.mask) as usize;
+            // SYNC POINT: Acquire, as in `next`: the word after padding was published by the
+            // same kind of store.
+            raw = mem.record(idx).load(ord!(Acquire));
+        }
+    }
+
+    /// [`try_next`](ConsumerCore::try_next) when the ring was empty: hand back what is due,
+    /// then see whether the producer is still there.
+    #[inline(never)]
+    fn try_next_empty(&mut self) -> Result<Next, RecvFail> {
+        hand_back_if_due(&self.mem, &mut self.st);
+        let check = self.st.liveness.due();
+        match self.producer_gone(check) {
+            None => Err(RecvFail::Empty),
+            // The producer may have sent its last message just before it closed.
+            Some(gone) => self.next()?.ok_or(RecvFail::Stop(gone)),
         }
     }
 
@@ -739,20 +858,14 @@ impl<M: Memory> ConsumerCore<M> for SpscConsumer<M> {
         (stored as usize).max(at_head.min(geo.capacity as usize))
     }
 
+    #[inline(always)]
     fn try_next(&mut self) -> Result<Next, RecvFail> {
-        if let Some(n) = self.next()? {
-            return Ok(n);
-        }
-        // Empty: hand back what is due, then see whether the producer is still there.
-        hand_back_if_due(&self.mem, &mut self.st);
-        let check = self.st.liveness.due();
-        match self.producer_gone(check) {
-            None => Err(RecvFail::Empty),
-            // The producer may have sent its last message just before it closed.
-            Some(gone) => self.next()?.ok_or(RecvFail::Stop(gone)),
+        match self.next() {
+            Ok(Some(n)) => Ok(n),
+            Ok(None) => self.try_next_empty(),
+            Err(e) => Err(e.into()),
         }
     }
-
     fn wait_step(&mut self, _deadline: Option<Instant>) -> Result<Option<Next>, RecvStop> {
         let n = self.next()?;
         if n.is_none() {
@@ -771,6 +884,7 @@ impl<M: Memory> ConsumerCore<M> for SpscConsumer<M> {
     /// Mark a record consumed. The space goes back to the producer in steps (see
     /// [`hand_back_at`] and [`Consumer::flush`](crate::Consumer::flush)): one store and one
     /// wake-up check per quarter ring instead of per message.
+    #[inline(always)]
     fn consume(&mut self, n: Next) {
         self.st.head += record_size(n.len) as u64;
         hand_back_if_due(&self.mem, &mut self.st);
