@@ -1118,3 +1118,24 @@ pub fn targets(all: &[Measurement]) -> Vec<Target> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{check, fill};
+
+    #[test]
+    fn fill_and_check_agree_at_every_length_and_catch_any_changed_byte() {
+        for len in 0..=40 {
+            let mut buf = vec![0xEE; len];
+            fill(&mut buf, 0x0102_0304_0506_0708);
+            assert!(check(&buf, 0x0102_0304_0506_0708, len), "len {len}");
+            assert!(!check(&buf, 0x0102_0304_0506_0709, len) || len == 0, "wrong seq passed at len {len}");
+            for i in 0..len {
+                let mut bad = buf.clone();
+                bad[i] ^= 0x40;
+                assert!(!check(&bad, 0x0102_0304_0506_0708, len), "byte {i} of {len} changed unnoticed");
+            }
+            assert!(!check(&buf, 0x0102_0304_0506_0708, len + 1), "wrong length passed at {len}");
+        }
+    }
+}

@@ -20,8 +20,10 @@
 //! The producer also stores `tail` (for a successor producer, `len` and `inspect`; no one waits
 //! on it) and the consumer hands space back with one Release store of `head`: at a threshold
 //! that always leaves a producer facing an otherwise empty ring room for a largest message
-//! (`hand_back_at`), at once when a producer waits for room, and before it sleeps. A busy
-//! stream costs no system call and no read-modify-write.
+//! (`hand_back_at`), and before it sleeps. It looks for a producer waiting for room (a fence,
+//! the costly part) only every quarter ring, when that producer's announcement shows, and
+//! when it finds the ring empty (`hand_back_if_due`). A busy stream costs no system call and
+//! no read-modify-write.
 //!
 //! A producer killed between its publishing store and its store of `tail` leaves `tail` behind
 //! the records it published; its successor walks the record words from `max(tail, head)` to
@@ -201,11 +203,17 @@ struct ConsumerState {
     head: u64,
     /// The last value stored to `header.head`.
     published: u64,
+    /// Our position when we last looked for a producer waiting for room (after a fence), at
+    /// most `published`. Until it catches up with `published`, a producer that went to sleep
+    /// just as we stored `head` may not have been woken.
+    notified: u64,
     /// The free word of the lap at `head`: what the record word there holds until the
     /// producer publishes the next record.
     free: Lap,
     /// Consumed bytes we hold before handing them back on our own (see [`hand_back_at`]).
     hand_back_at: u64,
+    /// Bytes handed back between two looks for a waiting producer (a quarter of the ring).
+    wake_at: u64,
     /// Our consumer slot (see `ProducerState::me`).
     me: Held,
     liveness: LivenessClock,
@@ -687,37 +695,61 @@ impl<M: Memory> Drop for BatchWriter<'_, M> {
 
 /// How many consumed bytes the consumer may hold before it hands them back on its own: a
 /// quarter of the ring, but never so many that a producer facing a ring that is otherwise empty
-/// could lack room for a largest message (with its padding, up to two largest records). So a
-/// consumer that has read everything and then does something else for a long time never holds
-/// space a producer needs: the producer finds room, with no hand-back and no wake-up. A
-/// producer that is *waiting* for room is handed back to at once (it announces itself on
-/// `space_ready`), and a consumer hands back everything before it sleeps, on `flush`, at the
-/// end of a batch and on close.
+/// could lack room for a largest message (with its padding, up to two largest records; so with
+/// the default max message, none). So a consumer that has read everything and then does
+/// something else for a long time never holds space a producer needs: the producer finds room
+/// with no wake-up. A consumer hands back everything before it sleeps, on `flush`, at the end
+/// of a batch and on close.
 fn hand_back_at(geo: &Geometry) -> u64 {
     let largest = 2 * record_size(geo.max_message) as u64;
     (geo.capacity / 4).min(geo.capacity.saturating_sub(largest))
 }
 
-/// Hand back what we consumed if we hold [`hand_back_at`] bytes or more, or a producer waits
-/// for room. (Relaxed: the flag is only a hint here; a producer's announcement that this load
-/// misses costs it at most one sleep slice, and none while we keep reading, since we hand back
-/// at the threshold.)
+/// After a message: hand back what we consumed if we hold [`hand_back_at`] bytes or more (one
+/// Release store), and wake a producer waiting for room if it announced itself, or in any case
+/// every quarter of the ring ([`publish_head`]: a fence and a look at the announcement).
+///
+/// The look is the costly part (a fence per message took up to a tenth of a round trip), so
+/// the stores between two looks are plain. A producer that announced itself just as one of
+/// them was made may then not be woken by it; it is woken at the next message (this Relaxed
+/// load sees its flag: the flag is only a hint here), at the next quarter ring (the fence), or
+/// by [`hand_back_caught_up`] when we find the ring empty, before we sleep, and on close. Only
+/// a consumer that stops calling the ring at that very moment leaves it asleep, for one sleep
+/// slice at most ([`wait::SLICE`]): it then finds the room by itself.
 #[inline]
 fn hand_back_if_due<M: Memory>(mem: &M, st: &mut ConsumerState) {
-    if st.head - st.published >= st.hand_back_at
-        || (st.head != st.published && mem.header().space_ready.waiters.load(Ordering::Relaxed) != 0)
+    if st.head - st.notified >= st.wake_at
+        || (st.head != st.notified && mem.header().space_ready.waiters.load(Ordering::Relaxed) != 0)
     {
+        publish_head(mem, st);
+    } else if st.head != st.published && st.head - st.published >= st.hand_back_at {
+        st.published = st.head;
+        // SYNC POINT: Release, as in `publish_head`.
+        mem.header().head.store(st.head, ord!(Release));
+    }
+}
+
+/// When the ring is empty: [`hand_back_if_due`], and if a store of `head` has not been
+/// followed by a look for a waiting producer yet, hand back everything and look now (the
+/// consumer waits anyway).
+#[inline]
+fn hand_back_caught_up<M: Memory>(mem: &M, st: &mut ConsumerState) {
+    hand_back_if_due(mem, st);
+    if st.published != st.notified {
         publish_head(mem, st);
     }
 }
 
-/// Store our position (one Release store) and wake a producer waiting for space.
+/// Hand back everything (one Release store) and wake a producer waiting for room.
 fn publish_head<M: Memory>(mem: &M, st: &mut ConsumerState) {
     if st.head != st.published {
         st.published = st.head;
         // SYNC POINT: Release pairs with the producer's Acquire load of head: we are done
         // reading the released records before the producer may overwrite them.
         mem.header().head.store(st.head, ord!(Release));
+    }
+    if st.notified != st.head {
+        st.notified = st.head;
         wait::notify(mem, &mem.header().space_ready);
     }
 }
@@ -796,7 +828,7 @@ impl<M: Memory> SpscConsumer<M> {
     /// then see whether the producer is still there.
     #[inline(never)]
     fn try_next_empty(&mut self) -> Result<Next, RecvFail> {
-        hand_back_if_due(&self.mem, &mut self.st);
+        hand_back_caught_up(&self.mem, &mut self.st);
         let check = self.st.liveness.due();
         match self.producer_gone(check) {
             None => Err(RecvFail::Empty),
@@ -823,8 +855,10 @@ impl<M: Memory> Core<M> for SpscConsumer<M> {
         let st = ConsumerState {
             head,
             published: head,
+            notified: head,
             free,
             hand_back_at,
+            wake_at: geo.capacity / 4,
             me,
             liveness: LivenessClock::default(),
         };
@@ -869,7 +903,7 @@ impl<M: Memory> ConsumerCore<M> for SpscConsumer<M> {
     fn wait_step(&mut self, _deadline: Option<Instant>) -> Result<Option<Next>, RecvStop> {
         let n = self.next()?;
         if n.is_none() {
-            hand_back_if_due(&self.mem, &mut self.st);
+            hand_back_caught_up(&self.mem, &mut self.st);
         }
         Ok(n)
     }
@@ -881,9 +915,9 @@ impl<M: Memory> ConsumerCore<M> for SpscConsumer<M> {
         self.producer_gone(check_alive)
     }
 
-    /// Mark a record consumed. The space goes back to the producer in steps (see
-    /// [`hand_back_at`] and [`Consumer::flush`](crate::Consumer::flush)): one store and one
-    /// wake-up check per quarter ring instead of per message.
+    /// Mark a record consumed. The space goes back to the producer as [`hand_back_if_due`]
+    /// says (see also [`Consumer::flush`](crate::Consumer::flush)): one fence and wake-up
+    /// check per quarter ring instead of per message.
     #[inline(always)]
     fn consume(&mut self, n: Next) {
         self.st.head += record_size(n.len) as u64;
