@@ -22,15 +22,45 @@ pub struct Case {
 
 /// The cases the README reports (`spsc-blocking`: `send` + `recv`, which wait when they must;
 /// here they never have to; `spsc-in-place`: `try_reserve` + commit and `try_read` + drop, the
-/// message written and read in the ring, as shm-bench's round trip does).
-pub const CASES: [Case; 6] = [
+/// message written and read in the ring, as shm-bench's round trip does; `spsc-batch`: batches
+/// of [`BATCH`] messages written in place with `write_batch` and read in place with one
+/// `recv_batch`, as shm-bench's batch stream does; per message).
+pub const CASES: [Case; 7] = [
     Case { kind: "spsc", size: 8 },
     Case { kind: "spsc-in-place", size: 8 },
+    Case { kind: "spsc-batch", size: 64 },
     Case { kind: "spsc", size: 64 },
     Case { kind: "spsc-blocking", size: 64 },
     Case { kind: "mpsc", size: 8 },
     Case { kind: "mpsc", size: 64 },
 ];
+
+/// Messages per batch of the `spsc-batch` case.
+pub const BATCH: u64 = 64;
+
+/// `n` messages of `size` bytes in batches of [`BATCH`] (the last one shorter).
+fn batches(size: usize, n: u64) -> io::Result<u64> {
+    let config = RingConfig::spsc(1 << 16);
+    let region = Arc::new(Region::anonymous(config.region_len()).map_err(io::Error::other)?);
+    let mut p = Producer::<Spsc>::create(region.clone(), &config).map_err(io::Error::other)?;
+    let mut c = Consumer::<Spsc>::open(region).map_err(io::Error::other)?;
+    let mut sum = 0u64;
+    let mut sent = 0;
+    while sent < n {
+        let b = BATCH.min(n - sent);
+        sent += b;
+        let mut batch = p.write_batch();
+        for _ in 0..b {
+            // SAFETY: both ends are this process and follow the ring protocol.
+            unsafe { batch.push_unchecked(size, |m| m[0] = b as u8) }.map_err(io::Error::from)?;
+        }
+        batch.commit();
+        // SAFETY: as above.
+        let got = unsafe { c.recv_batch_unchecked(usize::MAX, |m| sum += m[0] as u64) };
+        got.map_err(io::Error::from)?;
+    }
+    Ok(sum)
+}
 
 /// The extra iterations of the second run.
 const EXTRA: u64 = 10_000;
@@ -75,9 +105,10 @@ pub fn run_loop(kind: &str, size: usize, n: u64) -> io::Result<u64> {
         "spsc" => send_recv::<Spsc>(&RingConfig::spsc(1 << 16), size, n, false, false),
         "spsc-in-place" => send_recv::<Spsc>(&RingConfig::spsc(1 << 16), size, n, false, true),
         "spsc-blocking" => send_recv::<Spsc>(&RingConfig::spsc(1 << 16), size, n, true, false),
+        "spsc-batch" => batches(size, n),
         "mpsc" => send_recv::<Mpsc>(&RingConfig::mpsc(1 << 16, 1), size, n, false, false),
         other => Err(io::Error::other(format!(
-            "kind {other:?}: expected spsc, spsc-in-place, spsc-blocking or mpsc"
+            "kind {other:?}: expected spsc, spsc-in-place, spsc-batch, spsc-blocking or mpsc"
         ))),
     }
 }

@@ -179,7 +179,8 @@ fn the_instruction_count_loop_runs_and_names_a_bad_kind() {
     }
     let (ok, err) = bench(&["instr-loop", "--kind", "broadcast", "--size", "8", "--n", "10"]);
     assert!(
-        !ok && err.contains("kind \"broadcast\": expected spsc, spsc-in-place, spsc-blocking or mpsc"),
+        !ok && err
+            .contains("kind \"broadcast\": expected spsc, spsc-in-place, spsc-batch, spsc-blocking or mpsc"),
         "{err}"
     );
 }

@@ -400,8 +400,7 @@ impl<M: Memory> SpscProducer<M> {
     /// (after the consumer took the line back to look) moves the line once more.
     #[inline(always)]
     fn claim(&mut self, len: usize) -> Result<Spot, SendFail> {
-        self.geo.check_len(len)?;
-        let mut spot = self.room(record_size(len))?;
+        let mut spot = self.claim_room(len)?;
         let (geo, st) = (&self.geo, &mut self.st);
         if spot.pad == 0 && st.tail == st.published {
             let end = st.tail + record_size(len) as u64;
@@ -411,6 +410,14 @@ impl<M: Memory> SpscProducer<M> {
             spot.ready = Some(Ready { len, header, terminator });
         }
         Ok(spot)
+    }
+
+    /// Room for a payload of `len` bytes, for a record of a batch (published by the batch's
+    /// one store, so with nothing worked out in advance).
+    #[inline(always)]
+    fn claim_room(&mut self, len: usize) -> Result<Spot, SendFail> {
+        self.geo.check_len(len)?;
+        self.room(record_size(len))
     }
 
     /// Publish a lone message claimed with its stores worked out (see [`claim`]), as
@@ -546,7 +553,7 @@ impl<M: Memory> Producer<M> {
         let mut sent = 0;
         while let Some(msg) = msgs.peek() {
             let bytes = msg.as_ref();
-            match core.claim(bytes.len()) {
+            match core.claim_room(bytes.len()) {
                 Ok(spot) => {
                     core.mem.copy_in(spot.idx, 0, bytes);
                     core.write_record(spot, bytes.len());
@@ -620,9 +627,10 @@ impl<M: Memory> BatchWriter<'_, M> {
     /// buffer of this process, which is then copied into the ring (atomic word stores: sound
     /// whatever the consumer's process does). Nothing is visible to the consumer before
     /// [`commit`](BatchWriter::commit).
+    #[inline]
     pub fn push(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), TrySendError<()>> {
         let p = &mut *self.producer;
-        let spot = p.claim(len).map_err(|e| TrySendError::new(e, ()))?;
+        let spot = p.claim_room(len).map_err(|e| TrySendError::new(e, ()))?;
         self.buf.clear();
         self.buf.resize(len, 0);
         fill(&mut self.buf);
@@ -640,13 +648,14 @@ impl<M: Memory> BatchWriter<'_, M> {
     /// process or thread reads or writes the bytes while `fill` holds them, which holds when
     /// every process able to map the ring follows the ring protocol (see "Trusting the peer" in
     /// the [crate docs](crate)).
+    #[inline]
     pub unsafe fn push_unchecked(
         &mut self,
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), TrySendError<()>> {
         let p = &mut *self.producer;
-        let spot = p.claim(len).map_err(|e| TrySendError::new(e, ()))?;
+        let spot = p.claim_room(len).map_err(|e| TrySendError::new(e, ()))?;
         p.mem.track_write(spot.idx, len);
         // SAFETY: `room` found the record's bytes free at `spot.idx` inside the data area; the
         // consumer does not read them before we publish, `&mut self` makes this the only
@@ -924,10 +933,12 @@ impl<M: Memory> ConsumerCore<M> for SpscConsumer<M> {
         hand_back_if_due(&self.mem, &mut self.st);
     }
 
+    #[inline(always)]
     fn advance(&mut self, n: Next) {
         self.st.head += record_size(n.len) as u64;
     }
 
+    #[inline(always)]
     fn next_in_batch(&mut self) -> Option<Next> {
         self.next().ok().flatten()
     }

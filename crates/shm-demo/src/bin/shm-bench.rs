@@ -70,7 +70,7 @@ fn instr(json: bool) -> std::process::ExitCode {
         }
     };
     if !json {
-        println!("Instructions per message sent and received (try_send + try_recv; spsc-in-place: try_reserve + commit, try_read + drop; spsc-blocking: send + recv), one process, callgrind (deterministic)");
+        println!("Instructions per message sent and received (try_send + try_recv; spsc-in-place: try_reserve + commit, try_read + drop; spsc-batch: per message of write_batch + recv_batch, in place; spsc-blocking: send + recv), one process, callgrind (deterministic)");
         println!("  {:<14} {:>6} {:>14}", "kind", "size", "instructions");
     }
     for case in shm_demo::instr::CASES {
