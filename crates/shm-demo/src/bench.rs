@@ -624,9 +624,7 @@ pub fn mpsc_throughput(producers: u32, size: usize, n: u64) -> io::Result<f64> {
 /// `try_read`, spinning, every message checked). One ratio per pair of segments (MPSC rate over
 /// SPSC rate); the first pair warms up and is not counted.
 pub fn mpsc_vs_spsc(size: usize, pairs: usize) -> io::Result<Measurement> {
-    fn ring<K: shm_ring::RingKind>(
-        config: &shm_ring::RingConfig,
-    ) -> io::Result<std::sync::Arc<shm_core::Region>> {
+    fn ring(config: &shm_ring::RingConfig) -> io::Result<std::sync::Arc<shm_core::Region>> {
         let region = shm_core::Region::anonymous(config.region_len())?;
         region.prefault()?;
         shm_ring::init(&region, config).map_err(|e| io::Error::other(e.to_string()))?;
@@ -662,8 +660,8 @@ pub fn mpsc_vs_spsc(size: usize, pairs: usize) -> io::Result<Measurement> {
             Err(bad(seq))
         }
     }
-    let spsc_ring = ring::<shm_ring::Spsc>(&shm_ring::RingConfig::spsc(1 << 18))?;
-    let mpsc_ring = ring::<shm_ring::Mpsc>(&shm_ring::RingConfig::mpsc(1 << 18, 1))?;
+    let spsc_ring = ring(&shm_ring::RingConfig::spsc(1 << 18))?;
+    let mpsc_ring = ring(&shm_ring::RingConfig::mpsc(1 << 18, 1))?;
     let segments = 2 * (pairs as u64 + 1);
     let ratios = run_pair(
         || {
