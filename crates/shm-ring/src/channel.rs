@@ -99,6 +99,7 @@ impl<K: RingKind, M: Memory> Producer<K, M> {
     }
 
     /// Claim room for `len` bytes, waiting until `deadline` (`None`: forever).
+    #[inline(always)]
     fn claim_until(
         &mut self,
         len: usize,
@@ -115,6 +116,17 @@ impl<K: RingKind, M: Memory> Producer<K, M> {
                 Err(SendFail::Full) => {}
             }
         }
+        self.claim_wait(len, deadline)
+    }
+
+    /// [`claim_until`](Producer::claim_until) past its first try: the wait (out of line, so
+    /// that the common case stays small where it is inlined).
+    #[inline(never)]
+    fn claim_wait(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<ClaimOf<K, M>, Waited<SendStop>> {
         wait::block_on(
             &mut self.core,
             ProducerOf::<K, M>::mem,
@@ -125,7 +137,31 @@ impl<K: RingKind, M: Memory> Producer<K, M> {
         )
     }
 
+    /// Claim room for `len` bytes, waiting as long as it takes. (The first try is made here
+    /// rather than through [`claim_until`](Producer::claim_until), whose result carries the
+    /// timeout case too: returning it costs the common case of blocking sends tens of
+    /// instructions.)
+    #[inline(always)]
+    fn claim_forever(&mut self, len: usize) -> Result<ClaimOf<K, M>, SendStop> {
+        // (Not under loom, as in `claim_until`.)
+        if !cfg!(loom) {
+            match self.core.try_claim(len) {
+                Ok(c) => return Ok(c),
+                Err(SendFail::Stop(s)) => return Err(s),
+                Err(SendFail::Full) => {}
+            }
+        }
+        loop {
+            match self.claim_wait(len, None) {
+                Ok(c) => return Ok(c),
+                Err(Waited::Failed(stop)) => return Err(stop),
+                Err(Waited::TimedOut) => {} // no deadline: wait on
+            }
+        }
+    }
+
     /// Copy `bytes` into the claimed record and publish it.
+    #[inline(always)]
     fn fill_and_commit(&mut self, claim: ClaimOf<K, M>, bytes: &[u8]) {
         // The claim covers `bytes.len()` payload bytes inside the data area that nobody else
         // writes, and the consumer does not read them before the commit.
@@ -164,15 +200,14 @@ impl<K: RingKind, M: Memory> Producer<K, M> {
     /// Send a copy of `msg`, waiting as long as it takes for room (spinning briefly, then
     /// sleeping on a futex). Fails only when the consumer is closed or dead, the message is too
     /// large, or memory is corrupt; the message is handed back in the error.
+    #[inline]
     pub fn send<T: AsRef<[u8]>>(&mut self, msg: T) -> Result<(), SendError<T>> {
-        match self.claim_until(msg.as_ref().len(), None) {
+        match self.claim_forever(msg.as_ref().len()) {
             Ok(claim) => {
                 self.fill_and_commit(claim, msg.as_ref());
                 Ok(())
             }
-            Err(Waited::Failed(stop)) => Err(SendError::new(stop, msg)),
-            // A wait with no deadline does not time out; it goes on instead.
-            Err(Waited::TimedOut) => self.send(msg),
+            Err(stop) => Err(SendError::new(stop, msg)),
         }
     }
 
@@ -221,13 +256,11 @@ impl<K: RingKind, M: Memory> Producer<K, M> {
     }
 
     /// [`try_reserve`](Producer::try_reserve), waiting as long as it takes for room.
+    #[inline]
     pub fn reserve(&mut self, len: usize) -> Result<Grant<'_, K, M>, SendError<()>> {
-        loop {
-            match self.claim_until(len, None) {
-                Ok(claim) => return Ok(Grant::new(self, claim, len)),
-                Err(Waited::Failed(stop)) => return Err(SendError::new(stop, ())),
-                Err(Waited::TimedOut) => {} // no deadline: wait on
-            }
+        match self.claim_forever(len) {
+            Ok(claim) => Ok(Grant::new(self, claim, len)),
+            Err(stop) => Err(SendError::new(stop, ())),
         }
     }
 
@@ -383,6 +416,7 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
     }
 
     /// The next message, waiting until `deadline` (`None`: forever).
+    #[inline(always)]
     fn next_until(&mut self, deadline: Option<Instant>) -> Result<Next, Waited<RecvStop>> {
         // The common case first, with no wait to set up: a message there now. (Anything else,
         // an error included, is looked at again by the wait's first attempt.)
@@ -392,6 +426,13 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
                 return Ok(n);
             }
         }
+        self.next_wait(deadline)
+    }
+
+    /// [`next_until`](Consumer::next_until) past its first try: the wait (out of line, as
+    /// [`claim_wait`](Producer::claim_wait)).
+    #[inline(never)]
+    fn next_wait(&mut self, deadline: Option<Instant>) -> Result<Next, Waited<RecvStop>> {
         let r = wait::block_on(
             &mut self.core,
             ConsumerOf::<K, M>::mem,
@@ -418,10 +459,18 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
         r
     }
 
-    /// The next message, waiting as long as it takes.
+    /// The next message, waiting as long as it takes (the first try made here, as in
+    /// [`Producer::claim_forever`]).
+    #[inline(always)]
     fn next_blocking(&mut self) -> Result<Next, RecvError> {
+        // (Not under loom, as in `claim_until`.)
+        if !cfg!(loom) {
+            if let Some(n) = self.core.next_in_batch() {
+                return Ok(n);
+            }
+        }
         loop {
-            match self.next_until(None) {
+            match self.next_wait(None) {
                 Ok(n) => return Ok(n),
                 Err(Waited::Failed(stop)) => return Err(stop.into()),
                 Err(Waited::TimedOut) => {} // no deadline: wait on
@@ -442,7 +491,7 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
     }
 
     /// Copy the payload of `n` into `buf` (cleared first), then consume the record.
-    #[inline]
+    #[inline(always)]
     fn take_vec(&mut self, n: Next, buf: &mut Vec<u8>) -> usize {
         buf.clear();
         buf.reserve(n.len);
@@ -493,6 +542,7 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
     /// Receive a copy of the next message into `buf`, waiting as long as it takes. Fails when
     /// the producers are closed or dead and everything they sent has been received, or on
     /// corrupt memory.
+    #[inline]
     pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
         let n = self.next_blocking()?;
         Ok(self.take_vec(n, buf))
@@ -557,6 +607,7 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
     }
 
     /// [`try_read`](Consumer::try_read), waiting as long as it takes.
+    #[inline]
     pub fn read(&mut self) -> Result<ReadGuard<'_, K, M>, RecvError> {
         let next = self.next_blocking()?;
         Ok(ReadGuard { consumer: self, next })
