@@ -353,3 +353,28 @@ fn exactly_full_again_and_again_with_batched_hand_back() {
         assert_eq!(c.try_recv(&mut Vec::new()), Err(TryRecvError::Empty));
     });
 }
+
+/// The consumer's plain stores of `head` between two looks for a waiting producer: on a
+/// 128-byte ring with messages up to 56 bytes the consumer hands back after every message (a
+/// producer facing an otherwise empty ring needs room for a largest one) but looks only every
+/// 32 bytes, so after a 16-byte record it stores `head` without a fence. The producer sends
+/// nine 8-byte messages into room for eight and sleeps for the ninth; the consumer checks each
+/// payload (the plain store is Release: the producer may write over a record only once it is
+/// read) and sleeps too. A wake-up lost for good leaves a thread asleep, which loom reports.
+#[test]
+fn plain_hand_backs_between_looks() {
+    loom::model(|| {
+        let (mut p, mut c) = model_pair(&RingConfig::spsc(128).max_message(56));
+        let t = thread::spawn(move || {
+            for i in 0..9u8 {
+                p.send([i; 8]).unwrap();
+            }
+        });
+        let mut buf = Vec::new();
+        for i in 0..9u8 {
+            c.recv(&mut buf).unwrap();
+            assert_eq!(buf, [i; 8]);
+        }
+        t.join().unwrap();
+    });
+}

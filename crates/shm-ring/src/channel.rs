@@ -506,6 +506,9 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
     /// stays in the ring), then consume the record.
     fn take_slice(&mut self, n: Next, buf: &mut [u8]) -> Result<usize, RecvError> {
         if n.len > buf.len() {
+            // The message stays; what was consumed before it goes back (and a producer asleep
+            // for room is looked for), as a consumer stuck here receives nothing.
+            self.core.flush();
             return Err(RecvError::BufferTooSmall { need: n.len, have: buf.len() });
         }
         self.core.mem().copy_out(n.idx, 0, &mut buf[..n.len]);
@@ -517,6 +520,7 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
     fn take_pod<T: bytemuck::Pod>(&mut self, n: Next) -> Result<T, RecvError> {
         let expected = std::mem::size_of::<T>();
         if n.len != expected {
+            self.core.flush(); // as in `take_slice`
             return Err(RecvError::SizeMismatch { found: n.len, expected });
         }
         let mut v: T = bytemuck::Zeroable::zeroed();

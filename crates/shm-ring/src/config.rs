@@ -201,3 +201,22 @@ pub(crate) fn check_positions(head: u64, tail: u64, capacity: u64) -> Result<(),
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RingConfig;
+    use crate::InitError;
+
+    /// A ring of 16 GiB takes messages up to what a record header's 32-bit length holds, by
+    /// default and when asked; one more byte is refused with the limit named, never cut short.
+    #[test]
+    fn the_max_message_of_huge_rings_fits_a_record_header() {
+        let g = RingConfig::spsc(1 << 34).validate().unwrap();
+        assert_eq!(g.max_message as u64, crate::layout::MAX_RECORD_LEN);
+        let e = RingConfig::spsc(1 << 34).max_message(1 << 32).validate().unwrap_err();
+        assert!(
+            matches!(e, InitError::BadMaxMessage { found, limit } if found == 1 << 32 && limit == 0xFFFF_FFF8),
+            "{e:?}"
+        );
+    }
+}

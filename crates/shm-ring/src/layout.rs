@@ -360,10 +360,20 @@ pub const fn header_size(max_producers: u32) -> usize {
 }
 
 /// The largest payload a ring of `capacity` data bytes can carry: half the data area less a
-/// record header, so a message always fits after at most one padding record.
+/// record header, so a message always fits after at most one padding record; and never more
+/// than a record header's 32-bit length holds ([`MAX_RECORD_LEN`]), whatever the capacity.
 pub const fn max_message_for(capacity: u64) -> u64 {
-    capacity / 2 - RECORD_HEADER as u64
+    let half = capacity / 2 - RECORD_HEADER as u64;
+    if half < MAX_RECORD_LEN {
+        half
+    } else {
+        MAX_RECORD_LEN
+    }
 }
+
+/// The largest length a record header holds (its `len` is 32 bits), rounded down to whole
+/// words: the max message of rings of 16 GiB and more.
+pub const MAX_RECORD_LEN: u64 = u32::MAX as u64 & !7;
 
 /// Bytes a record with `len` payload bytes occupies.
 #[inline]
@@ -497,6 +507,11 @@ mod tests {
         assert_eq!(header_size(8), 896);
         assert_eq!(header_size(9), 1024);
         assert_eq!(max_message_for(1024), 504);
+        // A record header's length is 32 bits: rings of 16 GiB and more stop there, instead
+        // of cutting longer messages short (a 2^32 + 8 byte message used to arrive as 8 bytes).
+        assert_eq!(max_message_for(1 << 33), (1 << 32) - 8);
+        assert_eq!(max_message_for(1 << 34), MAX_RECORD_LEN);
+        assert_eq!(MAX_RECORD_LEN, 0xFFFF_FFF8);
         assert_eq!(&MAGIC.to_le_bytes(), b"SHMRING1");
     }
 }

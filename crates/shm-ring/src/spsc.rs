@@ -427,7 +427,7 @@ impl<M: Memory> SpscProducer<M> {
     /// [`write_record`]: SpscProducer::write_record
     /// [`flush_tail`]: SpscProducer::flush_tail
     #[inline(always)]
-    fn publish_ready(&mut self, spot: Spot, ready: Ready) {
+    fn publish_ready(&mut self, spot: Spot, ready: Ready, store_tail: bool) {
         let (mem, st) = (&self.mem, &mut self.st);
         debug_assert!(st.pending.is_none() && st.tail == st.published && spot.pad == 0);
         if let Some((end, word)) = ready.terminator {
@@ -438,6 +438,9 @@ impl<M: Memory> SpscProducer<M> {
         mem.record(spot.idx).store(ready.header, ord!(Release));
         st.tail += record_size(ready.len) as u64;
         st.published = st.tail;
+        if !store_tail {
+            return; // as a producer killed right after its publishing store (the test hook)
+        }
         // Release: not needed (as in `publish`).
         mem.header().tail.store(st.tail, ord!(Release));
         wait::notify(mem, &mem.header().data_ready);
@@ -513,7 +516,7 @@ impl<M: Memory> ProducerCore<M> for SpscProducer<M> {
     #[inline(always)]
     fn commit(&mut self, spot: Spot, len: usize) {
         match spot.ready {
-            Some(ready) if ready.len == len => self.publish_ready(spot, ready),
+            Some(ready) if ready.len == len => self.publish_ready(spot, ready, true),
             _ => {
                 self.write_record(spot, len);
                 self.flush_tail();
@@ -578,8 +581,14 @@ impl<M: Memory> Producer<M> {
         let core = &mut self.core;
         let spot = core.claim(msg.len()).map_err(|e| TrySendError::new(e, ()))?;
         core.mem.copy_in(spot.idx, 0, msg);
-        core.write_record(spot, msg.len());
-        core.publish(false);
+        // The stores a real send makes: a lone message's worked-out ones, or the general ones.
+        match spot.ready {
+            Some(ready) => core.publish_ready(spot, ready, false),
+            None => {
+                core.write_record(spot, msg.len());
+                core.publish(false);
+            }
+        }
         Ok(())
     }
 
@@ -722,9 +731,11 @@ fn hand_back_at(geo: &Geometry) -> u64 {
 /// the stores between two looks are plain. A producer that announced itself just as one of
 /// them was made may then not be woken by it; it is woken at the next message (this Relaxed
 /// load sees its flag: the flag is only a hint here), at the next quarter ring (the fence), or
-/// by [`hand_back_caught_up`] when we find the ring empty, before we sleep, and on close. Only
-/// a consumer that stops calling the ring at that very moment leaves it asleep, for one sleep
-/// slice at most ([`wait::SLICE`]): it then finds the room by itself.
+/// by [`hand_back_caught_up`] when we find the ring empty, before we sleep, on close, on `len`
+/// and `is_empty`, and when a message is left in the ring for a buffer too small or a size
+/// that does not match (a `flush`). Only a consumer that stops calling the ring at that very
+/// moment leaves it asleep, for one sleep slice at most ([`wait::SLICE`]): it then finds the
+/// room by itself.
 #[inline]
 fn hand_back_if_due<M: Memory>(mem: &M, st: &mut ConsumerState) {
     if st.head - st.notified >= st.wake_at
@@ -827,8 +838,8 @@ impl<M: Memory> SpscConsumer<M> {
             }
             st.head += geo.padding_size(idx, len, st.head)? as u64;
             let idx = (st.head & geo.mask) as usize;
-            // SYNC POINT: Acquire, as in `next`: the word after padding was published by the
-            // same kind of store.
+            // Acquire: not needed (this word was written before the store that published the
+            // padding, and a load of ours with Acquire has already seen that store or a later one).
             raw = mem.record(idx).load(ord!(Acquire));
         }
     }
@@ -889,6 +900,13 @@ impl<M: Memory> ConsumerCore<M> for SpscConsumer<M> {
     /// in between), so it may trail them.
     fn len_bytes(&self) -> usize {
         let (mem, geo, st) = (&self.mem, &self.geo, &self.st);
+        // A consumer may poll `is_empty` instead of receiving: it still looks for a producer
+        // asleep for room that a plain store of `head` may have missed (see
+        // `hand_back_if_due`). (`&self`: `notified` stays behind, so every such call looks,
+        // until the next receive.)
+        if st.published != st.notified {
+            wait::notify(mem, &mem.header().space_ready);
+        }
         // Acquire: not needed (a byte count for the caller, no record is read after it).
         let tail = mem.header().tail.load(ord!(Acquire));
         let stored = tail.saturating_sub(st.head).min(geo.capacity);

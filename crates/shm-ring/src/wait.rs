@@ -11,7 +11,10 @@
 //! The two SeqCst fences order "announce, then look" against "publish, then look": either W's
 //! re-check sees N's position, or N sees W's announcement and bumps `seq`, which makes the
 //! futex wait return at once if W has not slept yet. No wake-up is lost (loom-checked), and a
-//! busy stream with nobody asleep makes no system call at all.
+//! busy stream with nobody asleep makes no system call at all. (One notifier skips the look on
+//! purpose: the SPSC consumer's plain stores of `head` between two looks, which a producer
+//! asleep for room may miss until the next look or its sleep slice; see
+//! `spsc::hand_back_if_due`.)
 //!
 //! `waiters` is a flag, set by every waiter before it sleeps and cleared by the notifier that
 //! wakes them (all of them: `wake_all`). So only the first notify after a waiter went to sleep
