@@ -672,8 +672,10 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
     /// Hand the space of every consumed message back to the producers now (one Release store
     /// of the consumer position, and a wake-up if a producer sleeps).
     ///
-    /// This happens by itself whenever a quarter of the ring has been consumed, whenever the
-    /// consumer takes the last message it knows of or finds the ring empty, at the end of a
+    /// This happens by itself whenever a quarter of the ring has been consumed (SPSC: after
+    /// every message when the max message is large, as by default, so that a producer always
+    /// finds room for a largest one), whenever the consumer finds the ring empty (MPSC: also
+    /// when it takes the last message it knows of), at the end of a
     /// [`recv_batch`](Consumer::recv_batch), and on close. Until then a consumer killed without
     /// closing has its consumed messages delivered again to the next consumer of a file-backed
     /// ring (at-least-once); call `flush` after each message where that matters.
