@@ -834,22 +834,50 @@ pub fn blocking_vs_spinning(size: usize, n: u64, reps: usize) -> io::Result<Meas
 
 /// The spinning ring's round trip over the atomic floor's, both measured in one pair of
 /// processes that switch between the two every [`RTT_SEGMENT`] round trips, so that both see the
-/// same placement of the two vCPUs (which on a VM moves the floor between 130 and 360 ns from
-/// one run to the next). One ratio per pair of segments (ring median over floor median); the
-/// first pair warms up and is not counted. Round trips are timed [`RTT_GROUP`] at a time.
+/// same placement of the two vCPUs (which on a VM moves the floor between 80 and 400 ns from one
+/// run to the next). One ratio per pair of segments (ring median over floor median); the first
+/// pair warms up and is not counted. Round trips are timed [`RTT_GROUP`] at a time.
 pub fn rtt_vs_floor(pairs: usize) -> io::Result<Measurement> {
+    let ratios = ring_vs_floor(pairs, RTT_SEGMENT, RTT_GROUP, false)?;
+    let mut m = Measurement::new(Transport::ShmSpsc.name(), "rtt_vs_floor", 8, 1);
+    m.ratios = Some(ratios);
+    Ok(m)
+}
+
+/// The blocking ring's wake round trip over the futex floor's, both measured in one pair of
+/// processes that switch between the two every [`WAKE_SEGMENT`] pings, each ping
+/// [`WAKE_SPACING`] after the last (as [`rtt_vs_floor`] does, for the same reason: on this VM
+/// the cost of waking a vCPU changes by 2x from one run to the next). One ratio per pair of
+/// segments (ring median over floor median); the first pair warms up and is not counted.
+pub fn wake_vs_floor(pairs: usize) -> io::Result<Measurement> {
+    let ratios = ring_vs_floor(pairs, WAKE_SEGMENT, 1, true)?;
+    let mut m = Measurement::new(Transport::ShmSpscBlocking.name(), "wake_vs_floor", 8, 1);
+    m.ratios = Some(ratios);
+    Ok(m)
+}
+
+/// 8-byte ping-pong alternating between a ring pair and a floor every `segment` round trips:
+/// the spinning ring and the atomic floor, or with `spaced` the blocking ring and the futex
+/// floor, each ping [`WAKE_SPACING`] after the last. Round trips are timed `group` at a time.
+/// One ratio (ring median over floor median) per pair of segments after the first.
+fn ring_vs_floor(pairs: usize, segment: u64, group: u64, spaced: bool) -> io::Result<Vec<f64>> {
     let rings = RingPair::new(1 << 16)?;
     let floor = Floor::new()?;
+    let wait = if spaced { Wait::Block } else { Wait::Spin };
     let segments = 2 * (pairs as u64 + 1);
-    let ratios = run_pair(
+    run_pair(
         || {
-            let Ok(mut b) = rings.side_b(Wait::Spin, true) else { return 2 };
+            let Ok(mut b) = rings.side_b(wait, true) else { return 2 };
             let (mut seq, mut i) = (0u64, 0u64);
             for s in 0..segments {
-                for _ in 0..RTT_SEGMENT {
+                for _ in 0..segment {
                     if s % 2 == 0 {
                         i += 1;
-                        floor.atomic_pong(i);
+                        if spaced {
+                            floor.futex_pong(i as u32);
+                        } else {
+                            floor.atomic_pong(i);
+                        }
                         continue;
                     }
                     let ok = b.recv_with(8, |m| check(m, seq, 8));
@@ -862,19 +890,26 @@ pub fn rtt_vs_floor(pairs: usize) -> io::Result<Measurement> {
             0
         },
         || -> io::Result<Vec<f64>> {
-            let mut a = rings.side_a(Wait::Spin, true)?;
+            let mut a = rings.side_a(wait, true)?;
             let (mut seq, mut i) = (0u64, 0u64);
             let mut medians = [0.0f64; 2];
             let mut ratios = Vec::with_capacity(pairs);
-            let mut samples = Vec::with_capacity((RTT_SEGMENT / RTT_GROUP) as usize);
+            let mut samples = Vec::with_capacity((segment / group) as usize);
             for s in 0..segments {
                 samples.clear();
-                for _ in 0..RTT_SEGMENT / RTT_GROUP {
+                for _ in 0..segment / group {
+                    if spaced {
+                        std::thread::sleep(WAKE_SPACING);
+                    }
                     let t = Instant::now();
-                    for _ in 0..RTT_GROUP {
+                    for _ in 0..group {
                         if s % 2 == 0 {
                             i += 1;
-                            floor.atomic_ping(i);
+                            if spaced {
+                                floor.futex_ping(i as u32);
+                            } else {
+                                floor.atomic_ping(i);
+                            }
                         } else {
                             a.send_with(8, |m| fill(m, seq))?;
                             if !a.recv_with(8, |m| check(m, seq, 8))? {
@@ -893,10 +928,7 @@ pub fn rtt_vs_floor(pairs: usize) -> io::Result<Measurement> {
             }
             Ok(ratios)
         },
-    )??;
-    let mut m = Measurement::new(Transport::ShmSpsc.name(), "rtt_vs_floor", 8, 1);
-    m.ratios = Some(ratios);
-    Ok(m)
+    )?
 }
 
 /// The batch API over a pipe written in 64 KiB batches, both measured in one pair of processes
@@ -1005,72 +1037,6 @@ pub fn batch_vs_pipe(size: usize, pairs: usize) -> io::Result<Measurement> {
 
 /// Messages per segment of [`batch_vs_pipe`] (rounded up to whole 64 KiB pipe writes).
 pub const BATCH_SEGMENT: u64 = 200_000;
-
-/// The blocking ring's wake round trip over the futex floor's, both measured in one pair of
-/// processes that switch between the two every [`WAKE_SEGMENT`] pings, each ping
-/// [`WAKE_SPACING`] after the last (as [`rtt_vs_floor`] does, for the same reason: on this VM
-/// the cost of waking a vCPU changes by 2x from one run to the next). One ratio per pair of
-/// segments (ring median over floor median); the first pair warms up and is not counted.
-pub fn wake_vs_floor(pairs: usize) -> io::Result<Measurement> {
-    let rings = RingPair::new(1 << 16)?;
-    let floor = Floor::new()?;
-    let segments = 2 * (pairs as u64 + 1);
-    let ratios = run_pair(
-        || {
-            let Ok(mut b) = rings.side_b(Wait::Block, true) else { return 2 };
-            let (mut seq, mut i) = (0u64, 0u32);
-            for s in 0..segments {
-                for _ in 0..WAKE_SEGMENT {
-                    if s % 2 == 0 {
-                        i += 1;
-                        floor.futex_pong(i);
-                        continue;
-                    }
-                    let ok = b.recv_with(8, |m| check(m, seq, 8));
-                    if !matches!(ok, Ok(true)) || b.send_with(8, |m| fill(m, seq)).is_err() {
-                        return 3;
-                    }
-                    seq += 1;
-                }
-            }
-            0
-        },
-        || -> io::Result<Vec<f64>> {
-            let mut a = rings.side_a(Wait::Block, true)?;
-            let (mut seq, mut i) = (0u64, 0u32);
-            let mut medians = [0.0f64; 2];
-            let mut ratios = Vec::with_capacity(pairs);
-            let mut samples = Vec::with_capacity(WAKE_SEGMENT as usize);
-            for s in 0..segments {
-                samples.clear();
-                for _ in 0..WAKE_SEGMENT {
-                    std::thread::sleep(WAKE_SPACING);
-                    let t = Instant::now();
-                    if s % 2 == 0 {
-                        i += 1;
-                        floor.futex_ping(i);
-                    } else {
-                        a.send_with(8, |m| fill(m, seq))?;
-                        if !a.recv_with(8, |m| check(m, seq, 8))? {
-                            return Err(bad(seq));
-                        }
-                        seq += 1;
-                    }
-                    samples.push(t.elapsed().as_nanos() as u64);
-                }
-                samples.sort_unstable();
-                medians[(s % 2) as usize] = percentile(&samples, 0.5);
-                if s % 2 == 1 && s > 1 {
-                    ratios.push(medians[1] / medians[0]);
-                }
-            }
-            Ok(ratios)
-        },
-    )??;
-    let mut m = Measurement::new(Transport::ShmSpscBlocking.name(), "wake_vs_floor", 8, 1);
-    m.ratios = Some(ratios);
-    Ok(m)
-}
 
 /// Pings per segment of [`wake_vs_floor`].
 pub const WAKE_SEGMENT: u64 = 25;
@@ -1265,51 +1231,27 @@ pub fn table(all: &[Measurement]) -> String {
             ratio
         ));
     }
-    for m in all.iter().filter(|m| m.test == "wake_vs_floor") {
-        let ratios = m.ratios.clone().unwrap_or_default();
+    let alternating = [
+        (
+            "wake_vs_floor",
+            format!("Blocking ring wake RTT over the futex floor's, alternating every {WAKE_SEGMENT} pings"),
+        ),
+        (
+            "rtt_vs_floor",
+            format!("Spinning ring RTT over the atomic floor's, alternating every {RTT_SEGMENT} round trips"),
+        ),
+        ("mpsc_vs_spsc", format!("MPSC x1 over SPSC at 64 B, alternating every {MPSC_SEGMENT} messages")),
+        (
+            "batch_vs_pipe",
+            format!("Batch API over pipe-batched at 64 B, alternating every {BATCH_SEGMENT} messages"),
+        ),
+    ];
+    for (test, what) in alternating {
+        let ratios = all.iter().find(|m| m.test == test).and_then(|m| m.ratios.clone()).unwrap_or_default();
         if !ratios.is_empty() {
             let (lo, hi) = ratios.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
             out.push_str(&format!(
-                "\nBlocking ring wake RTT over the futex floor's, alternating every {} pings: median {:.2}x of {} pairs (from {lo:.2}x to {hi:.2}x)\n",
-                WAKE_SEGMENT,
-                median(ratios.clone()),
-                ratios.len()
-            ));
-        }
-    }
-    for m in all.iter().filter(|m| m.test == "rtt_vs_floor") {
-        let ratios = m.ratios.clone().unwrap_or_default();
-        if !ratios.is_empty() {
-            let (lo, hi) = ratios.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
-            out.push_str(&format!(
-                "\nSpinning ring RTT over the atomic floor's, alternating every {} round trips: median {:.2}x of {} pairs (from {lo:.2}x to {hi:.2}x)\n",
-                RTT_SEGMENT,
-                median(ratios.clone()),
-                ratios.len()
-            ));
-        }
-    }
-    for m in all.iter().filter(|m| m.test == "mpsc_vs_spsc") {
-        let ratios = m.ratios.clone().unwrap_or_default();
-        if !ratios.is_empty() {
-            let (lo, hi) = ratios.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
-            out.push_str(&format!(
-                "\nMPSC x1 over SPSC at {} B, alternating every {} messages: median {:.2}x of {} pairs (from {lo:.2}x to {hi:.2}x)\n",
-                m.msg_size,
-                MPSC_SEGMENT,
-                median(ratios.clone()),
-                ratios.len()
-            ));
-        }
-    }
-    for m in all.iter().filter(|m| m.test == "batch_vs_pipe") {
-        let ratios = m.ratios.clone().unwrap_or_default();
-        if !ratios.is_empty() {
-            let (lo, hi) = ratios.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
-            out.push_str(&format!(
-                "\nBatch API over pipe-batched at {} B, alternating every {} messages: median {:.2}x of {} pairs (from {lo:.2}x to {hi:.2}x)\n",
-                m.msg_size,
-                BATCH_SEGMENT,
+                "\n{what}: median {:.2}x of {} pairs (from {lo:.2}x to {hi:.2}x)\n",
                 median(ratios.clone()),
                 ratios.len()
             ));
@@ -1349,15 +1291,20 @@ pub struct Target {
     pub met: bool,
 }
 
+/// The median ratio of an alternating measurement (`rtt_vs_floor`, `wake_vs_floor`,
+/// `mpsc_vs_spsc`, `batch_vs_pipe`), if it was made.
+fn alternating(all: &[Measurement], test: &str) -> Option<f64> {
+    let ratios = all.iter().find(|m| m.test == test)?.ratios.clone()?;
+    (!ratios.is_empty()).then(|| median(ratios))
+}
+
 /// The project's performance targets, evaluated on the measurements present.
 pub fn targets(all: &[Measurement]) -> Vec<Target> {
     let rtt = |t: &str| find(all, t, "rtt", 8).and_then(|m| m.median_ns);
     let thr = |t: &str, s: usize| find(all, t, "throughput", s).and_then(|m| m.msgs_per_s);
     let mut out = Vec::new();
     let mut add = |text: String, met: bool| out.push(Target { text, met });
-    let interleaved = all.iter().find(|m| m.test == "rtt_vs_floor").and_then(|m| m.ratios.clone());
-    if let Some(ratios) = interleaved.filter(|r| !r.is_empty()) {
-        let ratio = median(ratios);
+    if let Some(ratio) = alternating(all, "rtt_vs_floor") {
         add(
             format!("spinning ring RTT {ratio:.2}x the atomic floor, alternating (target <= 1.3x)"),
             ratio <= 1.3,
@@ -1377,9 +1324,7 @@ pub fn targets(all: &[Measurement]) -> Vec<Target> {
         }
     }
     let wake = |t: &str| find(all, t, "wake_rtt", 8).and_then(|m| m.median_ns);
-    let wake_alternating = all.iter().find(|m| m.test == "wake_vs_floor").and_then(|m| m.ratios.clone());
-    if let Some(ratios) = wake_alternating.filter(|r| !r.is_empty()) {
-        let ratio = median(ratios);
+    if let Some(ratio) = alternating(all, "wake_vs_floor") {
         add(
             format!(
                 "blocking ring wake RTT {ratio:.2}x the futex floor's, pings {} ms apart, alternating (target <= 1.15x)",
@@ -1403,9 +1348,7 @@ pub fn targets(all: &[Measurement]) -> Vec<Target> {
     if let (Some(ring), Some(pipe)) = (thr("shm-spsc", 64), thr("pipe", 64)) {
         add(format!("64 B throughput {:.1}x pipe (target >= 10x)", ring / pipe), ring >= 10.0 * pipe);
     }
-    let batch = all.iter().find(|m| m.test == "batch_vs_pipe").and_then(|m| m.ratios.clone());
-    if let Some(ratios) = batch.filter(|r| !r.is_empty()) {
-        let ratio = median(ratios);
+    if let Some(ratio) = alternating(all, "batch_vs_pipe") {
         add(
             format!("64 B batch API {ratio:.2}x pipe written in 64 KiB batches, alternating (target >= 1x)"),
             ratio >= 1.0,
@@ -1420,9 +1363,7 @@ pub fn targets(all: &[Measurement]) -> Vec<Target> {
         .iter()
         .find(|m| m.transport == "shm-mpsc" && m.producers == 1 && m.msg_size == 64)
         .and_then(|m| m.msgs_per_s);
-    let alternating = all.iter().find(|m| m.test == "mpsc_vs_spsc").and_then(|m| m.ratios.clone());
-    if let Some(ratios) = alternating.filter(|r| !r.is_empty()) {
-        let ratio = median(ratios);
+    if let Some(ratio) = alternating(all, "mpsc_vs_spsc") {
         add(
             format!("MPSC with one producer {ratio:.2}x SPSC at 64 B, alternating (target >= 0.85x)"),
             ratio >= 0.85,
