@@ -65,6 +65,13 @@ impl Measurement {
         }
     }
 
+    /// A measurement of ratios (one per repetition or pair of alternating segments).
+    fn alternating(transport: &str, test: &'static str, msg_size: usize, ratios: Vec<f64>) -> Measurement {
+        let mut m = Measurement::new(transport, test, msg_size, 1);
+        m.ratios = Some(ratios);
+        m
+    }
+
     /// One JSON object, one line.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("plain data serialises")
@@ -707,9 +714,7 @@ pub fn mpsc_vs_spsc(size: usize, pairs: usize) -> io::Result<Measurement> {
             Ok(ratios)
         },
     )??;
-    let mut m = Measurement::new(Transport::ShmMpsc.name(), "mpsc_vs_spsc", size, 1);
-    m.ratios = Some(ratios);
-    Ok(m)
+    Ok(Measurement::alternating(Transport::ShmMpsc.name(), "mpsc_vs_spsc", size, ratios))
 }
 
 /// Messages per segment of [`mpsc_vs_spsc`].
@@ -827,9 +832,7 @@ pub fn blocking_vs_spinning(size: usize, n: u64, reps: usize) -> io::Result<Meas
             )?
         })
         .collect::<io::Result<Vec<f64>>>()?;
-    let mut m = Measurement::new(Transport::ShmSpscBlocking.name(), "blocking_vs_spinning", size, 1);
-    m.ratios = Some(ratios);
-    Ok(m)
+    Ok(Measurement::alternating(Transport::ShmSpscBlocking.name(), "blocking_vs_spinning", size, ratios))
 }
 
 /// The spinning ring's round trip over the atomic floor's, both measured in one pair of
@@ -839,9 +842,7 @@ pub fn blocking_vs_spinning(size: usize, n: u64, reps: usize) -> io::Result<Meas
 /// pair warms up and is not counted. Round trips are timed [`RTT_GROUP`] at a time.
 pub fn rtt_vs_floor(pairs: usize) -> io::Result<Measurement> {
     let ratios = ring_vs_floor(pairs, RTT_SEGMENT, RTT_GROUP, false)?;
-    let mut m = Measurement::new(Transport::ShmSpsc.name(), "rtt_vs_floor", 8, 1);
-    m.ratios = Some(ratios);
-    Ok(m)
+    Ok(Measurement::alternating(Transport::ShmSpsc.name(), "rtt_vs_floor", 8, ratios))
 }
 
 /// The blocking ring's wake round trip over the futex floor's, both measured in one pair of
@@ -851,9 +852,7 @@ pub fn rtt_vs_floor(pairs: usize) -> io::Result<Measurement> {
 /// segments (ring median over floor median); the first pair warms up and is not counted.
 pub fn wake_vs_floor(pairs: usize) -> io::Result<Measurement> {
     let ratios = ring_vs_floor(pairs, WAKE_SEGMENT, 1, true)?;
-    let mut m = Measurement::new(Transport::ShmSpscBlocking.name(), "wake_vs_floor", 8, 1);
-    m.ratios = Some(ratios);
-    Ok(m)
+    Ok(Measurement::alternating(Transport::ShmSpscBlocking.name(), "wake_vs_floor", 8, ratios))
 }
 
 /// 8-byte ping-pong alternating between a ring pair and a floor every `segment` round trips:
@@ -1030,9 +1029,7 @@ pub fn batch_vs_pipe(size: usize, pairs: usize) -> io::Result<Measurement> {
             Ok(ratios)
         },
     )??;
-    let mut m = Measurement::new(Transport::ShmSpscBatch.name(), "batch_vs_pipe", size, 1);
-    m.ratios = Some(ratios);
-    Ok(m)
+    Ok(Measurement::alternating(Transport::ShmSpscBatch.name(), "batch_vs_pipe", size, ratios))
 }
 
 /// Messages per segment of [`batch_vs_pipe`] (rounded up to whole 64 KiB pipe writes).
