@@ -453,22 +453,88 @@ fn stream_endpoints<P: Endpoint, C: Endpoint>(
     )?
 }
 
-/// Messages packed back to back into 64 KiB writes on a pipe.
-fn stream_pipe_batched(n: u64, size: usize) -> io::Result<f64> {
-    const CHUNK: usize = 64 * 1024;
-    let per = (CHUNK / size) as u64;
-    let n = n.div_ceil(per) * per;
+/// Bytes per write of the batched pipe.
+const CHUNK: usize = 64 * 1024;
+
+/// A pipe with a 1 MiB buffer, for messages packed back to back into [`CHUNK`] writes.
+fn batched_pipe() -> io::Result<(std::fs::File, std::fs::File)> {
     let (r, w) = nix::unistd::pipe()?;
     let _ = nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
-    let (mut r, mut w) = (std::fs::File::from(r), std::fs::File::from(w));
+    Ok((std::fs::File::from(r), std::fs::File::from(w)))
+}
+
+/// Fill `buf` with the messages from `seq` on, `size` bytes each, and write it in one go.
+fn pipe_send_chunk(w: &mut std::fs::File, buf: &mut [u8], size: usize, seq: u64) -> io::Result<()> {
+    for (i, m) in buf.chunks_exact_mut(size).enumerate() {
+        fill(m, seq + i as u64);
+    }
+    w.write_all(buf)
+}
+
+/// Read one chunk of messages from `seq` on into `buf`; whether every one checked out.
+fn pipe_recv_chunk(r: &mut std::fs::File, buf: &mut [u8], size: usize, seq: u64) -> io::Result<bool> {
+    r.read_exact(buf)?;
+    Ok(buf.chunks_exact(size).enumerate().fold(true, |ok, (i, m)| ok & check(m, seq + i as u64, size)))
+}
+
+/// Send messages `*seq..stop` with the batch API: up to 1024 written in place per batch, each
+/// batch published with one store. False if the ring failed.
+fn ring_send_batched(p: &mut shm_ring::spsc::Producer, size: usize, seq: &mut u64, stop: u64) -> bool {
+    while *seq < stop {
+        let mut batch = p.write_batch();
+        while *seq < stop && batch.len() < 1024 {
+            let s = *seq;
+            // SAFETY: both ends are this program, forked from this process, following the ring
+            // protocol.
+            match unsafe { batch.push_unchecked(size, |m| fill(m, s)) } {
+                Ok(()) => *seq += 1,
+                Err(shm_ring::TrySendError::Full(())) => break,
+                Err(_) => return false,
+            }
+        }
+        if batch.commit() == 0 {
+            std::hint::spin_loop();
+        }
+    }
+    true
+}
+
+/// Receive with one `recv_batch` whatever waits now of messages `*seq..stop`, read in place
+/// and checked (`ok` goes false on a bad one).
+fn ring_recv_batched(
+    c: &mut shm_ring::spsc::Consumer,
+    size: usize,
+    seq: &mut u64,
+    stop: u64,
+    ok: &mut bool,
+) -> io::Result<()> {
+    // SAFETY: both ends are this program, forked from this process, following the ring protocol.
+    let got = unsafe {
+        c.recv_batch_unchecked((stop - *seq) as usize, |m| {
+            *ok &= check(m, *seq, size);
+            *seq += 1;
+        })
+    };
+    match got {
+        Ok(_) => Ok(()),
+        Err(shm_ring::TryRecvError::Empty) => {
+            std::hint::spin_loop();
+            Ok(())
+        }
+        Err(e) => Err(io::Error::other(e.to_string())),
+    }
+}
+
+/// Messages packed back to back into 64 KiB writes on a pipe.
+fn stream_pipe_batched(n: u64, size: usize) -> io::Result<f64> {
+    let per = (CHUNK / size) as u64;
+    let n = n.div_ceil(per) * per;
+    let (mut r, mut w) = batched_pipe()?;
     run_pair(
         || {
             let mut buf = vec![0u8; per as usize * size];
             for base in (0..n).step_by(per as usize) {
-                for (i, m) in buf.chunks_exact_mut(size).enumerate() {
-                    fill(m, base + i as u64);
-                }
-                if w.write_all(&buf).is_err() {
+                if pipe_send_chunk(&mut w, &mut buf, size, base).is_err() {
                     return 3;
                 }
             }
@@ -478,11 +544,8 @@ fn stream_pipe_batched(n: u64, size: usize) -> io::Result<f64> {
             let mut buf = vec![0u8; per as usize * size];
             let mut start = Instant::now();
             for base in (0..n).step_by(per as usize) {
-                r.read_exact(&mut buf)?;
-                for (i, m) in buf.chunks_exact(size).enumerate() {
-                    if !check(m, base + i as u64, size) {
-                        return Err(bad(base + i as u64));
-                    }
+                if !pipe_recv_chunk(&mut r, &mut buf, size, base)? {
+                    return Err(bad(base));
                 }
                 if base == 0 {
                     start = Instant::now();
@@ -502,44 +565,19 @@ fn stream_ring_batched(n: u64, size: usize) -> io::Result<f64> {
         || {
             let Ok(mut end) = rings.side_a(Wait::Spin, false) else { return 2 };
             let Some(p) = end.producer() else { return 2 };
-            // Up to 1024 messages written in place per batch, published with one store.
-            let mut seq = 0u64;
-            while seq < n {
-                let mut batch = p.write_batch();
-                while seq < n && batch.len() < 1024 {
-                    // SAFETY: both ends are this program, forked from this process, following
-                    // the ring protocol.
-                    match unsafe { batch.push_unchecked(size, |m| fill(m, seq)) } {
-                        Ok(()) => seq += 1,
-                        Err(shm_ring::TrySendError::Full(())) => break,
-                        Err(_) => return 3,
-                    }
-                }
-                if batch.commit() == 0 {
-                    std::hint::spin_loop();
-                }
+            if ring_send_batched(p, size, &mut 0, n) {
+                0
+            } else {
+                3
             }
-            0
         },
         || -> io::Result<f64> {
             let mut end = rings.side_b(Wait::Spin, false)?;
             let c = end.consumer().ok_or_else(|| io::Error::other("no consumer"))?;
-            let mut seq = 0u64;
-            let mut ok = true;
+            let (mut seq, mut ok) = (0u64, true);
             let mut start: Option<(Instant, u64)> = None;
             while seq < n {
-                // SAFETY: as for the producer side.
-                let r = unsafe {
-                    c.recv_batch_unchecked(usize::MAX, |m| {
-                        ok &= check(m, seq, size);
-                        seq += 1;
-                    })
-                };
-                match r {
-                    Ok(_) => {}
-                    Err(shm_ring::TryRecvError::Empty) => std::hint::spin_loop(),
-                    Err(e) => return Err(io::Error::other(e.to_string())),
-                }
+                ring_recv_batched(c, size, &mut seq, n, &mut ok)?;
                 if !ok {
                     return Err(bad(seq));
                 }
@@ -936,14 +974,11 @@ fn ring_vs_floor(pairs: usize, segment: u64, group: u64, spaced: bool) -> io::Re
 /// timed at the consumer from the first batch of its segment to the last message; the first
 /// pair warms up and is not counted.
 pub fn batch_vs_pipe(size: usize, pairs: usize) -> io::Result<Measurement> {
-    const CHUNK: usize = 64 * 1024;
     let per = (CHUNK / size) as u64;
     let seg = BATCH_SEGMENT.div_ceil(per) * per;
     let segments = 2 * (pairs as u64 + 1);
     let rings = RingPair::new(1 << 18)?;
-    let (r, w) = nix::unistd::pipe()?;
-    let _ = nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
-    let (mut r, mut w) = (std::fs::File::from(r), std::fs::File::from(w));
+    let (mut r, mut w) = batched_pipe()?;
     let ratios = run_pair(
         || {
             let Ok(mut end) = rings.side_a(Wait::Spin, false) else { return 2 };
@@ -952,32 +987,17 @@ pub fn batch_vs_pipe(size: usize, pairs: usize) -> io::Result<Measurement> {
             let mut seq = 0u64;
             for s in 0..segments {
                 let stop = seq + seg;
-                if s % 2 == 1 {
-                    while seq < stop {
-                        for (i, m) in buf.chunks_exact_mut(size).enumerate() {
-                            fill(m, seq + i as u64);
-                        }
-                        if w.write_all(&buf).is_err() {
-                            return 3;
-                        }
-                        seq += per;
+                if s % 2 == 0 {
+                    if !ring_send_batched(p, size, &mut seq, stop) {
+                        return 3;
                     }
                     continue;
                 }
                 while seq < stop {
-                    let mut batch = p.write_batch();
-                    while seq < stop && batch.len() < 1024 {
-                        // SAFETY: both ends are this program, forked from this process,
-                        // following the ring protocol.
-                        match unsafe { batch.push_unchecked(size, |m| fill(m, seq)) } {
-                            Ok(()) => seq += 1,
-                            Err(shm_ring::TrySendError::Full(())) => break,
-                            Err(_) => return 3,
-                        }
+                    if pipe_send_chunk(&mut w, &mut buf, size, seq).is_err() {
+                        return 3;
                     }
-                    if batch.commit() == 0 {
-                        std::hint::spin_loop();
-                    }
+                    seq += per;
                 }
             }
             0
@@ -994,24 +1014,10 @@ pub fn batch_vs_pipe(size: usize, pairs: usize) -> io::Result<Measurement> {
                 let mut start: Option<(Instant, u64)> = None;
                 while seq < stop {
                     if s % 2 == 1 {
-                        r.read_exact(&mut buf)?;
-                        for (i, m) in buf.chunks_exact(size).enumerate() {
-                            ok &= check(m, seq + i as u64, size);
-                        }
+                        ok &= pipe_recv_chunk(&mut r, &mut buf, size, seq)?;
                         seq += per;
                     } else {
-                        // SAFETY: as for the producer side.
-                        let got = unsafe {
-                            c.recv_batch_unchecked((stop - seq) as usize, |m| {
-                                ok &= check(m, seq, size);
-                                seq += 1;
-                            })
-                        };
-                        match got {
-                            Ok(_) => {}
-                            Err(shm_ring::TryRecvError::Empty) => std::hint::spin_loop(),
-                            Err(e) => return Err(io::Error::other(e.to_string())),
-                        }
+                        ring_recv_batched(c, size, &mut seq, stop, &mut ok)?;
                     }
                     if !ok {
                         return Err(bad(seq));
