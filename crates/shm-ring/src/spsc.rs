@@ -183,7 +183,8 @@ struct ProducerState {
     /// The record word at `published` and its index, stored last (Release) when the records
     /// written after `published` are published. `None`: nothing written since.
     pending: Option<(usize, u64)>,
-    /// The free word of the lap at `tail`.
+    /// A cache of one lap's free word (the lap of the last terminator worked out); always read
+    /// through `Lap::at`, which moves it to the lap asked for.
     free: Lap,
     /// Last consumer position we read.
     head_cache: u64,
