@@ -15,7 +15,8 @@ pub struct Measurement {
     /// Transport name, e.g. `shm-spsc`, `pipe`, `atomic-floor`.
     pub transport: String,
     /// `rtt`, `wake_rtt`, `throughput`, `rtt_vs_floor`, `wake_vs_floor`, `batch_vs_pipe`,
-    /// `mpsc_vs_spsc`, `blocking_vs_spinning` or `idle_cpu`.
+    /// `mpsc_vs_spsc`, `throughput_vs_pipe`, `throughput_vs_sockets`, `blocking_vs_spinning` or
+    /// `idle_cpu`.
     pub test: &'static str,
     /// Message size in bytes.
     pub msg_size: usize,
@@ -755,6 +756,88 @@ pub fn mpsc_vs_spsc(size: usize, pairs: usize) -> io::Result<Measurement> {
     Ok(Measurement::alternating(Transport::ShmMpsc.name(), "mpsc_vs_spsc", size, ratios))
 }
 
+/// The spinning ring's one-way throughput at `size` bytes over the best of `kinds` (kernel
+/// transports), all measured in one pair of processes that take turns every `segment`
+/// messages, the ring first (as [`rtt_vs_floor`] does, for the same reason). Each rate is timed
+/// at the consumer from its segment's first message to its last; one ratio per round after the
+/// first: the ring's rate over the best kernel transport's of that round.
+pub fn ring_vs_kernels(
+    test: &'static str,
+    size: usize,
+    kinds: &[Kernel],
+    segment: u64,
+    rounds: usize,
+) -> io::Result<Measurement> {
+    let capacity = if size > 4096 { 1 << 20 } else { 1 << 18 };
+    let rings = RingPair::new(capacity)?;
+    let (mut senders, mut receivers) = (Vec::new(), Vec::new());
+    for &kind in kinds {
+        let (a, b) = kernel_pair(kind, size.max(64))?;
+        senders.push(a);
+        receivers.push(b);
+    }
+    let turns = kinds.len() + 1;
+    let ratios = run_pair(
+        || {
+            let Ok(mut ring) = rings.side_a(Wait::Spin, false) else { return 2 };
+            let mut seq = vec![0u64; turns];
+            for _ in 0..=rounds {
+                for (k, seq) in seq.iter_mut().enumerate() {
+                    for _ in 0..segment {
+                        let s = *seq;
+                        let sent = match k {
+                            0 => ring.send_with(size, |m| fill(m, s)),
+                            _ => senders[k - 1].send_with(size, |m| fill(m, s)),
+                        };
+                        if sent.is_err() {
+                            return 3;
+                        }
+                        *seq += 1;
+                    }
+                }
+            }
+            0
+        },
+        || -> io::Result<Vec<f64>> {
+            let mut ring = rings.side_b(Wait::Spin, false)?;
+            let mut seq = vec![0u64; turns];
+            let mut rates = vec![0.0f64; turns];
+            let mut ratios = Vec::with_capacity(rounds);
+            for round in 0..=rounds {
+                for (k, seq) in seq.iter_mut().enumerate() {
+                    let mut start = Instant::now();
+                    for i in 0..segment {
+                        let s = *seq;
+                        let ok = match k {
+                            0 => ring.recv_with(size, |m| check(m, s, size))?,
+                            _ => receivers[k - 1].recv_with(size, |m| check(m, s, size))?,
+                        };
+                        if !ok {
+                            return Err(bad(s));
+                        }
+                        *seq += 1;
+                        if i == 0 {
+                            start = Instant::now(); // timed from the segment's first message
+                        }
+                    }
+                    rates[k] = (segment - 1) as f64 / start.elapsed().as_secs_f64();
+                }
+                if round > 0 {
+                    ratios.push(rates[0] / rates[1..].iter().copied().fold(0.0, f64::max));
+                }
+            }
+            Ok(ratios)
+        },
+    )??;
+    Ok(Measurement::alternating(Transport::ShmSpsc.name(), test, size, ratios))
+}
+
+/// Messages per segment of the 64 B [`ring_vs_kernels`] (against a pipe).
+pub const SMALL_SEGMENT: u64 = 200_000;
+
+/// Messages per segment of the 64 KiB [`ring_vs_kernels`] (against the sockets).
+pub const LARGE_SEGMENT: u64 = 2_000;
+
 /// Messages per segment of [`mpsc_vs_spsc`].
 pub const MPSC_SEGMENT: u64 = 200_000;
 
@@ -1130,6 +1213,21 @@ pub fn run(plan: &Plan, mut report: impl FnMut(&Measurement)) -> io::Result<Vec<
     {
         emit(mpsc_vs_spsc(64, if plan.quick { 6 } else { 15 })?, &mut all);
     }
+    if [Transport::ShmSpsc, Transport::Pipe].iter().all(|t| plan.transports.contains(t))
+        && plan.sizes.contains(&64)
+    {
+        let rounds = if plan.quick { 3 } else { 8 };
+        emit(ring_vs_kernels("throughput_vs_pipe", 64, &[Kernel::Pipe], SMALL_SEGMENT, rounds)?, &mut all);
+    }
+    let sockets = [Transport::UnixStream, Transport::UnixSeqPacket, Transport::Tcp];
+    if plan.transports.contains(&Transport::ShmSpsc)
+        && sockets.iter().all(|t| plan.transports.contains(t))
+        && plan.sizes.contains(&65536)
+    {
+        let rounds = if plan.quick { 3 } else { 8 };
+        let kinds = [Kernel::UnixStream, Kernel::UnixSeqPacket, Kernel::Tcp];
+        emit(ring_vs_kernels("throughput_vs_sockets", 65536, &kinds, LARGE_SEGMENT, rounds)?, &mut all);
+    }
     let batched = [Transport::ShmSpscBatch, Transport::PipeBatched];
     if batched.iter().all(|t| plan.transports.contains(t)) && plan.sizes.contains(&64) {
         emit(batch_vs_pipe(64, if plan.quick { 6 } else { 15 })?, &mut all);
@@ -1248,6 +1346,14 @@ pub fn table(all: &[Measurement]) -> String {
             "batch_vs_pipe",
             format!("Batch API over pipe-batched at 64 B, alternating every {BATCH_SEGMENT} messages"),
         ),
+        (
+            "throughput_vs_pipe",
+            format!("Spinning ring over pipe at 64 B, alternating every {SMALL_SEGMENT} messages"),
+        ),
+        (
+            "throughput_vs_sockets",
+            format!("Spinning ring over the best socket at 64 KiB, in turns of {LARGE_SEGMENT} messages"),
+        ),
     ];
     for (test, what) in alternating {
         let ratios = all.iter().find(|m| m.test == test).and_then(|m| m.ratios.clone()).unwrap_or_default();
@@ -1295,7 +1401,8 @@ pub struct Target {
 }
 
 /// The median ratio of an alternating measurement (`rtt_vs_floor`, `wake_vs_floor`,
-/// `mpsc_vs_spsc`, `batch_vs_pipe`), if it was made.
+/// `mpsc_vs_spsc`, `batch_vs_pipe`, `throughput_vs_pipe`, `throughput_vs_sockets`), if it was
+/// made.
 fn alternating(all: &[Measurement], test: &str) -> Option<f64> {
     let ratios = all.iter().find(|m| m.test == test)?.ratios.clone()?;
     (!ratios.is_empty()).then(|| median(ratios))
@@ -1348,7 +1455,9 @@ pub fn targets(all: &[Measurement]) -> Vec<Target> {
     if let (Some(ring), Some(pipe)) = (rtt("shm-spsc-blocking"), rtt("pipe")) {
         add(format!("blocking ring RTT {:.1}x faster than pipe (target > 1x)", pipe / ring), ring < pipe);
     }
-    if let (Some(ring), Some(pipe)) = (thr("shm-spsc", 64), thr("pipe", 64)) {
+    if let Some(ratio) = alternating(all, "throughput_vs_pipe") {
+        add(format!("64 B throughput {ratio:.1}x pipe, alternating (target >= 10x)"), ratio >= 10.0);
+    } else if let (Some(ring), Some(pipe)) = (thr("shm-spsc", 64), thr("pipe", 64)) {
         add(format!("64 B throughput {:.1}x pipe (target >= 10x)", ring / pipe), ring >= 10.0 * pipe);
     }
     if let Some(ratio) = alternating(all, "batch_vs_pipe") {
@@ -1403,7 +1512,12 @@ pub fn targets(all: &[Measurement]) -> Vec<Target> {
         .iter()
         .filter_map(|k| thr(k, 65536))
         .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))));
-    if let (Some(ring), Some(sock)) = (thr("shm-spsc", 65536), best_socket) {
+    if let Some(ratio) = alternating(all, "throughput_vs_sockets") {
+        add(
+            format!("64 KiB throughput {ratio:.1}x the best socket, alternating (target >= 1.5x)"),
+            ratio >= 1.5,
+        );
+    } else if let (Some(ring), Some(sock)) = (thr("shm-spsc", 65536), best_socket) {
         add(
             format!("64 KiB throughput {:.1}x the best socket (target >= 1.5x)", ring / sock),
             ring >= 1.5 * sock,
