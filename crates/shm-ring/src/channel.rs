@@ -105,18 +105,27 @@ impl<K: RingKind, M: Memory> Producer<K, M> {
         len: usize,
         deadline: Option<Instant>,
     ) -> Result<ClaimOf<K, M>, Waited<SendStop>> {
-        // The common case first, with no wait to set up: room now. (A `len` beyond the max
-        // message size ends here too, with `TooLarge`.)
-        // (Not under loom: the wait's first attempt is the same, and a second one only
-        // multiplies the interleavings.)
-        if !cfg!(loom) {
-            match self.core.try_claim(len) {
-                Ok(c) => return Ok(c),
-                Err(SendFail::Stop(s)) => return Err(Waited::Failed(s)),
-                Err(SendFail::Full) => {}
-            }
+        match self.claim_first(len) {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => self.claim_wait(len, deadline),
+            Err(stop) => Err(Waited::Failed(stop)),
         }
-        self.claim_wait(len, deadline)
+    }
+
+    /// The first try of a blocking claim, with no wait to set up: the common case, room now
+    /// (`None`: none; a `len` beyond the max message size ends here too, with `TooLarge`).
+    /// Not under loom, where it is always `None`: the wait's first attempt is the same, and a
+    /// second one only multiplies the interleavings.
+    #[inline(always)]
+    fn claim_first(&mut self, len: usize) -> Result<Option<ClaimOf<K, M>>, SendStop> {
+        if cfg!(loom) {
+            return Ok(None);
+        }
+        match self.core.try_claim(len) {
+            Ok(c) => Ok(Some(c)),
+            Err(SendFail::Stop(s)) => Err(s),
+            Err(SendFail::Full) => Ok(None),
+        }
     }
 
     /// [`claim_until`](Producer::claim_until) past its first try: the wait (out of line, so
@@ -143,13 +152,8 @@ impl<K: RingKind, M: Memory> Producer<K, M> {
     /// instructions.)
     #[inline(always)]
     fn claim_forever(&mut self, len: usize) -> Result<ClaimOf<K, M>, SendStop> {
-        // (Not under loom, as in `claim_until`.)
-        if !cfg!(loom) {
-            match self.core.try_claim(len) {
-                Ok(c) => return Ok(c),
-                Err(SendFail::Stop(s)) => return Err(s),
-                Err(SendFail::Full) => {}
-            }
+        if let Some(c) = self.claim_first(len)? {
+            return Ok(c);
         }
         loop {
             match self.claim_wait(len, None) {
@@ -418,15 +422,21 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
     /// The next message, waiting until `deadline` (`None`: forever).
     #[inline(always)]
     fn next_until(&mut self, deadline: Option<Instant>) -> Result<Next, Waited<RecvStop>> {
-        // The common case first, with no wait to set up: a message there now. (Anything else,
-        // an error included, is looked at again by the wait's first attempt.)
-        // (Not under loom, as in `claim_until`.)
-        if !cfg!(loom) {
-            if let Some(n) = self.core.next_in_batch() {
-                return Ok(n);
-            }
+        match self.next_first() {
+            Some(n) => Ok(n),
+            None => self.next_wait(deadline),
         }
-        self.next_wait(deadline)
+    }
+
+    /// The first look of a blocking receive, with no wait to set up: the common case, a
+    /// message there now. (Anything else, an error included, is looked at again by the wait's
+    /// first attempt.) Not under loom, as [`Producer::claim_first`].
+    #[inline(always)]
+    fn next_first(&mut self) -> Option<Next> {
+        if cfg!(loom) {
+            return None;
+        }
+        self.core.next_in_batch()
     }
 
     /// [`next_until`](Consumer::next_until) past its first try: the wait (out of line, as
@@ -463,11 +473,8 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
     /// [`Producer::claim_forever`]).
     #[inline(always)]
     fn next_blocking(&mut self) -> Result<Next, RecvError> {
-        // (Not under loom, as in `claim_until`.)
-        if !cfg!(loom) {
-            if let Some(n) = self.core.next_in_batch() {
-                return Ok(n);
-            }
+        if let Some(n) = self.next_first() {
+            return Ok(n);
         }
         loop {
             match self.next_wait(None) {

@@ -421,6 +421,21 @@ impl<M: Memory> SpscProducer<M> {
         self.room(record_size(len))
     }
 
+    /// Publish the record of `len` bytes at `spot`: with the stores worked out at claim if
+    /// there are any for this length, else as a batch would. `store_tail` as in [`publish`].
+    ///
+    /// [`publish`]: SpscProducer::publish
+    #[inline(always)]
+    fn commit_with(&mut self, spot: Spot, len: usize, store_tail: bool) {
+        match spot.ready {
+            Some(ready) if ready.len == len => self.publish_ready(spot, ready, store_tail),
+            _ => {
+                self.write_record(spot, len);
+                self.publish(store_tail);
+            }
+        }
+    }
+
     /// Publish a lone message claimed with its stores worked out (see [`claim`]), as
     /// [`write_record`] and [`flush_tail`] would.
     ///
@@ -516,13 +531,7 @@ impl<M: Memory> ProducerCore<M> for SpscProducer<M> {
 
     #[inline(always)]
     fn commit(&mut self, spot: Spot, len: usize) {
-        match spot.ready {
-            Some(ready) if ready.len == len => self.publish_ready(spot, ready, true),
-            _ => {
-                self.write_record(spot, len);
-                self.flush_tail();
-            }
-        }
+        self.commit_with(spot, len, true);
     }
 
     fn abort(&mut self, _spot: Spot) {
@@ -582,14 +591,7 @@ impl<M: Memory> Producer<M> {
         let core = &mut self.core;
         let spot = core.claim(msg.len()).map_err(|e| TrySendError::new(e, ()))?;
         core.mem.copy_in(spot.idx, 0, msg);
-        // The stores a real send makes: a lone message's worked-out ones, or the general ones.
-        match spot.ready {
-            Some(ready) => core.publish_ready(spot, ready, false),
-            None => {
-                core.write_record(spot, msg.len());
-                core.publish(false);
-            }
-        }
+        core.commit_with(spot, msg.len(), false); // the stores a real send makes, less `tail`
         Ok(())
     }
 
@@ -928,6 +930,7 @@ impl<M: Memory> ConsumerCore<M> for SpscConsumer<M> {
             Err(e) => Err(e.into()),
         }
     }
+
     fn wait_step(&mut self, _deadline: Option<Instant>) -> Result<Option<Next>, RecvStop> {
         let n = self.next()?;
         if n.is_none() {
