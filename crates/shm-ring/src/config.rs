@@ -105,6 +105,30 @@ impl From<GeometryError> for AttachError {
     }
 }
 
+/// What the record word at a position of one lap may hold, kept until the lap changes
+/// (computing the free word takes a dozen instructions; comparing, one).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Lap {
+    pub(crate) lap: u64,
+    /// The lap's free word (in an SPSC ring: the terminator).
+    pub(crate) free: u64,
+}
+
+impl Lap {
+    pub(crate) fn new(geo: &Geometry, position: u64) -> Lap {
+        Lap { lap: geo.lap(position), free: geo.free_word_at(position) }
+    }
+
+    /// The lap of `position`.
+    #[inline]
+    pub(crate) fn at(&mut self, geo: &Geometry, position: u64) -> &Lap {
+        if geo.lap(position) != self.lap {
+            *self = Lap::new(geo, position);
+        }
+        self
+    }
+}
+
 impl Geometry {
     /// The size of a padding record with payload length `len` found at data-area index `idx`
     /// (at `position`, for the error). Padding fills the end of the data area when the next

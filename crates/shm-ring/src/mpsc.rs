@@ -28,14 +28,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{self, Geometry};
+use crate::config::{self, Geometry, Lap};
 use crate::error::{
     corrupt, AttachError, CorruptError, RecvFail, RecvStop, Role, SendFail, SendStop, TrySendError,
 };
 use crate::identity::{self, Owner};
 use crate::layout::{
-    self, free_word, record_size, RecordHeader, Slot, RECORD_HEADER, TYPE_CLAIMED, TYPE_FREE, TYPE_MSG,
-    TYPE_PAD, TYPE_SKIP,
+    self, record_size, RecordHeader, Slot, RECORD_HEADER, TYPE_CLAIMED, TYPE_FREE, TYPE_MSG, TYPE_PAD,
+    TYPE_SKIP,
 };
 use crate::memory::{DefaultMemory, Memory};
 use crate::protocol::{ConsumerCore, Core, Mpsc, Next, ProducerCore, RingKind};
@@ -94,6 +94,8 @@ struct ProducerState {
     /// The consumer slot's generation when we attached, and whether a consumer was attached.
     consumer_at_attach: (u32, bool),
     liveness: LivenessClock,
+    /// The free word of the lap we last claimed in.
+    free: Lap,
 }
 
 impl<M: Memory> Clone for Producer<M> {
@@ -111,6 +113,7 @@ impl<M: Memory> Clone for MpscProducer<M> {
                 head_cache: self.st.head_cache,
                 consumer_at_attach: self.st.consumer_at_attach,
                 liveness: LivenessClock::default(),
+                free: self.st.free,
             },
         }
     }
@@ -218,7 +221,12 @@ impl<M: Memory> MpscProducer<M> {
         }
         let (head, tail) = positions;
         config::check_positions(head, tail, geo.capacity)?;
-        let st = ProducerState { head_cache: head, consumer_at_attach, liveness: LivenessClock::default() };
+        let st = ProducerState {
+            head_cache: head,
+            consumer_at_attach,
+            liveness: LivenessClock::default(),
+            free: Lap::new(&geo, tail),
+        };
         Ok(MpscProducer { att, geo, st })
     }
 
@@ -289,7 +297,7 @@ impl<M: Memory> MpscProducer<M> {
             }
         }
         stall();
-        let free = geo.free_word_at(t);
+        let free = st.free.at(geo, t).free;
         let (word, size) = if pad > 0 {
             (RecordHeader::new(TYPE_PAD, (pad - RECORD_HEADER) as u32, 0, 0), pad)
         } else {
@@ -303,7 +311,7 @@ impl<M: Memory> MpscProducer<M> {
         // AcqRel/Acquire: not needed (free words are Relaxed fills, synchronised through head; helpers and the consumer use the claim word's value only, and a padding record has no payload); kept: it is the hot claim, reviewed as is.
         match mem.record(idx).compare_exchange(free, word.to_word(), ord!(AcqRel), ord!(Acquire)) {
             Ok(_) => {
-                if advance || pad > 0 {
+                if advance {
                     // AcqRel: not needed (the tail is only compared and helped; claims are published by the record word).
                     let _ = h.tail.compare_exchange(t, t + size as u64, ord!(AcqRel), Ordering::Relaxed);
                 }
@@ -318,8 +326,27 @@ impl<M: Memory> MpscProducer<M> {
                 // means our `t` is stale, even if a re-read of the tail still returns it: the
                 // read may lag behind the word. Retrying is bounded by the caller.)
                 let found = RecordHeader::from_word(found);
+                if found.kind() == TYPE_FREE {
+                    // Another lap's free word. The tail is never behind the consumer position
+                    // (read after it): a ring where it is, because a hostile peer wrote a
+                    // message past the tail or moved the tail back, would fail every claim
+                    // here for ever, so it is refused instead.
+                    // Acquire: pairs with the consumer's Release store of head, so that the tail read below is at least the one it handed back behind.
+                    let head = h.head.load(ord!(Acquire));
+                    // Acquire: not needed (only compared).
+                    let tail = h.tail.load(ord!(Acquire));
+                    if tail < head {
+                        return Err(Retry::Stop(corrupt_send(
+                            "producer position",
+                            tail,
+                            t,
+                            "at least the consumer position",
+                        )));
+                    }
+                    return Err(Retry::Again);
+                }
                 // Acquire: not needed (only compared).
-                if found.kind() == TYPE_FREE || h.tail.load(ord!(Acquire)) != t {
+                if h.tail.load(ord!(Acquire)) != t {
                     return Err(Retry::Again);
                 }
                 // Someone claimed `t`: help the tail past their record, then retry.
@@ -414,9 +441,24 @@ impl<M: Memory> Producer<M> {
 
     /// Test hook: claim a record by its word but leave the tail behind, as a producer killed
     /// between the two steps would. Returns whether it claimed; the claim is never committed.
+    /// (Padding it needs first is placed and then helped past, as another producer would.)
     #[doc(hidden)]
     pub fn claim_without_advancing(&mut self, len: usize) -> bool {
         self.core.claim_bounded(len, false, || {}).is_ok()
+    }
+
+    /// Test hook: one claim attempt of a record of `len` bytes that needs padding first (the
+    /// rest of the data area is too short): place the padding and leave the tail before it, as
+    /// a producer killed between the two steps would. Returns whether padding was placed.
+    #[doc(hidden)]
+    pub fn pad_without_advancing(&mut self, len: usize) -> bool {
+        let core = &mut self.core;
+        let mem = &core.att.mem;
+        // (Relaxed: a test hook's look at where the padding goes.)
+        let t = mem.header().tail.load(Ordering::Relaxed);
+        let attempt = MpscProducer::attempt_claim(&core.att, &core.geo, &mut core.st, len, false, &mut || {});
+        let word = RecordHeader::from_word(mem.record((t & core.geo.mask) as usize).load(Ordering::Relaxed));
+        matches!(attempt, Err(Retry::Again)) && word.kind() == TYPE_PAD
     }
 
     /// Test hook: `try_send`, with `stall` run once between reading the tail and the claim of
@@ -461,6 +503,15 @@ pub struct MpscConsumer<M: Memory> {
 struct ConsumerState {
     head: u64,
     published: u64,
+    /// Whether the records consumed since the last hand-back may end past the tail: padding
+    /// (placed by its claim, the tail moved after) and claims skipped as abandoned (their
+    /// producer may have died before moving the tail). A committed message or skip never does:
+    /// its producer moved the tail past it (or found it moved) before the commit we read.
+    tail_may_lag: bool,
+    /// The lap at `head`, and the lap after the space we hand back next (its free word is what
+    /// the hand-back writes).
+    free: Lap,
+    next_free: Lap,
     /// Our owner word and lock (see `Attachment::me`).
     me: Held,
     /// Test hook called at each step of the hand-back (see [`HandBackStep`]).
@@ -584,6 +635,9 @@ impl<M: Memory> MpscConsumer<M> {
         let mut st = ConsumerState {
             head,
             published: head,
+            tail_may_lag: true,
+            free: Lap::new(&geo, head),
+            next_free: Lap::new(&geo, head + geo.capacity),
             me,
             hook: None,
             force_check: false,
@@ -628,9 +682,33 @@ impl<M: Memory> MpscConsumer<M> {
     /// The next committed message. `Ok(None)`: nothing to read now (empty, or the next record is
     /// still being written by a live producer).
     ///
+    /// The common case inline: a message at our position, inside the data area, with less than
+    /// a lap consumed since the last hand-back. Everything else is left to [`Self::walk`], which
+    /// reads the same word again and classifies it in full.
+    #[inline]
+    fn next(mem: &M, geo: &Geometry, st: &mut ConsumerState) -> Result<Option<Next>, CorruptError> {
+        if st.head - st.published < geo.capacity {
+            let idx = (st.head & geo.mask) as usize;
+            // SYNC POINT: Acquire pairs with the producer's Release commit store (as in `walk`).
+            let w = RecordHeader::from_word(mem.record(idx).load(ord!(Acquire)));
+            let len = w.len as usize;
+            if w.kind() == TYPE_MSG
+                && len <= geo.max_message
+                && idx + record_size(len) <= geo.capacity as usize
+            {
+                st.walk_incomplete = false;
+                return Ok(Some(Next { idx, len }));
+            }
+        }
+        Self::walk(mem, geo, st)
+    }
+
+    /// [`Self::next`] in full: skips padding, skipped records and abandoned claims on the way.
+    ///
     /// Bounded: it looks at no more records than one lap holds, and never reads a word of space
     /// it consumed but has not handed back (that would be last lap's record, read again).
-    fn next(mem: &M, geo: &Geometry, st: &mut ConsumerState) -> Result<Option<Next>, CorruptError> {
+    #[inline(never)]
+    fn walk(mem: &M, geo: &Geometry, st: &mut ConsumerState) -> Result<Option<Next>, CorruptError> {
         st.walk_incomplete = false;
         let start = st.head;
         for _ in 0..st.walk_limit.min(geo.capacity / 8 + 1) {
@@ -650,7 +728,7 @@ impl<M: Memory> MpscConsumer<M> {
             // SYNC POINT: Acquire pairs with the producer's Release commit store (and with the
             // AcqRel claim CAS).
             let raw = mem.record(idx).load(ord!(Acquire));
-            if raw == geo.free_word_at(st.head) {
+            if raw == st.free.at(geo, st.head).free {
                 Self::publish_head(mem, geo, st);
                 return Ok(None);
             }
@@ -673,7 +751,10 @@ impl<M: Memory> MpscConsumer<M> {
                     check_len(len)?;
                     return Ok(Some(Next { idx, len }));
                 }
-                TYPE_PAD => st.head += geo.padding_size(idx, len, st.head)? as u64,
+                TYPE_PAD => {
+                    st.head += geo.padding_size(idx, len, st.head)? as u64;
+                    st.tail_may_lag = true;
+                }
                 TYPE_SKIP => {
                     check_len(len)?;
                     st.head += rec as u64;
@@ -690,6 +771,7 @@ impl<M: Memory> MpscConsumer<M> {
                             continue;
                         }
                         st.head += rec as u64; // its producer is gone: skip it
+                        st.tail_may_lag = true;
                     } else {
                         Self::publish_head(mem, geo, st);
                         return Ok(None); // a live producer is still writing it
@@ -720,17 +802,23 @@ impl<M: Memory> MpscConsumer<M> {
         Ok(None)
     }
 
-    /// Hand consumed space back, crash-consistently: move the tail up to our position, store the
-    /// intent (`hand_back`), rewrite the space as free for the next lap, store `head` (Release)
-    /// and wake producers waiting for room. A consumer killed anywhere in between leaves
+    /// Hand consumed space back, crash-consistently: move the tail up to our position (if a
+    /// record we stepped over may end past it: `tail_may_lag`), store the intent (`hand_back`),
+    /// rewrite the space as free for the next lap, store `head` (Release) and wake producers
+    /// waiting for room. A consumer killed anywhere in between leaves
     /// `hand_back > head`, and the next consumer completes the same steps at attach.
     fn publish_head(mem: &M, geo: &Geometry, st: &mut ConsumerState) {
         if st.head == st.published {
             return;
         }
-        // The test hook, then whether to stop here (a modelled crash).
+        // The test hook, then whether to stop here (a modelled crash); one test when neither
+        // is set.
         let (hook_fn, crash_at) = (st.hook, st.crash_at);
+        let testing = hook_fn.is_some() || crash_at.is_some();
         let hook = move |step| {
+            if !testing {
+                return false;
+            }
             if let Some(f) = hook_fn {
                 f(step)
             }
@@ -741,20 +829,28 @@ impl<M: Memory> MpscConsumer<M> {
         }
         // Records we consumed whose producers have not advanced the tail past them yet (slow,
         // or dead between claim and advance): move the tail up to our position first, so
-        // producers never claim behind us.
+        // producers never claim behind us. Only padding and skipped claims can be such records
+        // (`tail_may_lag`); when there are none the tail is left alone, so that its line stays
+        // with the producers, which move it at every claim.
         let h = mem.header();
-        // Bounded: producers only ever move the tail forward, so a few failed attempts mean it
-        // passed us (or a hostile peer keeps rewriting it, which the next call checks).
-        // Acquire here and in the CAS below: not needed (the tail is only compared; producers get the space through the intent and head).
-        let mut tail = h.tail.load(ord!(Acquire));
-        for _ in 0..64 {
-            if tail >= st.head {
-                break;
-            }
-            // AcqRel/Acquire: not needed (see the load of the tail above).
-            match h.tail.compare_exchange(tail, st.head, ord!(AcqRel), ord!(Acquire)) {
-                Ok(_) => break,
-                Err(now) => tail = now,
+        if st.tail_may_lag {
+            // Bounded: producers only ever move the tail forward, so a few failed attempts mean
+            // it passed us (or a hostile peer keeps rewriting it, which the next call checks).
+            // Acquire here and in the CAS below: not needed (the tail is only compared; producers get the space through the intent and head).
+            let mut tail = h.tail.load(ord!(Acquire));
+            for _ in 0..64 {
+                if tail >= st.head {
+                    st.tail_may_lag = false;
+                    break;
+                }
+                // AcqRel/Acquire: not needed (see the load of the tail above).
+                match h.tail.compare_exchange(tail, st.head, ord!(AcqRel), ord!(Acquire)) {
+                    Ok(_) => {
+                        st.tail_may_lag = false;
+                        break;
+                    }
+                    Err(now) => tail = now,
+                }
             }
         }
         if hook(HandBackStep::TailMoved) {
@@ -765,13 +861,14 @@ impl<M: Memory> MpscConsumer<M> {
         if hook(HandBackStep::IntentStored) {
             return;
         }
-        let half = st.published + (st.head - st.published) / 16 * 8;
+        // (In two halves only for the hook, which stops between them.)
+        let half = if testing { st.published + (st.head - st.published) / 16 * 8 } else { st.head };
         for (from, to) in [(st.published, half), (half, st.head)] {
             let mut p = from;
             while p < to {
-                let lap = geo.lap(p);
-                let end = to.min((lap + 1) * geo.capacity);
-                mem.fill_words((p & geo.mask) as usize, (end - p) as usize, free_word(geo.free_key, lap + 1));
+                let next_lap = st.next_free.at(geo, p + geo.capacity);
+                let end = to.min(next_lap.lap * geo.capacity);
+                mem.fill_words((p & geo.mask) as usize, (end - p) as usize, next_lap.free);
                 p = end;
             }
             if to == half && hook(HandBackStep::HalfFreed) {
@@ -892,8 +989,8 @@ impl<M: Memory> ConsumerCore<M> for MpscConsumer<M> {
         // a lagging consumer batches its releases, one that is caught up never holds space.
         let quarter = self.st.head - self.st.published >= self.geo.capacity / 4;
         let idx = (self.st.head & self.geo.mask) as usize;
-        let caught_up =
-            !quarter && self.mem.record(idx).load(Ordering::Relaxed) == self.geo.free_word_at(self.st.head);
+        let caught_up = !quarter
+            && self.mem.record(idx).load(Ordering::Relaxed) == self.st.free.at(&self.geo, self.st.head).free;
         if quarter || caught_up {
             Self::publish_head(&self.mem, &self.geo, &mut self.st);
         }

@@ -33,7 +33,7 @@
 
 use std::time::Instant;
 
-use crate::config::{self, Geometry};
+use crate::config::{self, Geometry, Lap};
 use crate::error::corrupt;
 use crate::error::{AttachError, CorruptError, RecvFail, RecvStop, Role, SendFail, SendStop, TrySendError};
 use crate::layout::{lap_tag, record_size, RecordHeader, RECORD_HEADER, TYPE_MSG, TYPE_PAD};
@@ -72,30 +72,6 @@ pub struct SpscConsumer<M: Memory> {
     mem: M,
     geo: Geometry,
     st: ConsumerState,
-}
-
-/// What the record word at a position of one lap may hold, kept until the lap changes
-/// (computing the free word takes a dozen instructions; comparing, one).
-#[derive(Clone, Copy, Debug)]
-struct Lap {
-    lap: u64,
-    /// The lap's free word: the terminator.
-    free: u64,
-}
-
-impl Lap {
-    fn new(geo: &Geometry, position: u64) -> Lap {
-        Lap { lap: geo.lap(position), free: geo.free_word_at(position) }
-    }
-
-    /// The lap of `position`.
-    #[inline]
-    fn at(&mut self, geo: &Geometry, position: u64) -> &Lap {
-        if geo.lap(position) != self.lap {
-            *self = Lap::new(geo, position);
-        }
-        self
-    }
 }
 
 /// What a record word read at the consumer position says.

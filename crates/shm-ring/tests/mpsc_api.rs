@@ -161,6 +161,66 @@ fn claim_of_a_closed_producer_is_skipped_even_without_tail_advance() {
     assert_eq!(buf, b"two", "b's abandoned claim was skipped");
 }
 
+/// The consumer leaves the tail alone after messages (their producers moved it before they
+/// committed), but moves it past a claim it skips: nobody else may ever do so.
+#[test]
+fn the_consumer_moves_the_tail_past_an_abandoned_claim_it_skips() {
+    let (region, mut c) = ring(1024, 2);
+    let mut a = Producer::open(region.clone()).unwrap();
+    let mut b = Producer::open(region).unwrap();
+    let mut buf = Vec::new();
+    a.try_send(b"one").unwrap();
+    c.try_recv(&mut buf).unwrap(); // a hand-back before the claim
+    assert!(b.claim_without_advancing(40));
+    drop(b);
+    assert_eq!(c.try_recv(&mut buf), Err(TryRecvError::Empty), "b's claim skipped; a is still there");
+    a.try_send(b"two").expect("a claims after the skipped claim, not behind the consumer");
+    c.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, b"two");
+}
+
+/// The same for padding: it is placed by its claim and the tail moved after, so a producer
+/// killed in between leaves the tail before it.
+#[test]
+fn the_consumer_moves_the_tail_past_padding_left_behind_it() {
+    let (region, mut c) = ring(256, 1);
+    let mut p = Producer::open(region).unwrap();
+    let mut buf = Vec::new();
+    for _ in 0..5 {
+        p.try_send([7u8; 40]).unwrap(); // 5 records of 48 bytes: 16 bytes left before the end
+        c.try_recv(&mut buf).unwrap();
+    }
+    assert!(p.pad_without_advancing(40), "a 48-byte record needs padding at 240");
+    assert_eq!(c.try_recv(&mut buf), Err(TryRecvError::Empty), "the padding is stepped over");
+    p.try_send([8u8; 40]).expect("the producer claims after the padding, not behind the consumer");
+    c.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, [8u8; 40]);
+}
+
+/// A hostile peer's message word at the tail, which no producer claimed: the consumer takes
+/// it and hands it back with the tail left behind. Producers then refuse the ring as corrupt
+/// instead of failing every claim (and a blocking send waiting) for ever.
+#[test]
+fn a_message_written_past_the_tail_makes_producers_report_corruption() {
+    use shm_ring::SendTimeoutError;
+    let (region, mut c) = ring(1024, 1);
+    let mut p = Producer::open(region.clone()).unwrap();
+    let mut buf = Vec::new();
+    p.try_send(b"one").unwrap();
+    c.try_recv(&mut buf).unwrap();
+    // At the tail (16), a message word nobody claimed: type 1 (message) in the top byte,
+    // length 8 in the low 32 bits.
+    let data = shm_ring::layout::header_size(1);
+    region.write_at(data + 16, &(8u64 | 1 << 56).to_le_bytes()).unwrap();
+    assert_eq!(c.try_recv(&mut buf), Ok(8));
+    match p.send_timeout(b"two", std::time::Duration::from_secs(5)) {
+        Err(SendTimeoutError::Corrupt { error, .. }) => {
+            assert_eq!(error.what, "producer position", "{error}")
+        }
+        other => panic!("expected a corrupt ring, got {other:?}"),
+    }
+}
+
 #[test]
 fn consumer_helps_a_lone_abandoned_claim() {
     let (region, mut c) = ring(1024, 1);
