@@ -331,7 +331,8 @@ impl<M: Memory> MpscProducer<M> {
                     // (read after it): a ring where it is, because a hostile peer wrote a
                     // message past the tail or moved the tail back, would fail every claim
                     // here for ever, so it is refused instead.
-                    // Acquire: pairs with the consumer's Release store of head, so that the tail read below is at least the one it handed back behind.
+                    // SYNC POINT: Acquire pairs with the consumer's Release store of head: the tail
+                    // read after it is at least the one the consumer handed back behind.
                     let head = h.head.load(ord!(Acquire));
                     // Acquire: not needed (only compared).
                     let tail = h.tail.load(ord!(Acquire));
