@@ -44,18 +44,8 @@ pub(crate) const SLICE: Duration = Duration::from_millis(40);
 pub(crate) const SPIN: Duration = Duration::from_micros(50);
 
 /// Re-checks between two looks at the clock while spinning, and between two `yield`s (which let
-/// another thread of an oversubscribed core run): with the back-off below, 78 spin hints before
-/// the first look and 112 between two (a few microseconds, so a short deadline is kept).
-const SPIN_CHECKS: u32 = 8;
-
-/// While spinning, the `n`th failed attempt is followed by `2^min(n, BACKOFF)` spin hints. A
-/// consumer that re-reads the record word as fast as it can keeps pulling the line away from
-/// the producer, which is writing the next message into that very line: each of the
-/// producer's stores then waits for the line again, and a 64-byte stream that keeps the
-/// consumer caught up ran at a quarter of its speed (9 instead of 35 million messages a second,
-/// on this project's development machine, where a spin hint takes about 30 ns). Backing off
-/// lets the producer finish the line, and a few messages, before the consumer looks again.
-const BACKOFF: u32 = 4;
+/// another thread of an oversubscribed core run).
+const SPIN_CHECKS: u32 = 64;
 
 /// The notifier's half: call right after publishing a position.
 #[inline]
@@ -125,10 +115,7 @@ pub(crate) fn block_on<S, M: Memory, T, E>(
         if spinning {
             spins = spins.wrapping_add(1);
             if spins % SPIN_CHECKS != 0 {
-                // Back off: 2, 4, 8, then 16 spin hints between two attempts (see `BACKOFF`).
-                for _ in 0..1u32 << spins.min(BACKOFF) {
-                    std::hint::spin_loop();
-                }
+                std::hint::spin_loop();
                 continue;
             }
             let now = Instant::now();
