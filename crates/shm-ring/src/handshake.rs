@@ -323,7 +323,7 @@ pub(crate) fn attach_region(
         }
     }
     // SAFETY: the region holds at least the fixed header (checked above) and is page-aligned;
-    // Header is all atomics and padding.
+    // Header is all atomics (its padding too).
     let header = unsafe { &*(region.as_ptr() as *const layout::Header) };
     let desc = wait_ready(header, options.init_timeout)?;
     let geo = validate(&desc, kind, region.len())?;

@@ -169,7 +169,8 @@ pub fn status(region: &Region) -> Result<RingStatus, AttachError> {
         return Err(AttachError::RegionTooSmall { need: FIXED_HEADER as u64, have: region.len() as u64 });
     }
     // SAFETY: the region holds at least the fixed header (checked above) and is page-aligned;
-    // Header is all atomics and padding, valid for any bytes; we only load from it.
+    // Header is all atomics (its padding too: `Pad`), valid for any bytes and for a peer's
+    // writes; we only load from it.
     let h = unsafe { &*(region.as_ptr() as *const Header) };
     let state = h.state.load(Ordering::Acquire);
     let consumer_slot = || end(region, 0, &h.consumer, CONSUMER_SLOT);

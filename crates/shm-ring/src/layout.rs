@@ -232,6 +232,26 @@ impl Slot {
     }
 }
 
+/// Padding between fields of the header: never read or written by this crate. A peer may
+/// write these bytes all the same, so they are atomics, like every other byte a `&Header`
+/// covers (bytes under a shared reference may change only inside an `UnsafeCell`, which
+/// atomics are). The std atomic type under loom too: loom never sees it touched.
+#[repr(transparent)]
+#[doc(hidden)]
+pub struct Pad<const N: usize>([std::sync::atomic::AtomicU64; N]);
+
+impl<const N: usize> Pad<N> {
+    fn zeroed() -> Pad<N> {
+        Pad(std::array::from_fn(|_| std::sync::atomic::AtomicU64::new(0)))
+    }
+}
+
+impl<const N: usize> std::fmt::Debug for Pad<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pad<{N}>")
+    }
+}
+
 /// The fixed part of the header, as laid out in shared memory.
 #[repr(C)]
 #[doc(hidden)]
@@ -249,19 +269,19 @@ pub struct Header {
     pub free_key: AtomicU64,
     /// The creator's PID namespace, valid for `creator` when its `N` bit is set.
     pub creator_ns: AtomicU32,
-    _pad0a: u32,
-    _pad0: [u64; 8],
+    _pad0a: std::sync::atomic::AtomicU32,
+    _pad0: Pad<8>,
     pub tail: AtomicU64,
-    _pad1: [u64; 15],
+    _pad1: Pad<15>,
     pub head: AtomicU64,
     pub hand_back: AtomicU64,
-    _pad2: [u64; 14],
+    _pad2: Pad<14>,
     pub data_ready: WaitPoint,
-    _pad3: [u64; 15],
+    _pad3: Pad<15>,
     pub space_ready: WaitPoint,
-    _pad4: [u64; 15],
+    _pad4: Pad<15>,
     pub consumer: Slot,
-    _pad5: [u64; 14],
+    _pad5: Pad<14>,
 }
 
 #[cfg(not(loom))]
@@ -309,19 +329,19 @@ impl Header {
             creator: AtomicU64::new(0),
             free_key: AtomicU64::new(0),
             creator_ns: AtomicU32::new(0),
-            _pad0a: 0,
-            _pad0: [0; 8],
+            _pad0a: std::sync::atomic::AtomicU32::new(0),
+            _pad0: Pad::zeroed(),
             tail: AtomicU64::new(0),
-            _pad1: [0; 15],
+            _pad1: Pad::zeroed(),
             head: AtomicU64::new(0),
             hand_back: AtomicU64::new(0),
-            _pad2: [0; 14],
+            _pad2: Pad::zeroed(),
             data_ready: wp(),
-            _pad3: [0; 15],
+            _pad3: Pad::zeroed(),
             space_ready: wp(),
-            _pad4: [0; 15],
+            _pad4: Pad::zeroed(),
             consumer: slot(),
-            _pad5: [0; 14],
+            _pad5: Pad::zeroed(),
         }
     }
 }

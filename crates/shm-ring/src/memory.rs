@@ -247,7 +247,8 @@ impl Memory for RegionMemory {
     #[inline]
     fn header(&self) -> &Header {
         // SAFETY: regions are page-aligned and at least FIXED_HEADER long (checked before any
-        // RegionMemory is built); Header is all atomics and padding, valid for any bytes.
+        // RegionMemory is built); Header is all atomics (its padding too: `layout::Pad`), valid for
+        // any bytes and for a peer's writes at any time.
         unsafe { &*(self.region.as_ptr() as *const Header) }
     }
 
