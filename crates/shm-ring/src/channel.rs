@@ -36,12 +36,16 @@ type ClaimOf<K, M> = <ProducerOf<K, M> as ProducerCore<M>>::Claim;
 /// [`mpsc::Producer`](crate::mpsc::Producer)). See the [crate docs](crate) for an example.
 pub struct Producer<K: RingKind, M: Memory = DefaultMemory> {
     pub(crate) core: ProducerOf<K, M>,
+    /// How long the next wait for room spins.
+    pub(crate) spin: wait::Spin,
 }
 
 /// The receiving end of a ring of kind `K` ([`spsc::Consumer`](crate::spsc::Consumer),
 /// [`mpsc::Consumer`](crate::mpsc::Consumer)).
 pub struct Consumer<K: RingKind, M: Memory = DefaultMemory> {
     pub(crate) core: ConsumerOf<K, M>,
+    /// How long the next wait for a message spins.
+    pub(crate) spin: wait::Spin,
 }
 
 impl<K: RingKind, M: Memory> fmt::Debug for Producer<K, M> {
@@ -68,7 +72,7 @@ fn claimed<C>(r: Result<C, SendFail>) -> Step<C, SendStop> {
 impl<K: RingKind, M: Memory> Producer<K, M> {
     /// Attach as a producer to initialised memory whose geometry was validated.
     pub(crate) fn attach_mem(mem: M, geo: crate::config::Geometry) -> Result<Self, crate::AttachError> {
-        Ok(Producer { core: ProducerOf::<K, M>::attach(mem, geo)? })
+        Ok(Producer { core: ProducerOf::<K, M>::attach(mem, geo)?, spin: wait::Spin::default() })
     }
 
     /// Data bytes of the ring.
@@ -138,6 +142,7 @@ impl<K: RingKind, M: Memory> Producer<K, M> {
     ) -> Result<ClaimOf<K, M>, Waited<SendStop>> {
         wait::block_on(
             &mut self.core,
+            &mut self.spin,
             ProducerOf::<K, M>::mem,
             |h| &h.space_ready,
             deadline,
@@ -395,7 +400,7 @@ impl<K: RingKind, M: Memory> Drop for Grant<'_, K, M> {
 impl<K: RingKind, M: Memory> Consumer<K, M> {
     /// Attach as the consumer to initialised memory whose geometry was validated.
     pub(crate) fn attach_mem(mem: M, geo: crate::config::Geometry) -> Result<Self, crate::AttachError> {
-        Ok(Consumer { core: ConsumerOf::<K, M>::attach(mem, geo)? })
+        Ok(Consumer { core: ConsumerOf::<K, M>::attach(mem, geo)?, spin: wait::Spin::default() })
     }
 
     /// Data bytes of the ring.
@@ -445,6 +450,7 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
     fn next_wait(&mut self, deadline: Option<Instant>) -> Result<Next, Waited<RecvStop>> {
         let r = wait::block_on(
             &mut self.core,
+            &mut self.spin,
             ConsumerOf::<K, M>::mem,
             |h| &h.data_ready,
             deadline,

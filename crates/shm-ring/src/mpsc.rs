@@ -100,7 +100,7 @@ struct ProducerState {
 
 impl<M: Memory> Clone for Producer<M> {
     fn clone(&self) -> Self {
-        crate::Producer { core: self.core.clone() }
+        crate::Producer { core: self.core.clone(), spin: self.spin }
     }
 }
 
