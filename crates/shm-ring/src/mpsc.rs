@@ -100,7 +100,7 @@ struct ProducerState {
 
 impl<M: Memory> Clone for Producer<M> {
     fn clone(&self) -> Self {
-        crate::Producer { core: self.core.clone(), spin: self.spin }
+        crate::Producer { core: self.core.clone(), spin: crate::wait::Spin::default() }
     }
 }
 
