@@ -685,13 +685,15 @@ impl<M: Memory> MpscConsumer<M> {
     ///
     /// The common case inline: a message at our position, inside the data area, with less than
     /// a lap consumed since the last hand-back. Everything else is left to [`Self::walk`], which
-    /// reads the same word again and classifies it in full.
+    /// classifies the same word in full (handed over, not read again).
     #[inline]
     fn next(mem: &M, geo: &Geometry, st: &mut ConsumerState) -> Result<Option<Next>, CorruptError> {
+        let mut first = None;
         if st.head - st.published < geo.capacity {
             let idx = (st.head & geo.mask) as usize;
             // SYNC POINT: Acquire pairs with the producer's Release commit store (as in `walk`).
-            let w = RecordHeader::from_word(mem.record(idx).load(ord!(Acquire)));
+            let raw = mem.record(idx).load(ord!(Acquire));
+            let w = RecordHeader::from_word(raw);
             let len = w.len as usize;
             if w.kind() == TYPE_MSG
                 && len <= geo.max_message
@@ -700,16 +702,24 @@ impl<M: Memory> MpscConsumer<M> {
                 st.walk_incomplete = false;
                 return Ok(Some(Next { idx, len }));
             }
+            first = Some(raw);
         }
-        Self::walk(mem, geo, st)
+        Self::walk(mem, geo, st, first)
     }
 
     /// [`Self::next`] in full: skips padding, skipped records and abandoned claims on the way.
+    /// `first`: the word at our position, if `next` read it already (it is not read twice: an
+    /// empty ring is polled with one load).
     ///
     /// Bounded: it looks at no more records than one lap holds, and never reads a word of space
     /// it consumed but has not handed back (that would be last lap's record, read again).
     #[inline(never)]
-    fn walk(mem: &M, geo: &Geometry, st: &mut ConsumerState) -> Result<Option<Next>, CorruptError> {
+    fn walk(
+        mem: &M,
+        geo: &Geometry,
+        st: &mut ConsumerState,
+        mut first: Option<u64>,
+    ) -> Result<Option<Next>, CorruptError> {
         st.walk_incomplete = false;
         let start = st.head;
         for _ in 0..st.walk_limit.min(geo.capacity / 8 + 1) {
@@ -727,8 +737,12 @@ impl<M: Memory> MpscConsumer<M> {
             // were rewritten as free before the space was handed back, so nothing stale can look
             // like a record, and the tail need not be read at all.
             // SYNC POINT: Acquire pairs with the producer's Release commit store (and with the
-            // AcqRel claim CAS).
-            let raw = mem.record(idx).load(ord!(Acquire));
+            // AcqRel claim CAS). (`first` was read with Acquire at this position, with less than
+            // a lap consumed, so the hand-back above was not due.)
+            let raw = match first.take() {
+                Some(raw) => raw,
+                None => mem.record(idx).load(ord!(Acquire)),
+            };
             if raw == st.free.at(geo, st.head).free {
                 Self::publish_head(mem, geo, st);
                 return Ok(None);
