@@ -855,18 +855,16 @@ impl<M: Memory> MpscConsumer<M> {
             let mut tail = h.tail.load(ord!(Acquire));
             for _ in 0..64 {
                 if tail >= st.head {
-                    st.tail_may_lag = false;
                     break;
                 }
                 // AcqRel/Acquire: not needed (see the load of the tail above).
                 match h.tail.compare_exchange(tail, st.head, ord!(AcqRel), ord!(Acquire)) {
-                    Ok(_) => {
-                        st.tail_may_lag = false;
-                        break;
-                    }
+                    Ok(_) => tail = st.head,
                     Err(now) => tail = now,
                 }
             }
+            // Looked at again at the next hand-back while the tail is still seen behind us.
+            st.tail_may_lag = tail < st.head;
         }
         if hook(HandBackStep::TailMoved) {
             return;
