@@ -403,6 +403,18 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
         Ok(Consumer { core: ConsumerOf::<K, M>::attach(mem, geo)?, spin: wait::Spin::default() })
     }
 
+    /// [`attach_mem`](Consumer::attach_mem) with the opener's options.
+    pub(crate) fn attach_mem_with(
+        mem: M,
+        geo: crate::config::Geometry,
+        options: &crate::AttachOptions,
+    ) -> Result<Self, crate::AttachError> {
+        Ok(Consumer {
+            core: ConsumerOf::<K, M>::attach_with(mem, geo, options)?,
+            spin: wait::Spin::default(),
+        })
+    }
+
     /// Data bytes of the ring.
     pub fn capacity(&self) -> usize {
         self.core.geometry().capacity as usize
@@ -507,10 +519,14 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
     #[inline(always)]
     fn take_vec(&mut self, n: Next, buf: &mut Vec<u8>) -> usize {
         buf.clear();
-        buf.reserve(n.len);
-        self.core.mem().copy_out_uninit(n.idx, &mut buf.spare_capacity_mut()[..n.len]);
-        // SAFETY: copy_out_uninit initialised the first n.len bytes of the spare capacity.
-        unsafe { buf.set_len(n.len) };
+        if let Some(staged) = self.core.staged(n) {
+            buf.extend_from_slice(staged);
+        } else {
+            buf.reserve(n.len);
+            self.core.mem().copy_out_uninit(n.idx, &mut buf.spare_capacity_mut()[..n.len]);
+            // SAFETY: copy_out_uninit initialised the first n.len bytes of the spare capacity.
+            unsafe { buf.set_len(n.len) };
+        }
         self.core.consume(n);
         n.len
     }
@@ -524,7 +540,7 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
             self.core.flush();
             return Err(RecvError::BufferTooSmall { need: n.len, have: buf.len() });
         }
-        self.core.mem().copy_out(n.idx, 0, &mut buf[..n.len]);
+        copy_payload(&self.core, n, 0, &mut buf[..n.len]);
         self.core.consume(n);
         Ok(n.len)
     }
@@ -537,7 +553,7 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
             return Err(RecvError::SizeMismatch { found: n.len, expected });
         }
         let mut v: T = bytemuck::Zeroable::zeroed();
-        self.core.mem().copy_out(n.idx, 0, bytemuck::bytes_of_mut(&mut v));
+        copy_payload(&self.core, n, 0, bytemuck::bytes_of_mut(&mut v));
         self.core.consume(n);
         Ok(v)
     }
@@ -636,10 +652,13 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
     /// errors as [`try_recv`](Consumer::try_recv).
     pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize, TryRecvError> {
         let mut buf = Vec::new();
-        self.batch(max, |mem, n| {
+        self.batch(max, |core, n| {
+            if let Some(staged) = core.staged(n) {
+                return f(staged);
+            }
             buf.clear();
             buf.reserve(n.len);
-            f(mem.copy_out_uninit(n.idx, &mut buf.spare_capacity_mut()[..n.len]))
+            f(core.mem().copy_out_uninit(n.idx, &mut buf.spare_capacity_mut()[..n.len]))
         })
     }
 
@@ -656,18 +675,22 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
         mut f: impl FnMut(&[u8]),
     ) -> Result<usize, TryRecvError> {
         // SAFETY: the caller's promise, passed on.
-        self.batch(max, |mem, n| f(unsafe { payload_unchecked(mem, n) }))
+        self.batch(max, |core, n| f(unsafe { payload_unchecked(core, n) }))
     }
 
     /// Hand up to `max` waiting messages to `f`, then release them with one store.
-    fn batch(&mut self, max: usize, mut f: impl FnMut(&M, Next)) -> Result<usize, TryRecvError> {
+    fn batch(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(&ConsumerOf<K, M>, Next),
+    ) -> Result<usize, TryRecvError> {
         if max == 0 {
             return Ok(0); // asked for nothing: nothing is consumed
         }
         let mut n = self.next_now()?;
         let mut count = 0;
         loop {
-            f(self.core.mem(), n);
+            f(&self.core, n);
             self.core.advance(n);
             count += 1;
             if count >= max {
@@ -715,16 +738,30 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
     pub fn close(self) {}
 }
 
-/// The payload of `n` in place.
+/// The payload of `n` in place (or the core's checked copy of it, where it keeps one).
 ///
 /// # Safety
 /// As for [`ReadGuard::as_slice_unchecked`]: nobody writes the payload while the slice lives.
 /// (The core checked that the record lies inside the data area.)
-unsafe fn payload_unchecked<M: Memory>(mem: &M, n: Next) -> &[u8] {
+unsafe fn payload_unchecked<M: Memory, C: ConsumerCore<M>>(core: &C, n: Next) -> &[u8] {
+    if let Some(staged) = core.staged(n) {
+        return staged;
+    }
+    let mem = core.mem();
     mem.track_read(n.idx, n.len);
     // SAFETY: the record's payload lies inside the data area (checked by the core), and the
     // caller promises nobody writes it while the slice lives.
     unsafe { std::slice::from_raw_parts(mem.payload(n.idx), n.len) }
+}
+
+/// Copy payload bytes `offset..offset + dst.len()` of `n` (the caller checked the range lies in
+/// the payload) from the ring, or from the core's checked copy where it keeps one.
+#[inline(always)]
+fn copy_payload<M: Memory, C: ConsumerCore<M>>(core: &C, n: Next, offset: usize, dst: &mut [u8]) {
+    match core.staged(n) {
+        Some(staged) => dst.copy_from_slice(&staged[offset..offset + dst.len()]),
+        None => core.mem().copy_out(n.idx, offset, dst),
+    }
 }
 
 /// An iterator's next item from one receive: the message; nothing, and the end, on an error
@@ -813,10 +850,6 @@ impl<K: RingKind, M: Memory> fmt::Debug for ReadGuard<'_, K, M> {
 }
 
 impl<K: RingKind, M: Memory> ReadGuard<'_, K, M> {
-    fn mem(&self) -> &M {
-        self.consumer.core.mem()
-    }
-
     /// The payload length.
     pub fn len(&self) -> usize {
         self.next.len
@@ -831,7 +864,7 @@ impl<K: RingKind, M: Memory> ReadGuard<'_, K, M> {
     /// copied.
     pub fn copy_to(&self, dst: &mut [u8]) -> usize {
         let n = self.next.len.min(dst.len());
-        self.mem().copy_out(self.next.idx, 0, &mut dst[..n]);
+        copy_payload(&self.consumer.core, self.next, 0, &mut dst[..n]);
         n
     }
 
@@ -841,7 +874,7 @@ impl<K: RingKind, M: Memory> ReadGuard<'_, K, M> {
     /// If `offset + dst.len()` is beyond the payload.
     pub fn read_at(&self, offset: usize, dst: &mut [u8]) {
         match offset.checked_add(dst.len()) {
-            Some(end) if end <= self.next.len => self.mem().copy_out(self.next.idx, offset, dst),
+            Some(end) if end <= self.next.len => copy_payload(&self.consumer.core, self.next, offset, dst),
             _ => panic!(
                 "ReadGuard::read_at: {} bytes at offset {offset} is beyond the {}-byte payload",
                 dst.len(),
@@ -852,17 +885,26 @@ impl<K: RingKind, M: Memory> ReadGuard<'_, K, M> {
 
     /// A copy of the payload.
     pub fn to_vec(&self) -> Vec<u8> {
+        let core = &self.consumer.core;
+        if let Some(staged) = core.staged(self.next) {
+            return staged.to_vec();
+        }
         let mut v = Vec::with_capacity(self.next.len);
-        self.mem().copy_out_uninit(self.next.idx, &mut v.spare_capacity_mut()[..self.next.len]);
+        core.mem().copy_out_uninit(self.next.idx, &mut v.spare_capacity_mut()[..self.next.len]);
         // SAFETY: copy_out_uninit initialised the first len bytes of the spare capacity.
         unsafe { v.set_len(self.next.len) };
         v
     }
 
-    /// The payload's address in the ring (`len()` bytes, valid while the guard lives). Read it
-    /// only with atomic or volatile accesses unless you trust the producer.
+    /// The payload's address (`len()` bytes, valid while the guard lives): in the ring, where
+    /// it should be read only with atomic or volatile accesses unless you trust the producer;
+    /// on a broadcast ring with the `Overwrite` policy, the subscriber's checked copy.
     pub fn as_ptr(&self) -> *const u8 {
-        self.mem().payload(self.next.idx)
+        let core = &self.consumer.core;
+        match core.staged(self.next) {
+            Some(staged) => staged.as_ptr(),
+            None => core.mem().payload(self.next.idx),
+        }
     }
 
     /// The payload in place, with no copy: for a producer you trust.
@@ -877,7 +919,7 @@ impl<K: RingKind, M: Memory> ReadGuard<'_, K, M> {
     #[inline]
     pub unsafe fn as_slice_unchecked(&self) -> &[u8] {
         // SAFETY: the caller's promise; the core checked the record lies in the data area.
-        unsafe { payload_unchecked(self.mem(), self.next) }
+        unsafe { payload_unchecked(&self.consumer.core, self.next) }
     }
 }
 
@@ -953,7 +995,7 @@ mod region {
             options: &AttachOptions,
         ) -> Result<Self, AttachError> {
             let (mem, geo) = attach_region(region.into(), K::KIND, options)?;
-            Self::attach_mem(mem, geo)
+            Self::attach_mem_with(mem, geo, options)
         }
 
         /// The region the ring lives in.

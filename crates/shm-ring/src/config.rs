@@ -2,7 +2,7 @@
 //! geometry every end copies at attach ([`Geometry`]), with the one validator both go through.
 
 use crate::error::{AttachError, CorruptError, InitError, SendStop};
-use crate::layout::{self, Kind, MAX_POSITION, MIN_CAPACITY};
+use crate::layout::{self, Kind, Policy, MAX_POSITION, MIN_CAPACITY};
 
 /// The largest data area accepted (1 TiB).
 pub const MAX_CAPACITY: u64 = 1 << 40;
@@ -21,24 +21,70 @@ pub struct RingConfig {
     capacity: u64,
     max_message: Option<u64>,
     max_producers: u32,
+    max_subscribers: u32,
+    policy: Policy,
 }
 
 impl RingConfig {
     /// A single-producer single-consumer ring with `capacity` data bytes (a power of two).
     pub fn spsc(capacity: u64) -> RingConfig {
-        RingConfig { kind: Kind::Spsc, capacity, max_message: None, max_producers: 1 }
+        RingConfig::new(Kind::Spsc, capacity, 1, 0)
     }
 
     /// A many-producer single-consumer ring with `capacity` data bytes and `max_producers` attach
     /// slots (at most 255).
     pub fn mpsc(capacity: u64, max_producers: u32) -> RingConfig {
-        RingConfig { kind: Kind::Mpsc, capacity, max_message: None, max_producers }
+        RingConfig::new(Kind::Mpsc, capacity, max_producers, 0)
     }
 
-    /// The largest message payload (default and limit: half the capacity less 8 bytes).
+    /// A broadcast ring: one producer, up to `max_subscribers` subscribers at a time (at most
+    /// 255), each receiving every message published after it joined. The producer waits for
+    /// the slowest live subscriber unless the [`policy`](RingConfig::policy) says otherwise.
+    ///
+    /// ```
+    /// use shm_ring::{Policy, RingConfig};
+    /// let config = RingConfig::broadcast(1 << 16, 4).policy(Policy::Overwrite);
+    /// assert_eq!(config.get_policy(), Policy::Overwrite);
+    /// ```
+    pub fn broadcast(capacity: u64, max_subscribers: u32) -> RingConfig {
+        RingConfig::new(Kind::Broadcast, capacity, 1, max_subscribers)
+    }
+
+    fn new(kind: Kind, capacity: u64, max_producers: u32, max_subscribers: u32) -> RingConfig {
+        RingConfig {
+            kind,
+            capacity,
+            max_message: None,
+            max_producers,
+            max_subscribers,
+            policy: Policy::Block,
+        }
+    }
+
+    /// The largest message payload (default and limit: half the capacity less 8 bytes; for a
+    /// broadcast ring, less 24).
     pub fn max_message(mut self, max: u64) -> RingConfig {
         self.max_message = Some(max);
         self
+    }
+
+    /// What a broadcast producer does when a subscriber has not read the space it needs:
+    /// wait for it ([`Policy::Block`], the default) or write over it
+    /// ([`Policy::Overwrite`]). Other kinds have no policy: setting one is refused at
+    /// creation.
+    pub fn policy(mut self, policy: Policy) -> RingConfig {
+        self.policy = policy;
+        self
+    }
+
+    /// The policy set.
+    pub fn get_policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// Subscriber slots (broadcast rings; 0 for the other kinds).
+    pub fn max_subscribers(&self) -> u32 {
+        self.max_subscribers
     }
 
     /// Data bytes.
@@ -53,7 +99,7 @@ impl RingConfig {
 
     /// Bytes of header before the data area.
     pub fn header_len(&self) -> usize {
-        layout::header_size(self.max_producers)
+        Geometry::header_size_for(self.kind, self.max_producers, self.max_subscribers)
     }
 
     /// The region length this ring needs: header plus capacity.
@@ -62,15 +108,25 @@ impl RingConfig {
     }
 
     pub(crate) fn validate(&self) -> Result<Geometry, InitError> {
-        let max_message = self.max_message.unwrap_or(layout::max_message_for(self.capacity));
-        Geometry::new(self.kind, self.capacity, max_message, self.max_producers, 0).map_err(|e| {
-            match e.field {
-                "capacity" => InitError::BadCapacity { found: e.found },
-                "max_message" => {
-                    InitError::BadMaxMessage { found: e.found, limit: layout::max_message_for(self.capacity) }
-                }
-                _ => InitError::BadProducers { found: e.found as u32, limit: self.kind.max_producers() },
+        if self.kind != Kind::Broadcast && self.policy != Policy::Block {
+            return Err(InitError::PolicyNotSupported { kind: self.kind, policy: self.policy });
+        }
+        let max_message = self.max_message.unwrap_or(Geometry::max_message_limit(self.kind, self.capacity));
+        let shape = Shape {
+            max_producers: self.max_producers,
+            subscribers: self.max_subscribers,
+            policy: self.policy,
+        };
+        Geometry::new(self.kind, self.capacity, max_message, shape, 0).map_err(|e| match e.field {
+            "capacity" => InitError::BadCapacity { found: e.found },
+            "max_message" => InitError::BadMaxMessage {
+                found: e.found,
+                limit: Geometry::max_message_limit(self.kind, self.capacity),
+            },
+            "max_subscribers" => {
+                InitError::BadSubscribers { found: e.found as u32, limit: layout::MAX_SUBSCRIBERS }
             }
+            _ => InitError::BadProducers { found: e.found as u32, limit: self.kind.max_producers() },
         })
     }
 }
@@ -89,6 +145,18 @@ pub struct Geometry {
     pub free_key: u64,
     /// `log2(capacity)`: a position's lap is `position >> lap_shift`.
     pub lap_shift: u32,
+    /// Broadcast: subscriber slots (0 for the other kinds).
+    pub subscribers: u32,
+    /// Broadcast: what the producer does when a subscriber is behind (`Block` for the others).
+    pub policy: Policy,
+}
+
+/// The slot counts and policy of a ring, as [`Geometry::new`] takes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Shape {
+    pub max_producers: u32,
+    pub subscribers: u32,
+    pub policy: Policy,
 }
 
 /// A geometry rule broken: the field, the value found and what was expected.
@@ -174,15 +242,23 @@ impl Geometry {
         kind: Kind,
         capacity: u64,
         max_message: u64,
-        max_producers: u32,
+        shape: Shape,
         free_key: u64,
     ) -> Result<Geometry, GeometryError> {
+        let Shape { max_producers, subscribers, policy } = shape;
         let bad = |field, found, expected: String| GeometryError { field, found, expected };
         if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
             let expected = format!("a power of two from {MIN_CAPACITY} to {MAX_CAPACITY}");
             return Err(bad("capacity", capacity, expected));
         }
-        let limit = layout::max_message_for(capacity);
+        if kind == Kind::Broadcast && !(1..=layout::MAX_SUBSCRIBERS).contains(&subscribers) {
+            let expected = format!("1 to {}", layout::MAX_SUBSCRIBERS);
+            return Err(bad("max_subscribers", subscribers.into(), expected));
+        }
+        // The other kinds keep no subscribers and no policy (their header bytes are not read).
+        let (subscribers, policy) =
+            if kind == Kind::Broadcast { (subscribers, policy) } else { (0, Policy::Block) };
+        let limit = Geometry::max_message_limit(kind, capacity);
         if max_message == 0 || max_message > limit {
             return Err(bad("max_message", max_message, format!("1 to {limit}")));
         }
@@ -196,11 +272,29 @@ impl Geometry {
             capacity,
             mask: capacity - 1,
             max_message: max_message as usize,
-            header_size: layout::header_size(max_producers),
+            header_size: Geometry::header_size_for(kind, max_producers, subscribers),
             max_producers,
             free_key,
             lap_shift: capacity.trailing_zeros(),
+            subscribers,
+            policy,
         })
+    }
+
+    /// The largest payload a ring of this kind and capacity carries.
+    pub(crate) fn max_message_limit(kind: Kind, capacity: u64) -> u64 {
+        match kind {
+            Kind::Broadcast => layout::broadcast_max_message_for(capacity),
+            Kind::Spsc | Kind::Mpsc => layout::max_message_for(capacity),
+        }
+    }
+
+    /// Bytes of header before the data area.
+    pub(crate) fn header_size_for(kind: Kind, max_producers: u32, subscribers: u32) -> usize {
+        match kind {
+            Kind::Broadcast => layout::broadcast_header_size(subscribers.min(layout::MAX_SUBSCRIBERS)),
+            Kind::Spsc | Kind::Mpsc => layout::header_size(max_producers),
+        }
     }
 }
 

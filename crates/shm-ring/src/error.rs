@@ -48,7 +48,7 @@ pub enum InitError {
         found: u64,
     },
     /// The largest message does not fit the capacity.
-    #[error("max message size {found} is invalid: expected 1 to {limit} bytes for this capacity (half the ring less an 8-byte record header)")]
+    #[error("max message size {found} is invalid: expected 1 to {limit} bytes for this capacity (half the ring less its record header)")]
     BadMaxMessage {
         /// The size asked for.
         found: u64,
@@ -62,6 +62,22 @@ pub enum InitError {
         found: u32,
         /// The largest allowed.
         limit: u32,
+    },
+    /// Broadcast subscriber slot count out of range.
+    #[error("max subscribers {found} is invalid: expected 1 to {limit}")]
+    BadSubscribers {
+        /// The count asked for.
+        found: u32,
+        /// The largest allowed.
+        limit: u32,
+    },
+    /// A policy other than `Block` was asked for a ring kind that has none.
+    #[error("a {kind} ring has no {policy} policy: only broadcast rings take one")]
+    PolicyNotSupported {
+        /// The kind.
+        kind: Kind,
+        /// The policy asked for.
+        policy: crate::layout::Policy,
     },
     /// The region cannot hold header and data.
     #[error("region of {have} bytes is too small for this ring: need {need} (header + capacity)")]
@@ -166,6 +182,12 @@ pub enum AttachError {
     /// Every producer slot is held by a live process.
     #[error("all {slots} producer slots are held by live processes")]
     NoFreeSlot {
+        /// Slot count.
+        slots: u32,
+    },
+    /// Every subscriber slot of a broadcast ring is held by a live process.
+    #[error("all {slots} subscriber slots are held by live processes")]
+    NoFreeSubscriberSlot {
         /// Slot count.
         slots: u32,
     },
@@ -441,8 +463,14 @@ impl<T> From<SendError<T>> for SendTimeoutError<T> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecvStop {
     Disconnected,
-    PeerDead { pid: u32 },
+    PeerDead {
+        pid: u32,
+    },
     Corrupt(CorruptError),
+    /// Broadcast, `Overwrite`: the producer wrote over `skipped` messages before we read them.
+    Lagged {
+        skipped: u64,
+    },
 }
 
 /// The outcome of one bounded look for the next message: empty now, or stopped.
@@ -515,6 +543,14 @@ macro_rules! recv_error {
             /// Shared memory is corrupt.
             #[error(transparent)]
             Corrupt(#[from] CorruptError),
+            /// A subscriber of a broadcast ring with the `Overwrite` policy was overtaken: the
+            /// producer wrote over `skipped` messages before it read them. The next receive
+            /// returns the oldest message still in the ring. (Never on other rings.)
+            #[error("subscriber fell behind: the producer wrote over {skipped} messages before they were read")]
+            Lagged {
+                /// Messages lost.
+                skipped: u64,
+            },
         }
 
         impl From<RecvStop> for $name {
@@ -523,6 +559,7 @@ macro_rules! recv_error {
                     RecvStop::Disconnected => $name::Disconnected,
                     RecvStop::PeerDead { pid } => $name::PeerDead { pid },
                     RecvStop::Corrupt(e) => $name::Corrupt(e),
+                    RecvStop::Lagged { skipped } => $name::Lagged { skipped },
                 }
             }
         }
@@ -569,6 +606,8 @@ impl RecvError {
             RecvError::PeerDead { .. } => ErrorKind::ConnectionAborted,
             RecvError::BufferTooSmall { .. } | RecvError::SizeMismatch { .. } => ErrorKind::InvalidInput,
             RecvError::Corrupt(_) => ErrorKind::InvalidData,
+            // Data was lost, and receiving goes on: no std kind says that better.
+            RecvError::Lagged { .. } => ErrorKind::Other,
         }
     }
 }
@@ -606,6 +645,7 @@ impl From<RecvError> for TryRecvError {
             RecvError::BufferTooSmall { need, have } => TryRecvError::BufferTooSmall { need, have },
             RecvError::SizeMismatch { found, expected } => TryRecvError::SizeMismatch { found, expected },
             RecvError::Corrupt(e) => TryRecvError::Corrupt(e),
+            RecvError::Lagged { skipped } => TryRecvError::Lagged { skipped },
         }
     }
 }
@@ -618,6 +658,7 @@ impl From<RecvError> for RecvTimeoutError {
             RecvError::BufferTooSmall { need, have } => RecvTimeoutError::BufferTooSmall { need, have },
             RecvError::SizeMismatch { found, expected } => RecvTimeoutError::SizeMismatch { found, expected },
             RecvError::Corrupt(e) => RecvTimeoutError::Corrupt(e),
+            RecvError::Lagged { skipped } => RecvTimeoutError::Lagged { skipped },
         }
     }
 }
@@ -632,6 +673,7 @@ impl TryFrom<TryRecvError> for RecvError {
             TryRecvError::BufferTooSmall { need, have } => RecvError::BufferTooSmall { need, have },
             TryRecvError::SizeMismatch { found, expected } => RecvError::SizeMismatch { found, expected },
             TryRecvError::Corrupt(e) => RecvError::Corrupt(e),
+            TryRecvError::Lagged { skipped } => RecvError::Lagged { skipped },
             TryRecvError::Empty => return Err(e),
         })
     }
@@ -647,6 +689,7 @@ impl TryFrom<RecvTimeoutError> for RecvError {
             RecvTimeoutError::BufferTooSmall { need, have } => RecvError::BufferTooSmall { need, have },
             RecvTimeoutError::SizeMismatch { found, expected } => RecvError::SizeMismatch { found, expected },
             RecvTimeoutError::Corrupt(e) => RecvError::Corrupt(e),
+            RecvTimeoutError::Lagged { skipped } => RecvError::Lagged { skipped },
             RecvTimeoutError::Timeout => return Err(e),
         })
     }

@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 use shm_core::{EndLock, Liveness};
 
-use crate::config::Geometry;
 #[cfg(not(loom))]
 use crate::config::RingConfig;
+use crate::config::{Geometry, Shape};
 use crate::error::{AttachError, InitError};
 use crate::identity::{self, NsField, Owner};
 use crate::layout::{
-    self, Descriptor, Header, Kind, FIXED_HEADER, LAYOUT_VERSION, MAGIC, STATE_EMPTY, STATE_INITIALIZING,
-    STATE_READY,
+    self, Descriptor, Header, Kind, Policy, FIXED_HEADER, LAYOUT_VERSION, MAGIC, STATE_EMPTY,
+    STATE_INITIALIZING, STATE_READY,
 };
 #[cfg(not(loom))]
 use crate::memory::RegionMemory;
@@ -32,11 +32,12 @@ use crate::sync::Ordering;
 pub struct AttachOptions {
     init_timeout: Duration,
     allow_foreign: bool,
+    history: u64,
 }
 
 impl Default for AttachOptions {
     fn default() -> Self {
-        AttachOptions { init_timeout: Duration::from_secs(1), allow_foreign: false }
+        AttachOptions { init_timeout: Duration::from_secs(1), allow_foreign: false, history: 0 }
     }
 }
 
@@ -60,6 +61,19 @@ impl AttachOptions {
     pub fn allow_foreign(mut self, allow: bool) -> AttachOptions {
         self.allow_foreign = allow;
         self
+    }
+
+    /// A broadcast subscriber starts this many messages back from the producer's end (as many
+    /// of them as are still in the ring), instead of at the end (the default, 0). Other ring
+    /// kinds ignore it.
+    pub fn history(mut self, messages: u64) -> AttachOptions {
+        self.history = messages;
+        self
+    }
+
+    /// The history asked for.
+    pub fn get_history(&self) -> u64 {
+        self.history
     }
 
     /// The init timeout set.
@@ -141,6 +155,10 @@ pub(crate) fn init_header(
     h.capacity.store(geo.capacity, Ordering::Relaxed);
     h.max_message.store(geo.max_message as u32, Ordering::Relaxed);
     h.max_producers.store(geo.max_producers, Ordering::Relaxed);
+    h.max_subscribers.store(geo.subscribers, Ordering::Relaxed);
+    h.policy.store(if geo.kind == Kind::Broadcast { geo.policy as u32 } else { 0 }, Ordering::Relaxed);
+    h.next_seq.store(0, Ordering::Relaxed);
+    h.reserved.store(0, Ordering::Relaxed);
     let key = new_free_key();
     h.free_key.store(key, Ordering::Relaxed);
     h.tail.store(0, Ordering::Relaxed);
@@ -210,6 +228,8 @@ pub(crate) fn wait_ready(h: &Header, timeout: Duration) -> Result<Descriptor, At
         max_producers: h.max_producers.load(Ordering::Relaxed),
         creator: h.creator.load(Ordering::Relaxed),
         free_key: h.free_key.load(Ordering::Relaxed),
+        max_subscribers: h.max_subscribers.load(Ordering::Relaxed),
+        policy: h.policy.load(Ordering::Relaxed),
     })
 }
 
@@ -225,7 +245,17 @@ pub(crate) fn validate(d: &Descriptor, expect: Kind, total_len: usize) -> Result
     if d.kind != expect as u32 {
         return Err(AttachError::WrongKind { found: d.kind, expected: expect });
     }
-    let geo = Geometry::new(expect, d.capacity, d.max_message.into(), d.max_producers, d.free_key)?;
+    let policy = if expect == Kind::Broadcast {
+        Policy::from_u32(d.policy).ok_or_else(|| AttachError::BadHeader {
+            field: "policy",
+            found: d.policy.into(),
+            expected: "1 (block) or 2 (overwrite)".to_owned(),
+        })?
+    } else {
+        Policy::Block // not read: rings of the other kinds made before it existed hold anything there
+    };
+    let shape = Shape { max_producers: d.max_producers, subscribers: d.max_subscribers, policy };
+    let geo = Geometry::new(expect, d.capacity, d.max_message.into(), shape, d.free_key)?;
     if d.header_size as usize != geo.header_size {
         let expected = geo.header_size.to_string();
         return Err(AttachError::BadHeader { field: "header_size", found: d.header_size.into(), expected });

@@ -40,7 +40,11 @@ impl HeapRing {
     /// Zeroed memory for a ring of `config`, not initialised yet.
     pub fn zeroed(config: &RingConfig) -> HeapRing {
         let geo = config.validate().expect("a valid config");
-        let mem = Arc::new(HeapMemory::new(geo.capacity as usize, geo.max_producers as usize));
+        let mem = Arc::new(HeapMemory::with_subscribers(
+            geo.capacity as usize,
+            geo.max_producers as usize,
+            geo.subscribers as usize,
+        ));
         HeapRing { mem, geo, kind: config.kind() }
     }
 

@@ -232,7 +232,7 @@ pub fn status(region: &Region) -> Result<RingStatus, AttachError> {
     // capacity past `head`).
     let tail = match kind {
         Kind::Spsc => crate::spsc::published_end(&geo, head, start, word_at).map_err(AttachError::Corrupt)?,
-        Kind::Mpsc => start,
+        Kind::Mpsc | Kind::Broadcast => start,
     };
     let in_flight = tail - head;
     let producers = (0..geo.max_producers as usize)

@@ -151,13 +151,15 @@ pub enum Kind {
     Spsc = 1,
     /// Many producers, one consumer.
     Mpsc = 2,
+    /// One producer, many subscribers, each receiving every message.
+    Broadcast = 3,
 }
 
 impl Kind {
     /// The most producers a ring of this kind has (slots in its producer table).
     pub fn max_producers(self) -> u32 {
         match self {
-            Kind::Spsc => 1,
+            Kind::Spsc | Kind::Broadcast => 1,
             Kind::Mpsc => MAX_PRODUCERS,
         }
     }
@@ -167,6 +169,7 @@ impl Kind {
         match v {
             1 => Some(Kind::Spsc),
             2 => Some(Kind::Mpsc),
+            3 => Some(Kind::Broadcast),
             _ => None,
         }
     }
@@ -177,6 +180,7 @@ impl std::fmt::Display for Kind {
         f.write_str(match self {
             Kind::Spsc => "SPSC",
             Kind::Mpsc => "MPSC",
+            Kind::Broadcast => "broadcast",
         })
     }
 }
@@ -269,13 +273,21 @@ pub struct Header {
     pub free_key: AtomicU64,
     /// The creator's PID namespace, valid for `creator` when its `N` bit is set.
     pub creator_ns: AtomicU32,
+    /// Broadcast: subscriber slots (0 in the other kinds, which never read it).
+    pub max_subscribers: AtomicU32,
+    /// Broadcast: the [`Policy`] as u32 (0 in the other kinds, which never read it).
+    pub policy: AtomicU32,
     _pad0a: std::sync::atomic::AtomicU32,
-    _pad0: Pad<8>,
+    _pad0: Pad<7>,
     pub tail: AtomicU64,
-    _pad1: Pad<15>,
+    /// Broadcast: the sequence number of the next message, stored with `tail`.
+    pub next_seq: AtomicU64,
+    _pad1: Pad<14>,
     pub head: AtomicU64,
     pub hand_back: AtomicU64,
-    _pad2: Pad<14>,
+    /// Broadcast: the end of the space the producer may be writing (see `broadcast.rs`).
+    pub reserved: AtomicU64,
+    _pad2: Pad<13>,
     pub data_ready: WaitPoint,
     _pad3: Pad<15>,
     pub space_ready: WaitPoint,
@@ -298,9 +310,16 @@ const _: () = {
     assert!(offset_of!(Header, creator) == CREATOR_WORD);
     assert!(offset_of!(Header, free_key) == 48);
     assert!(offset_of!(Header, creator_ns) == 56);
+    assert!(offset_of!(Header, max_subscribers) == 60);
+    assert!(offset_of!(Header, policy) == 64);
     assert!(offset_of!(Header, tail) == LINE);
+    assert!(offset_of!(Header, next_seq) == LINE + 8);
     assert!(offset_of!(Header, head) == 2 * LINE);
     assert!(offset_of!(Header, hand_back) == 2 * LINE + 8);
+    assert!(offset_of!(Header, reserved) == 2 * LINE + 16);
+    assert!(offset_of!(Subscriber, slot) == 0);
+    assert!(offset_of!(Subscriber, cursor) == SLOT_SIZE);
+    assert!(size_of::<Subscriber>() == LINE);
     assert!(offset_of!(Header, data_ready) == 3 * LINE);
     assert!(offset_of!(Header, space_ready) == 4 * LINE);
     assert!(offset_of!(Header, consumer) == CONSUMER_SLOT);
@@ -308,7 +327,7 @@ const _: () = {
     assert!(size_of::<Header>() == FIXED_HEADER);
     assert!(size_of::<Slot>() == SLOT_SIZE);
     assert!(size_of::<WaitPoint>() == 8);
-    assert!(size_of::<Descriptor>() == 56);
+    assert!(size_of::<Descriptor>() == 64);
     assert!(size_of::<RecordHeader>() == RECORD_HEADER);
 };
 
@@ -329,12 +348,16 @@ impl Header {
             creator: AtomicU64::new(0),
             free_key: AtomicU64::new(0),
             creator_ns: AtomicU32::new(0),
+            max_subscribers: AtomicU32::new(0),
+            policy: AtomicU32::new(0),
             _pad0a: std::sync::atomic::AtomicU32::new(0),
             _pad0: Pad::zeroed(),
             tail: AtomicU64::new(0),
+            next_seq: AtomicU64::new(0),
             _pad1: Pad::zeroed(),
             head: AtomicU64::new(0),
             hand_back: AtomicU64::new(0),
+            reserved: AtomicU64::new(0),
             _pad2: Pad::zeroed(),
             data_ready: wp(),
             _pad3: Pad::zeroed(),
@@ -369,14 +392,114 @@ pub struct Descriptor {
     pub max_producers: u32,
     /// Owner word of the creator.
     pub creator: u64,
-    /// Key of the MPSC free words.
+    /// Key of the free words.
     pub free_key: u64,
+    /// Broadcast: subscriber slots (other kinds: not read, 0).
+    pub max_subscribers: u32,
+    /// Broadcast: the [`Policy`] as u32 (other kinds: not read, 0).
+    pub policy: u32,
 }
 
 /// Header size for `max_producers` slots, rounded up to a line.
 pub const fn header_size(max_producers: u32) -> usize {
     let raw = FIXED_HEADER + SLOT_SIZE * max_producers as usize;
     raw.div_ceil(LINE) * LINE
+}
+
+/// Offset of the broadcast subscriber table: after the one producer slot, on its own line.
+pub const SUBSCRIBER_TABLE: usize = header_size(1);
+
+/// Offset of broadcast subscriber `i`'s entry (one line each): the byte subscriber `i` locks.
+pub const fn subscriber_slot(i: usize) -> usize {
+    SUBSCRIBER_TABLE + i * LINE
+}
+
+/// The most subscribers a broadcast ring may have.
+pub const MAX_SUBSCRIBERS: u32 = 255;
+
+/// Header size of a broadcast ring with `subscribers` subscriber slots.
+pub const fn broadcast_header_size(subscribers: u32) -> usize {
+    subscriber_slot(subscribers as usize)
+}
+
+/// Size of a broadcast message record's header: the record word, then the message's
+/// sequence number (a u64).
+pub const BROADCAST_HEADER: usize = 16;
+
+/// Bytes a broadcast message record with `len` payload bytes occupies.
+#[inline]
+pub const fn broadcast_record_size(len: usize) -> usize {
+    BROADCAST_HEADER + ((len + 7) & !7)
+}
+
+/// The largest payload of a broadcast ring of `capacity` data bytes: a message, the padding
+/// before it (shorter than the message's record) and the 8-byte terminator after it always
+/// fit in the ring (`2 * record + 8 <= capacity`), and never more than a record header holds.
+pub const fn broadcast_max_message_for(capacity: u64) -> u64 {
+    let most = ((capacity - 8) / 2 - BROADCAST_HEADER as u64) & !7;
+    if most < MAX_RECORD_LEN {
+        most
+    } else {
+        MAX_RECORD_LEN
+    }
+}
+
+/// What a broadcast producer does when the slowest subscriber has not read the space it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(u32)]
+pub enum Policy {
+    /// Wait for the slowest live subscriber (lossless; the default). A subscriber that closes
+    /// or dies stops holding the producer back.
+    #[default]
+    Block = 1,
+    /// Never wait: write over the oldest messages. A subscriber that was overtaken learns how
+    /// many messages it lost (`Lagged { skipped }`) and goes on from the oldest one left.
+    Overwrite = 2,
+}
+
+impl Policy {
+    /// The policy with this raw header value.
+    pub fn from_u32(v: u32) -> Option<Policy> {
+        match v {
+            1 => Some(Policy::Block),
+            2 => Some(Policy::Overwrite),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Policy::Block => "block",
+            Policy::Overwrite => "overwrite",
+        })
+    }
+}
+
+/// A broadcast subscriber's entry in the subscriber table: its attach slot and its cursor, on
+/// a line of its own.
+#[repr(C)]
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Subscriber {
+    /// The attach slot, as the other kinds' slots.
+    pub slot: Slot,
+    /// The position up to which the subscriber has read (a record boundary): written by the
+    /// subscriber (SeqCst at attach, Release after), read by the producer.
+    pub cursor: AtomicU64,
+    _pad: Pad<13>,
+}
+
+impl Subscriber {
+    /// A zeroed entry (heap memory).
+    pub(crate) fn new_zeroed() -> Subscriber {
+        Subscriber {
+            slot: Slot { owner: AtomicU64::new(0), tenure: AtomicU64::new(0) },
+            cursor: AtomicU64::new(0),
+            _pad: Pad::zeroed(),
+        }
+    }
 }
 
 /// The largest payload a ring of `capacity` data bytes can carry: half the data area less a

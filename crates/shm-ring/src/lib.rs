@@ -108,6 +108,7 @@
 #[macro_use]
 mod sync;
 
+pub mod broadcast;
 mod channel;
 #[cfg(not(loom))]
 mod cleanup;
@@ -141,7 +142,7 @@ pub use error::{
     AttachError, CorruptError, InitError, RecvError, RecvTimeoutError, Role, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
 };
-pub use protocol::{Mpsc, RingKind, Spsc};
+pub use protocol::{Broadcast, Mpsc, RingKind, Spsc};
 
 /// The crate the `*_pod` calls take their bounds from ([`bytemuck::Pod`]), re-exported so
 /// that users need no version of their own.
@@ -155,13 +156,15 @@ const _: () = {
     send_sync::<spsc::Consumer>();
     send_sync::<mpsc::Producer>();
     send_sync::<mpsc::Consumer>();
+    send_sync::<broadcast::Producer>();
+    send_sync::<broadcast::Subscriber>();
 };
 #[cfg(not(loom))]
 pub use handshake::init;
 pub use handshake::AttachOptions;
 #[cfg(not(loom))]
 pub use inspect::{find_rings, status, EndInfo, EndState, Evidence, FoundRing, InitState, RingStatus};
-pub use layout::Kind;
+pub use layout::{Kind, Policy};
 pub use memory::HeapMemory;
 pub use memory::Memory;
 #[cfg(not(loom))]

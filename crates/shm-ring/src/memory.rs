@@ -13,7 +13,7 @@ use std::sync::Arc;
 #[cfg(not(loom))]
 use shm_core::Region;
 
-use crate::layout::{Header, Slot};
+use crate::layout::{Header, Slot, Subscriber};
 #[cfg(not(loom))]
 use crate::layout::{FIXED_HEADER, SLOT_SIZE};
 use crate::sync::{AtomicU32, AtomicU64};
@@ -32,6 +32,10 @@ pub trait Memory: sealed::Sealed + Send + Sync {
     /// Producer slot `i`; the caller checks `i < max_producers`.
     #[doc(hidden)]
     fn slot(&self, i: usize) -> &Slot;
+    /// Broadcast subscriber `i`'s entry; the caller checks `i < subscribers` of a broadcast
+    /// ring's geometry.
+    #[doc(hidden)]
+    fn subscriber(&self, i: usize) -> &Subscriber;
     /// The record word at data index `idx`; the caller checks `idx % 8 == 0 && idx < capacity`.
     #[doc(hidden)]
     fn record(&self, idx: usize) -> &AtomicU64;
@@ -260,6 +264,14 @@ impl Memory for RegionMemory {
     }
 
     #[inline]
+    fn subscriber(&self, i: usize) -> &Subscriber {
+        // SAFETY: the caller checked i < subscribers of a broadcast ring, whose header_size
+        // (checked against the region length) covers subscriber_slot(subscribers); each entry
+        // is a 128-aligned line of atomics (its padding too), valid for any bytes.
+        unsafe { &*(self.region.as_ptr().add(crate::layout::subscriber_slot(i)) as *const Subscriber) }
+    }
+
+    #[inline]
     fn record(&self, idx: usize) -> &AtomicU64 {
         // SAFETY: the caller checked idx < capacity and idx % 8 == 0; the data area starts at a
         // multiple of 128 in a page-aligned mapping and holds capacity bytes.
@@ -341,6 +353,7 @@ mod heap {
     pub struct HeapMemory {
         header: Header,
         slots: Vec<Slot>,
+        subscribers: Vec<Subscriber>,
         words: Vec<AtomicU64>,
         cells: Vec<Cell>,
         lock: Mutex<()>,
@@ -364,10 +377,17 @@ mod heap {
     impl HeapMemory {
         /// Zeroed memory for a ring of `capacity` data bytes and `producers` slots.
         pub fn new(capacity: usize, producers: usize) -> HeapMemory {
+            HeapMemory::with_subscribers(capacity, producers, 0)
+        }
+
+        /// Zeroed memory for a ring of `capacity` data bytes, `producers` producer slots and
+        /// `subscribers` broadcast subscriber entries.
+        pub fn with_subscribers(capacity: usize, producers: usize, subscribers: usize) -> HeapMemory {
             let slot = || Slot { owner: AtomicU64::new(0), tenure: AtomicU64::new(0) };
             HeapMemory {
                 header: Header::new_zeroed(),
                 slots: (0..producers).map(|_| slot()).collect(),
+                subscribers: (0..subscribers).map(|_| Subscriber::new_zeroed()).collect(),
                 words: (0..capacity / 8).map(|_| AtomicU64::new(0)).collect(),
                 cells: (0..capacity / 8).map(|_| new_cell()).collect(),
                 lock: Mutex::new(()),
@@ -418,6 +438,9 @@ mod heap {
         }
         fn slot(&self, i: usize) -> &Slot {
             &self.slots[i]
+        }
+        fn subscriber(&self, i: usize) -> &Subscriber {
+            &self.subscribers[i]
         }
         fn record(&self, idx: usize) -> &AtomicU64 {
             &self.words[idx / 8]
@@ -521,6 +544,9 @@ mod heap {
         }
         fn slot(&self, i: usize) -> &Slot {
             (**self).slot(i)
+        }
+        fn subscriber(&self, i: usize) -> &Subscriber {
+            (**self).subscriber(i)
         }
         fn record(&self, idx: usize) -> &AtomicU64 {
             (**self).record(idx)

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use crate::config::Geometry;
 use crate::error::{AttachError, RecvFail, RecvStop, SendFail, SendStop};
+use crate::handshake::AttachOptions;
 use crate::layout::Kind;
 use crate::memory::Memory;
 
@@ -29,7 +30,8 @@ mod sealed {
     pub trait Sealed {}
 }
 
-/// A ring kind: [`Spsc`](crate::Spsc) or [`Mpsc`](crate::Mpsc). It names the protocol cores of
+/// A ring kind: [`Spsc`](crate::Spsc), [`Mpsc`](crate::Mpsc) or
+/// [`Broadcast`](crate::Broadcast). It names the protocol cores of
 /// its ends; the ends themselves are the generic [`Producer`](crate::Producer) and
 /// [`Consumer`](crate::Consumer).
 pub trait RingKind: sealed::Sealed + Sized + 'static {
@@ -50,14 +52,24 @@ pub struct Spsc;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Mpsc;
 
+/// The broadcast ring kind: one producer, many subscribers, each receiving every message
+/// ([`broadcast`](crate::broadcast)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Broadcast;
+
 impl sealed::Sealed for Spsc {}
 impl sealed::Sealed for Mpsc {}
+impl sealed::Sealed for Broadcast {}
 
 /// What every end's core has: attaching, and the memory and geometry it works on.
 #[doc(hidden)]
 pub trait Core<M: Memory>: Sized + fmt::Debug {
     /// Attach to initialised memory whose geometry was validated.
     fn attach(mem: M, geo: Geometry) -> Result<Self, AttachError>;
+    /// [`attach`](Core::attach) with the opener's options (a broadcast subscriber's history).
+    fn attach_with(mem: M, geo: Geometry, _options: &AttachOptions) -> Result<Self, AttachError> {
+        Self::attach(mem, geo)
+    }
     /// The ring's memory and the geometry copied at attach.
     fn parts(&self) -> (&M, &Geometry);
     fn mem(&self) -> &M {
@@ -129,4 +141,11 @@ pub trait ConsumerCore<M: Memory>: Core<M> {
     fn next_in_batch(&mut self) -> Option<Next>;
     /// Hand consumed space back now.
     fn flush(&mut self);
+    /// Where the payload of `n` is: `None` in the ring (at `n.idx`), or a private copy this
+    /// core made and checked (a broadcast subscriber of an `Overwrite` ring, whose producer
+    /// may write over the ring's bytes at any time).
+    #[inline(always)]
+    fn staged(&self, _n: Next) -> Option<&[u8]> {
+        None
+    }
 }

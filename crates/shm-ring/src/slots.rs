@@ -19,6 +19,8 @@ use crate::sync::Ordering;
 pub(crate) enum End {
     Consumer,
     Producer(usize),
+    /// A broadcast subscriber (the caller checked `i < subscribers`).
+    Subscriber(usize),
 }
 
 impl End {
@@ -27,6 +29,7 @@ impl End {
         match self {
             End::Consumer => &mem.header().consumer,
             End::Producer(i) => mem.slot(i),
+            End::Subscriber(i) => &mem.subscriber(i).slot,
         }
     }
 
@@ -35,6 +38,7 @@ impl End {
         match self {
             End::Consumer => layout::CONSUMER_SLOT,
             End::Producer(i) => layout::producer_slot(i),
+            End::Subscriber(i) => layout::subscriber_slot(i),
         }
     }
 }

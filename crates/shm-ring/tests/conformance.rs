@@ -1,5 +1,5 @@
 //! The same ring tests on every region kind — anonymous (shared across `fork`), file, POSIX shm,
-//! memfd — and both ring kinds: written once as functions generic over the ring kind and the
+//! memfd — and every ring kind: written once as functions generic over the ring kind and the
 //! region maker, instantiated for the whole matrix at the bottom.
 //!
 //! Each test: delivery across the wrap, full and empty, close of either end, death of the
@@ -74,6 +74,7 @@ fn config<K: RingKind>() -> RingConfig {
     match K::KIND {
         shm_ring::Kind::Spsc => RingConfig::spsc(CAP),
         shm_ring::Kind::Mpsc => RingConfig::mpsc(CAP, 4),
+        shm_ring::Kind::Broadcast => RingConfig::broadcast(CAP, 4),
     }
 }
 
@@ -125,11 +126,16 @@ fn full_and_empty<K: RingKind>(mut maker: impl Maker) {
         other => panic!("expected Full, got {other:?}"),
     }
     assert!(p.send_timeout([0xee; 100], Duration::from_millis(5)).unwrap_err().is_timeout());
-    assert_eq!(c.try_recv(&mut buf), Ok(100));
-    assert_eq!(buf, [0u8; 100]);
+    // One message read makes room for one more; on a broadcast ring (a 16-byte record header
+    // and the terminator) the padding the next one needs takes a second.
+    let read = if K::KIND == shm_ring::Kind::Broadcast { 2 } else { 1 };
+    for i in 0..read {
+        assert_eq!(c.try_recv(&mut buf), Ok(100));
+        assert_eq!(buf, [i as u8; 100]);
+    }
     c.flush();
     p.try_send([0xee; 100]).unwrap();
-    for i in 1..n {
+    for i in read..n {
         c.recv(&mut buf).unwrap();
         assert_eq!(buf, [i as u8; 100]);
     }
@@ -178,6 +184,14 @@ fn close<K: RingKind>(mut maker: impl Maker) {
 
     let mut p = Producer::<K>::open(region).unwrap();
     drop(c);
+    if K::KIND == shm_ring::Kind::Broadcast {
+        // A broadcast producer goes on whoever listens: with no subscriber it writes over the
+        // oldest messages.
+        for _ in 0..1000 {
+            p.send_timeout(b"nobody", Duration::ZERO).unwrap();
+        }
+        return;
+    }
     assert!(matches!(
         p.send_timeout(b"nobody", Duration::ZERO),
         Err(shm_ring::SendTimeoutError::Disconnected(_))
@@ -230,10 +244,14 @@ fn corrupt_positions<K: RingKind>(mut maker: impl Maker) {
         // The SPSC consumer waits on record words and the producer owns the tail: neither reads
         // it while attached. A garbage record word at the consumer position (the data area
         // starts at the header size; both ends are at 16, past the first record) is reported.
-        shm_ring::Kind::Spsc => {
+        // So does a broadcast subscriber (there, the first record takes 24 bytes).
+        shm_ring::Kind::Spsc | shm_ring::Kind::Broadcast => {
             assert_eq!(c.try_recv(&mut buf), Err(TryRecvError::Empty));
-            let data = shm_ring::layout::header_size(1) as usize;
-            region.write_at(data + 16, &u64::MAX.to_le_bytes()).unwrap();
+            let (data, first) = match K::KIND {
+                shm_ring::Kind::Spsc => (shm_ring::layout::header_size(1), 16),
+                _ => (shm_ring::layout::broadcast_header_size(4), 24),
+            };
+            region.write_at(data + first, &u64::MAX.to_le_bytes()).unwrap();
             match c.try_recv(&mut buf) {
                 Err(TryRecvError::Corrupt(e)) => assert!(e.to_string().contains("record"), "{e}"),
                 other => panic!("expected Corrupt, got {other:?}"),
@@ -259,6 +277,10 @@ macro_rules! matrix {
         mod mpsc_file { use super::*; $(#[test] fn $test() { super::$test::<shm_ring::Mpsc>(File::new()) })* }
         mod mpsc_shm { use super::*; $(#[test] fn $test() { super::$test::<shm_ring::Mpsc>(Shm::new()) })* }
         mod mpsc_memfd { use super::*; $(#[test] fn $test() { super::$test::<shm_ring::Mpsc>(Memfd) })* }
+        mod broadcast_anonymous { use super::*; $(#[test] fn $test() { super::$test::<shm_ring::Broadcast>(Anonymous) })* }
+        mod broadcast_file { use super::*; $(#[test] fn $test() { super::$test::<shm_ring::Broadcast>(File::new()) })* }
+        mod broadcast_shm { use super::*; $(#[test] fn $test() { super::$test::<shm_ring::Broadcast>(Shm::new()) })* }
+        mod broadcast_memfd { use super::*; $(#[test] fn $test() { super::$test::<shm_ring::Broadcast>(Memfd) })* }
     };
 }
 

@@ -1,16 +1,19 @@
 //! The ring protocol on heap memory ([`HeapRing`]), in one process: small enough for Miri,
 //! which checks the ring code for undefined behaviour (`cargo +nightly miri test -p shm-ring
-//! --test heap`, see the README's Development section). Each test runs on both ring kinds.
+//! --test heap`, see the README's Development section). Each test runs on every ring kind.
 
 use std::time::Duration;
 
 use shm_ring::heap::HeapRing;
-use shm_ring::{Mpsc, RecvError, RecvTimeoutError, RingConfig, RingKind, Spsc, TryRecvError, TrySendError};
+use shm_ring::{
+    Broadcast, Mpsc, RecvError, RecvTimeoutError, RingConfig, RingKind, Spsc, TryRecvError, TrySendError,
+};
 
 fn ring<K: RingKind>() -> HeapRing {
     let config = match K::KIND {
         shm_ring::Kind::Spsc => RingConfig::spsc(256),
         shm_ring::Kind::Mpsc => RingConfig::mpsc(256, 2),
+        shm_ring::Kind::Broadcast => RingConfig::broadcast(256, 2),
     };
     HeapRing::new(&config).unwrap()
 }
@@ -97,4 +100,19 @@ fn spsc_corrupt_record() {
 #[test]
 fn mpsc_corrupt_record() {
     corrupt_record::<Mpsc>();
+}
+
+#[test]
+fn broadcast_wraps() {
+    wraps::<Broadcast>();
+}
+
+#[test]
+fn broadcast_every_call() {
+    every_call::<Broadcast>();
+}
+
+#[test]
+fn broadcast_corrupt_record() {
+    corrupt_record::<Broadcast>();
 }
