@@ -624,6 +624,10 @@ struct SubscriberState {
     seq: u64,
     /// Overtaken: the sequence number we expected then, until the next message is found.
     lagged_from: Option<u64>,
+    /// Messages lost, found and not handed out yet: every look returns it until a receive
+    /// ([`try_next`](ConsumerCore::try_next), [`wait_step`](ConsumerCore::wait_step)) does
+    /// (a batch's look ends the batch and leaves it for the next call).
+    report: Option<u64>,
     /// Overwrite: the checked copy of the message handed out.
     stage: Vec<u8>,
     /// Where `stage` holds a message copied from (`Next::idx`), if it does.
@@ -732,6 +736,9 @@ impl<M: Memory> BroadcastSubscriber<M> {
 
     /// Overwrite: the next message, copied into `stage` and checked (see the module docs).
     fn next_checked(&mut self) -> Result<Option<Next>, RecvStop> {
+        if let Some(skipped) = self.st.report {
+            return Err(RecvStop::Lagged { skipped }); // until a receive hands it out
+        }
         let mut chases = 0;
         loop {
             let (mem, geo) = (&self.mem, &self.geo);
@@ -754,7 +761,9 @@ impl<M: Memory> BroadcastSubscriber<M> {
                         // Report the loss first; the message is read again by the next call.
                         self.st.seq = seq;
                         self.st.staged_at = None;
-                        return Err(RecvStop::Lagged { skipped: seq.saturating_sub(from) });
+                        let skipped = seq.saturating_sub(from);
+                        self.st.report = Some(skipped);
+                        return Err(RecvStop::Lagged { skipped });
                     }
                     self.st.seq = seq;
                     self.st.staged_at = Some(idx + 8);
@@ -804,7 +813,7 @@ impl<M: Memory> BroadcastSubscriber<M> {
         match self.producer_gone(check) {
             None => Err(RecvFail::Empty),
             // The producer may have sent its last message just before it closed.
-            Some(gone) => self.next()?.ok_or(RecvFail::Stop(gone)),
+            Some(gone) => self.next().map_err(|e| self.handed_out(e))?.ok_or(RecvFail::Stop(gone)),
         }
     }
 
@@ -867,6 +876,7 @@ impl<M: Memory> BroadcastSubscriber<M> {
             wake_at: geo.capacity / 4,
             seq,
             lagged_from: None,
+            report: None,
             stage: Vec::new(),
             staged_at: None,
             me,
@@ -924,6 +934,14 @@ impl<M: Memory> BroadcastSubscriber<M> {
         Ok((tail, h.next_seq.load(ord!(Acquire))))
     }
 
+    /// An error a receive returns: a loss report is handed out now.
+    fn handed_out(&mut self, e: RecvStop) -> RecvStop {
+        if let RecvStop::Lagged { .. } = e {
+            self.st.report = None;
+        }
+        e
+    }
+
     /// Where the message `n` is: in `stage` (Overwrite, checked) or in the ring.
     fn staged_bytes(&self, n: Next) -> Option<&[u8]> {
         (self.st.staged_at == Some(n.idx)).then_some(&self.st.stage[..n.len.min(self.st.stage.len())])
@@ -953,12 +971,12 @@ impl<M: Memory> ConsumerCore<M> for BroadcastSubscriber<M> {
         match self.next() {
             Ok(Some(n)) => Ok(n),
             Ok(None) => self.try_next_empty(),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(self.handed_out(e).into()),
         }
     }
 
     fn wait_step(&mut self, _deadline: Option<Instant>) -> Result<Option<Next>, RecvStop> {
-        let n = self.next()?;
+        let n = self.next().map_err(|e| self.handed_out(e))?;
         if n.is_none() {
             self.publish_cursor_if_moved();
         }
