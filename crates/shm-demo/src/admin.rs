@@ -52,6 +52,19 @@ pub fn describe(s: &RingStatus) -> String {
     for p in &s.producers {
         out.push_str(&format!("producer: {}\n", ends(p)));
     }
+    if let (Some(policy), Some(sent)) = (s.policy, s.next_seq) {
+        out.push_str(&format!("broadcast, policy {policy}: {sent} messages sent\n"));
+    }
+    for sub in &s.subscribers {
+        let messages =
+            sub.lag_messages.map_or_else(|| "written over".to_owned(), |n| format!("{n} messages"));
+        out.push_str(&format!(
+            "subscriber: {}, cursor {}, behind by {} B ({messages})\n",
+            ends(&sub.end),
+            sub.cursor,
+            sub.lag_bytes
+        ));
+    }
     out
 }
 

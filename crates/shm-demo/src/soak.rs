@@ -61,15 +61,31 @@ fn maxrss_kib(who: nix::sys::resource::UsageWho) -> u64 {
 
 /// Run `producers` producer processes (1 for SPSC) against one consumer for `duration`.
 pub fn soak(kind: Kind, producers: u32, duration: Duration) -> io::Result<SoakReport> {
-    let producers = if kind == Kind::Spsc { 1 } else { producers.max(1) };
+    let producers = if kind == Kind::Mpsc { producers.max(1) } else { 1 };
     let config = match kind {
         Kind::Spsc => RingConfig::spsc(1 << 16),
         Kind::Mpsc => RingConfig::mpsc(1 << 16, producers),
+        Kind::Broadcast => RingConfig::broadcast(1 << 16, 1),
     }
     .max_message(MAX as u64);
     let region = Region::anonymous(config.region_len())?;
     shm_ring::init(&region, &config).map_err(err)?;
     let region = Arc::new(region);
+    // The receiving end first: a broadcast subscriber gets what is sent after it joined.
+    let mut recv: Box<ReceiveFn> = match kind {
+        Kind::Spsc => {
+            let mut c = shm_ring::spsc::Consumer::open(region.clone()).map_err(err)?;
+            Box::new(move |b| c.recv_timeout(b, Duration::from_millis(100)))
+        }
+        Kind::Mpsc => {
+            let mut c = shm_ring::mpsc::Consumer::open(region.clone()).map_err(err)?;
+            Box::new(move |b| c.recv_timeout(b, Duration::from_millis(100)))
+        }
+        Kind::Broadcast => {
+            let mut c = shm_ring::broadcast::Subscriber::open(region.clone()).map_err(err)?;
+            Box::new(move |b| c.recv_timeout(b, Duration::from_millis(100)))
+        }
+    };
     let start = Instant::now();
     let end = start + duration;
     let mut children = Vec::new();
@@ -78,15 +94,16 @@ pub fn soak(kind: Kind, producers: u32, duration: Duration) -> io::Result<SoakRe
         children.push(spawn_child(0, move || {
             let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id + 1));
             let mut buf = vec![0u8; MAX];
-            let mut spsc = None;
-            let mut mpsc = None;
+            let (mut spsc, mut mpsc, mut broadcast) = (None, None, None);
             match kind {
                 Kind::Spsc => spsc = shm_ring::spsc::Producer::open(region).ok(),
                 Kind::Mpsc => mpsc = shm_ring::mpsc::Producer::open(region).ok(),
+                Kind::Broadcast => broadcast = shm_ring::broadcast::Producer::open(region).ok(),
             }
-            let mut push = |m: &[u8]| match (&mut spsc, &mut mpsc) {
-                (Some(p), _) => p.send(m).is_ok(),
-                (_, Some(p)) => p.send(m).is_ok(),
+            let mut push = |m: &[u8]| match (&mut spsc, &mut mpsc, &mut broadcast) {
+                (Some(p), _, _) => p.send(m).is_ok(),
+                (_, Some(p), _) => p.send(m).is_ok(),
+                (_, _, Some(p)) => p.send(m).is_ok(),
                 _ => false,
             };
             let mut seq = 0u64;
@@ -107,7 +124,11 @@ pub fn soak(kind: Kind, producers: u32, duration: Duration) -> io::Result<SoakRe
     pin_to(1);
     let mut next = vec![0u64; producers as usize];
     let mut report = SoakReport {
-        kind: if kind == Kind::Spsc { "spsc" } else { "mpsc" },
+        kind: match kind {
+            Kind::Spsc => "spsc",
+            Kind::Mpsc => "mpsc",
+            Kind::Broadcast => "broadcast",
+        },
         producers,
         seconds: 0.0,
         messages: 0,
@@ -135,16 +156,6 @@ pub fn soak(kind: Kind, producers: u32, duration: Duration) -> io::Result<SoakRe
     };
     let grace = end + Duration::from_secs(30);
     let mut buf = Vec::new();
-    let mut recv: Box<ReceiveFn> = match kind {
-        Kind::Spsc => {
-            let mut c = shm_ring::spsc::Consumer::open(region.clone()).map_err(err)?;
-            Box::new(move |b| c.recv_timeout(b, Duration::from_millis(100)))
-        }
-        Kind::Mpsc => {
-            let mut c = shm_ring::mpsc::Consumer::open(region.clone()).map_err(err)?;
-            Box::new(move |b| c.recv_timeout(b, Duration::from_millis(100)))
-        }
-    };
     loop {
         match recv(&mut buf) {
             Ok(_) => on_message(&buf, &mut report),

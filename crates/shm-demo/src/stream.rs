@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shm_core::{CreateError, OpenError, Region};
-use shm_ring::spsc::{Consumer, Producer};
-use shm_ring::{RecvTimeoutError, RingConfig, SendError};
+use shm_ring::{Consumer, Policy, Producer, RecvTimeoutError, RingConfig, RingKind, SendError};
 
 /// Where the ring lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +42,37 @@ pub struct RingArgs {
     /// Ring data capacity in bytes (power of two), when creating.
     #[arg(long, default_value_t = 1 << 20)]
     pub capacity: u64,
+    /// The ring kind: `spsc`, `mpsc` (several producers) or `broadcast` (several consumers,
+    /// each receiving every message). Every end of one ring names the same kind.
+    #[arg(long, value_enum, default_value_t = KindArg::Spsc)]
+    pub kind: KindArg,
+    /// Producer slots of an MPSC ring, or subscriber slots of a broadcast ring, when creating.
+    #[arg(long, default_value_t = 8)]
+    pub slots: u32,
+    /// What a broadcast producer does when a subscriber is behind, when creating: wait for it
+    /// (`block`) or write over the oldest messages (`overwrite`).
+    #[arg(long, value_enum, default_value_t = PolicyArg::Block)]
+    pub policy: PolicyArg,
+}
+
+/// `--kind`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KindArg {
+    /// One producer, one consumer.
+    Spsc,
+    /// Many producers, one consumer.
+    Mpsc,
+    /// One producer, many subscribers.
+    Broadcast,
+}
+
+/// `--policy`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyArg {
+    /// Wait for the slowest subscriber.
+    Block,
+    /// Never wait; lapped subscribers are told what they lost.
+    Overwrite,
 }
 
 impl RingArgs {
@@ -55,9 +85,23 @@ impl RingArgs {
         }
     }
 
-    /// Map (creating if needed) the SPSC ring these arguments name.
+    /// The configuration of a ring these arguments create.
+    pub fn config(&self) -> RingConfig {
+        match self.kind {
+            KindArg::Spsc => RingConfig::spsc(self.capacity),
+            KindArg::Mpsc => RingConfig::mpsc(self.capacity, self.slots),
+            KindArg::Broadcast => {
+                RingConfig::broadcast(self.capacity, self.slots).policy(match self.policy {
+                    PolicyArg::Block => Policy::Block,
+                    PolicyArg::Overwrite => Policy::Overwrite,
+                })
+            }
+        }
+    }
+
+    /// Map (creating if needed) the ring these arguments name.
     pub fn open(&self) -> io::Result<(Arc<Region>, bool)> {
-        open_or_create(&self.target(), &RingConfig::spsc(self.capacity), self.create)
+        open_or_create(&self.target(), &self.config(), self.create)
     }
 }
 
@@ -151,7 +195,11 @@ pub struct ProducerOptions {
 }
 
 /// Send `count` messages, pacing them at `rate`, calling `progress(sent)` now and then.
-pub fn produce(p: &mut Producer, opts: &ProducerOptions, mut progress: impl FnMut(u64)) -> io::Result<u64> {
+pub fn produce<K: RingKind>(
+    p: &mut Producer<K>,
+    opts: &ProducerOptions,
+    mut progress: impl FnMut(u64),
+) -> io::Result<u64> {
     if opts.size < HEADER || opts.size > p.max_message() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -208,6 +256,12 @@ pub struct Stats {
     pub lost: u64,
     /// Messages with a bad checksum or out of order (must stay 0).
     pub corrupt: u64,
+    /// Messages a broadcast producer with the `Overwrite` policy wrote over before they were
+    /// read, as the ring reported them (`Lagged`).
+    pub lagged: u64,
+    /// Whether the sequence starts at the first message received (a broadcast subscriber
+    /// joins mid-stream) rather than at 0.
+    pub from_first: bool,
     /// Latency from send to receive, ns.
     pub latency: hdrhistogram::Histogram<u64>,
     /// When the first message arrived.
@@ -229,6 +283,8 @@ impl Stats {
             bytes: 0,
             lost: 0,
             corrupt: 0,
+            lagged: 0,
+            from_first: false,
             latency: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds"),
             started: None,
             next_seq: 0,
@@ -241,7 +297,12 @@ impl Stats {
         self.started.get_or_insert_with(Instant::now);
         self.received += 1;
         self.bytes += msg.len() as u64;
+        let first = self.received == 1;
         match decode(msg) {
+            Some(d) if first && self.from_first => {
+                self.next_seq = d.seq + 1;
+                let _ = self.latency.record(now.saturating_sub(d.sent_ns).max(1));
+            }
             Some(d) if d.seq >= self.next_seq => {
                 self.lost += d.seq - self.next_seq;
                 self.next_seq = d.seq + 1;
@@ -251,17 +312,27 @@ impl Stats {
         }
     }
 
+    /// Account for `skipped` messages the ring reported lost (`Lagged`): they are not counted
+    /// as lost again when the next message arrives.
+    pub fn record_lagged(&mut self, skipped: u64) {
+        self.lagged += skipped;
+        if self.received > 0 || !self.from_first {
+            self.next_seq += skipped;
+        }
+    }
+
     /// One line: rate, bytes, lost, corrupt, latency percentiles.
     pub fn line(&self) -> String {
         let secs = self.started.map(|t| t.elapsed().as_secs_f64()).unwrap_or(0.0).max(1e-9);
         let q = |p: f64| self.latency.value_at_quantile(p) as f64 / 1e3;
         format!(
-            "{} msgs ({:.2} M/s, {:.1} MB/s), lost {}, corrupt {}, latency p50 {:.1} µs p99 {:.1} µs p99.9 {:.1} µs max {:.1} µs",
+            "{} msgs ({:.2} M/s, {:.1} MB/s), lost {}, corrupt {}{}, latency p50 {:.1} µs p99 {:.1} µs p99.9 {:.1} µs max {:.1} µs",
             self.received,
             self.received as f64 / secs / 1e6,
             self.bytes as f64 / secs / 1e6,
             self.lost,
             self.corrupt,
+            if self.lagged > 0 { format!(", overwritten {}", self.lagged) } else { String::new() },
             q(0.5),
             q(0.99),
             q(0.999),
@@ -282,8 +353,9 @@ pub struct ConsumerOptions {
 }
 
 /// Receive and verify until the producer closes (or `count` messages), printing live lines.
-pub fn consume(c: &mut Consumer, opts: &ConsumerOptions) -> io::Result<Stats> {
+pub fn consume<K: RingKind>(c: &mut Consumer<K>, opts: &ConsumerOptions) -> io::Result<Stats> {
     let mut stats = Stats::new();
+    stats.from_first = K::KIND == shm_ring::Kind::Broadcast;
     // Messages are copied out of the ring before they are checked: the producer is another
     // program, which could still be writing them.
     let mut buf = Vec::new();
@@ -309,6 +381,7 @@ pub fn consume(c: &mut Consumer, opts: &ConsumerOptions) -> io::Result<Stats> {
         match r {
             Ok(()) => {}
             Err(RecvTimeoutError::Timeout) => std::hint::spin_loop(),
+            Err(RecvTimeoutError::Lagged { skipped }) => stats.record_lagged(skipped),
             Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::PeerDead { pid }) => {
                 eprintln!("producer process {pid} died; stopping");

@@ -442,6 +442,61 @@ fn walk<M: Memory>(mem: &M, geo: &Geometry, from: u64, stop_after: u64) -> Resul
     Err(corrupt("record word", 0, w.end, "the terminator within one lap (joining)"))
 }
 
+/// [`find_end`] for `status`, which reads the record words of a region it does not attach to
+/// with `word_at(index)`.
+pub(crate) fn published_end(
+    geo: &Geometry,
+    start: u64,
+    seq: u64,
+    word_at: impl Fn(usize) -> u64,
+) -> Result<(u64, u64), CorruptError> {
+    let (mut t, mut seq) = (start, seq);
+    let mut lap = Lap::new(geo, t);
+    for _ in 0..=geo.capacity / 8 {
+        let idx = (t & geo.mask) as usize;
+        let raw = word_at(idx);
+        match classify(geo, lap.at(geo, t), raw, idx) {
+            Word::Empty => return Ok((t, seq)),
+            Word::Message(len) => {
+                seq = word_at(idx + 8).wrapping_add(1);
+                t += broadcast_record_size(len) as u64;
+            }
+            Word::Padding(size) => t += size as u64,
+            Word::Other => break,
+        }
+    }
+    Err(corrupt(
+        "record word",
+        word_at((t & geo.mask) as usize),
+        t,
+        "a record header, or the terminator within one lap",
+    ))
+}
+
+/// Messages between the record boundaries `from` and `to` (`None` if the words there are not
+/// records of their laps), for `status`.
+pub(crate) fn messages_between(
+    geo: &Geometry,
+    from: u64,
+    to: u64,
+    word_at: impl Fn(usize) -> u64,
+) -> Option<u64> {
+    let (mut t, mut n) = (from, 0);
+    let mut lap = Lap::new(geo, t);
+    while t < to && to - from <= geo.capacity {
+        let idx = (t & geo.mask) as usize;
+        match classify(geo, lap.at(geo, t), word_at(idx), idx) {
+            Word::Message(len) => {
+                n += 1;
+                t += broadcast_record_size(len) as u64;
+            }
+            Word::Padding(size) => t += size as u64,
+            Word::Empty | Word::Other => return None,
+        }
+    }
+    (t == to).then_some(n)
+}
+
 /// The end of the published records from `start`, and the sequence number after the last
 /// message there (`seq` if none): walking record words until one that is not a record of its
 /// lap. Bounded by one lap.
@@ -751,11 +806,9 @@ impl<M: Memory> BroadcastSubscriber<M> {
                 // Relaxed: read before the fence of `overtaken_at`, as the payload.
                 let seq = mem.record(idx + 8).load(Ordering::Relaxed);
                 let stage = &mut self.st.stage;
-                stage.clear();
-                stage.reserve(len);
-                mem.copy_out_uninit(idx + 8, &mut stage.spare_capacity_mut()[..len]);
-                // SAFETY: copy_out_uninit initialised the first len bytes of the spare capacity.
-                unsafe { stage.set_len(len) };
+                stage.resize(len, 0);
+                // The producer may be writing over it: checked below.
+                mem.copy_out_racing(idx + 8, stage);
                 if !self.overtaken_at(c) {
                     if let Some(from) = self.st.lagged_from.take() {
                         // Report the loss first; the message is read again by the next call.

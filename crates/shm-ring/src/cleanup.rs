@@ -17,7 +17,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::inspect::{find_rings, EndState, InitState, RingStatus};
+use crate::inspect::{find_rings, InitState, RingStatus};
 
 /// What [`cleanup`] may remove, and whether it only reports.
 ///
@@ -212,16 +212,7 @@ fn keep_reason(status: &RingStatus) -> Option<KeepReason> {
         InitState::CrashedDuringInit => None,
         InitState::Initializing => Some(KeepReason::Initializing),
         InitState::Empty => Some(KeepReason::Empty),
-        InitState::Ready if status.in_use() => {
-            let mut pids: Vec<u32> = std::iter::once(&status.consumer)
-                .chain(&status.producers)
-                .filter(|e| e.state == EndState::Attached)
-                .map(|e| e.pid)
-                .collect();
-            pids.sort_unstable();
-            pids.dedup();
-            Some(KeepReason::InUse { pids })
-        }
+        InitState::Ready if status.in_use() => Some(KeepReason::InUse { pids: status.attached_pids() }),
         InitState::Ready => undelivered(status).map(KeepReason::Undelivered),
     }
 }
@@ -229,7 +220,9 @@ fn keep_reason(status: &RingStatus) -> Option<KeepReason> {
 /// The messages between the positions of a ready ring (`status` read them with atomic loads
 /// from the header, without attaching).
 fn undelivered(status: &RingStatus) -> Option<Undelivered> {
-    (status.tail != status.head)
+    // A broadcast ring's messages are owed to no one once no subscriber is attached (a new
+    // subscriber starts at the end, or takes what history is left).
+    (status.tail != status.head && status.kind != Some(crate::Kind::Broadcast))
         .then_some(Undelivered { messages: status.records_in_flight, bytes: status.bytes_in_flight })
 }
 

@@ -109,10 +109,32 @@ pub struct RingStatus {
     pub bytes_in_flight: u64,
     /// Records in flight (messages, claims in progress, padding not counted).
     pub records_in_flight: u64,
-    /// The consumer end.
+    /// The consumer end (unused by broadcast rings, whose receivers are `subscribers`).
     pub consumer: EndInfo,
-    /// The producer ends (one for SPSC).
+    /// The producer ends (one for SPSC and broadcast).
     pub producers: Vec<EndInfo>,
+    /// Broadcast: what the producer does when a subscriber is behind (None for other kinds).
+    pub policy: Option<layout::Policy>,
+    /// Broadcast: the sequence number of the next message (messages sent so far).
+    pub next_seq: Option<u64>,
+    /// Broadcast: the subscriber slots that were ever attached, with their positions.
+    pub subscribers: Vec<SubscriberInfo>,
+}
+
+/// A broadcast subscriber's slot and how far behind the producer it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct SubscriberInfo {
+    /// The slot, as for the other ends.
+    pub end: EndInfo,
+    /// The position it last stored (it may have read further since).
+    pub cursor: u64,
+    /// Bytes from its cursor to the producer's end.
+    pub lag_bytes: u64,
+    /// Messages from its cursor to the producer's end (None when its cursor is no longer a
+    /// position in the ring: written over, with the `Overwrite` policy).
+    pub lag_messages: Option<u64>,
 }
 
 impl RingStatus {
@@ -120,7 +142,21 @@ impl RingStatus {
     pub fn in_use(&self) -> bool {
         std::iter::once(&self.consumer)
             .chain(&self.producers)
+            .chain(self.subscribers.iter().map(|s| &s.end))
             .any(|e| matches!(e.state, EndState::Attached | EndState::Unknown))
+    }
+
+    /// The pids of the ends shown to be attached (sorted, each once).
+    pub fn attached_pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = std::iter::once(&self.consumer)
+            .chain(&self.producers)
+            .chain(self.subscribers.iter().map(|s| &s.end))
+            .filter(|e| e.state == EndState::Attached)
+            .map(|e| e.pid)
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
     }
 }
 
@@ -210,6 +246,9 @@ pub fn status(region: &Region) -> Result<RingStatus, AttachError> {
             records_in_flight: 0,
             consumer: consumer_slot(),
             producers: Vec::new(),
+            policy: None,
+            next_seq: None,
+            subscribers: Vec::new(),
         });
     }
     let desc = handshake::wait_ready(h, std::time::Duration::ZERO)?;
@@ -227,12 +266,20 @@ pub fn status(region: &Region) -> Result<RingStatus, AttachError> {
     };
     let start = stored.max(head);
     config::check_positions(head, start, geo.capacity).map_err(AttachError::Corrupt)?;
-    // The stored SPSC tail may trail what was published (a producer killed between its
-    // publishing store and its tail store): the record words say where the end is (at most a
-    // capacity past `head`).
-    let tail = match kind {
-        Kind::Spsc => crate::spsc::published_end(&geo, head, start, word_at).map_err(AttachError::Corrupt)?,
-        Kind::Mpsc | Kind::Broadcast => start,
+    // The stored SPSC (and broadcast) tail may trail what was published (a producer killed
+    // between its publishing store and its tail store): the record words say where the end is
+    // (at most a capacity past `head`).
+    let (tail, next_seq) = match kind {
+        Kind::Spsc => {
+            (crate::spsc::published_end(&geo, head, start, word_at).map_err(AttachError::Corrupt)?, None)
+        }
+        Kind::Mpsc => (start, None),
+        Kind::Broadcast => {
+            let (end, seq) =
+                crate::broadcast::published_end(&geo, start, h.next_seq.load(Ordering::Acquire), word_at)
+                    .map_err(AttachError::Corrupt)?;
+            (end, Some(seq))
+        }
     };
     let in_flight = tail - head;
     let producers = (0..geo.max_producers as usize)
@@ -248,6 +295,60 @@ pub fn status(region: &Region) -> Result<RingStatus, AttachError> {
     // Count records by walking from head, bounded by the bytes in flight (positions below
     // 2^62 and at most a capacity apart, checked above: no sum overflows; each step is a
     // record of at least 8 bytes).
+    let records = if kind == Kind::Broadcast {
+        crate::broadcast::messages_between(&geo, head, tail, word_at).unwrap_or(0)
+    } else {
+        records_between(&geo, head, in_flight, word_at)
+    };
+    let subscribers = if kind == Kind::Broadcast {
+        (0..geo.subscribers as usize)
+            .filter_map(|i| {
+                // SAFETY: i < subscribers, and validate() checked the region holds header_size
+                // (which covers every subscriber entry) plus the data area; entries are
+                // 128-aligned lines of atomics.
+                let e = unsafe {
+                    &*(region.as_ptr().add(layout::subscriber_slot(i)) as *const layout::Subscriber)
+                };
+                let end = end(region, i, &e.slot, layout::subscriber_slot(i));
+                if end.state == EndState::Free {
+                    return None;
+                }
+                let cursor = e.cursor.load(Ordering::Acquire);
+                let whole = cursor >= head && cursor <= tail;
+                Some(SubscriberInfo {
+                    end,
+                    cursor,
+                    lag_bytes: tail.saturating_sub(cursor),
+                    lag_messages: whole
+                        .then(|| crate::broadcast::messages_between(&geo, cursor, tail, word_at))
+                        .flatten(),
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(RingStatus {
+        init: InitState::Ready,
+        kind: Some(kind),
+        version: desc.version,
+        capacity: geo.capacity,
+        max_message: desc.max_message,
+        head,
+        tail,
+        bytes_in_flight: in_flight,
+        records_in_flight: records,
+        consumer: consumer_slot(),
+        producers,
+        policy: (kind == Kind::Broadcast).then_some(geo.policy),
+        next_seq,
+        subscribers,
+    })
+}
+
+/// Records (messages and MPSC claims) from `head` over `in_flight` bytes, stopping at the first
+/// word that is not one.
+fn records_between(geo: &config::Geometry, head: u64, in_flight: u64, word_at: impl Fn(usize) -> u64) -> u64 {
     let mut records = 0;
     let mut pos = head;
     while pos < head + in_flight {
@@ -267,19 +368,7 @@ pub fn status(region: &Region) -> Result<RingStatus, AttachError> {
         };
         pos += size as u64;
     }
-    Ok(RingStatus {
-        init: InitState::Ready,
-        kind: Some(kind),
-        version: desc.version,
-        capacity: geo.capacity,
-        max_message: desc.max_message,
-        head,
-        tail,
-        bytes_in_flight: in_flight,
-        records_in_flight: records,
-        consumer: consumer_slot(),
-        producers,
-    })
+    records
 }
 
 /// A ring found by [`find_rings`].

@@ -446,6 +446,7 @@ pub const fn broadcast_max_message_for(capacity: u64) -> u64 {
 
 /// What a broadcast producer does when the slowest subscriber has not read the space it needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[repr(u32)]
 pub enum Policy {
     /// Wait for the slowest live subscriber (lossless; the default). A subscriber that closes

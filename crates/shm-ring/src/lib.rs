@@ -163,7 +163,9 @@ const _: () = {
 pub use handshake::init;
 pub use handshake::AttachOptions;
 #[cfg(not(loom))]
-pub use inspect::{find_rings, status, EndInfo, EndState, Evidence, FoundRing, InitState, RingStatus};
+pub use inspect::{
+    find_rings, status, EndInfo, EndState, Evidence, FoundRing, InitState, RingStatus, SubscriberInfo,
+};
 pub use layout::{Kind, Policy};
 pub use memory::HeapMemory;
 pub use memory::Memory;

@@ -97,6 +97,16 @@ pub trait Memory: sealed::Sealed + Send + Sync {
         unsafe { &mut *(dst as *mut [MaybeUninit<u8>] as *mut [u8]) }
     }
 
+    /// [`copy_out`](Memory::copy_out) of a whole payload that may race with the producer's
+    /// writes by design: the reader checks afterwards whether it was written over (a
+    /// broadcast subscriber of an `Overwrite` ring), so loom's race detector is not told.
+    #[doc(hidden)]
+    #[inline]
+    fn copy_out_racing(&self, idx: usize, dst: &mut [u8]) {
+        // SAFETY: as in `copy_out`.
+        unsafe { load_payload(self.payload(idx), 0, dst.as_mut_ptr(), dst.len()) }
+    }
+
     /// Copy `src` into payload bytes `offset..offset + src.len()` of the record at `idx`. The
     /// caller checks the range as for `copy_out`, and that the record is its own to write.
     #[doc(hidden)]
@@ -461,6 +471,12 @@ mod heap {
                 *b = self.words[w].load(crate::sync::Ordering::Relaxed).to_ne_bytes()[k];
             }
         }
+        fn copy_out_racing(&self, idx: usize, dst: &mut [u8]) {
+            for (i, b) in dst.iter_mut().enumerate() {
+                let (w, k) = Self::at(idx, i);
+                *b = self.words[w].load(crate::sync::Ordering::Relaxed).to_ne_bytes()[k];
+            }
+        }
         fn copy_out_uninit<'d>(&self, idx: usize, dst: &'d mut [MaybeUninit<u8>]) -> &'d mut [u8] {
             for b in dst.iter_mut() {
                 b.write(0);
@@ -532,6 +548,9 @@ mod heap {
     impl<T: Memory> Memory for std::sync::Arc<T> {
         fn copy_out(&self, idx: usize, offset: usize, dst: &mut [u8]) {
             (**self).copy_out(idx, offset, dst)
+        }
+        fn copy_out_racing(&self, idx: usize, dst: &mut [u8]) {
+            (**self).copy_out_racing(idx, dst)
         }
         fn copy_out_uninit<'d>(&self, idx: usize, dst: &'d mut [MaybeUninit<u8>]) -> &'d mut [u8] {
             (**self).copy_out_uninit(idx, dst)

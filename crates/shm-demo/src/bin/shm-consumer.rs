@@ -3,9 +3,12 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use clap::Parser;
-use shm_demo::stream::{self, ConsumerOptions, RingArgs, Target};
-use shm_ring::spsc::Consumer;
+use shm_core::Region;
+use shm_demo::stream::{self, ConsumerOptions, KindArg, RingArgs, Target};
+use shm_ring::{AttachOptions, Broadcast, Consumer, Mpsc, RingKind, Spsc};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Receive and verify messages from a shared-memory ring")]
@@ -21,6 +24,10 @@ struct Args {
     /// Remove the file or shm object when done.
     #[arg(long)]
     remove: bool,
+    /// Broadcast: start this many messages back (as many as the ring still holds) instead of
+    /// at the producer's end.
+    #[arg(long, default_value_t = 0)]
+    history: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -28,13 +35,14 @@ fn main() -> std::process::ExitCode {
     let target = args.ring.target();
     let run = || -> std::io::Result<stream::Stats> {
         let (region, created) = args.ring.open()?;
-        let mut c = Consumer::open(region).map_err(|e| std::io::Error::other(e.to_string()))?;
-        eprintln!(
-            "shm-consumer: {} {target}; waiting for messages",
-            if created { "created" } else { "opened" }
-        );
         let opts = ConsumerOptions { count: args.count, spin: args.spin, every: Duration::from_secs(1) };
-        stream::consume(&mut c, &opts)
+        let attach = AttachOptions::new().history(args.history);
+        let how = if created { "created" } else { "opened" };
+        match args.ring.kind {
+            KindArg::Spsc => receive::<Spsc>(region, how, &target, &attach, &opts),
+            KindArg::Mpsc => receive::<Mpsc>(region, how, &target, &attach, &opts),
+            KindArg::Broadcast => receive::<Broadcast>(region, how, &target, &attach, &opts),
+        }
     };
     let result = run();
     if args.remove {
@@ -57,4 +65,16 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn receive<K: RingKind>(
+    region: Arc<Region>,
+    how: &str,
+    target: &Target,
+    attach: &AttachOptions,
+    opts: &ConsumerOptions,
+) -> std::io::Result<stream::Stats> {
+    let mut c = Consumer::<K>::open_with(region, attach).map_err(|e| std::io::Error::other(e.to_string()))?;
+    eprintln!("shm-consumer: {how} {} {target}; waiting for messages", K::KIND);
+    stream::consume(&mut c, opts)
 }

@@ -2,9 +2,12 @@
 //! path or a POSIX shm name. Start `shm-consumer` on the same name in another terminal; whichever
 //! starts first creates the ring.
 
+use std::sync::Arc;
+
 use clap::Parser;
-use shm_demo::stream::{self, ProducerOptions, RingArgs};
-use shm_ring::spsc::Producer;
+use shm_core::Region;
+use shm_demo::stream::{self, KindArg, ProducerOptions, RingArgs};
+use shm_ring::{Broadcast, Mpsc, Producer, RingKind, Spsc};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Send verified messages into a shared-memory ring")]
@@ -27,16 +30,13 @@ fn main() -> std::process::ExitCode {
     let target = args.ring.target();
     let run = || -> std::io::Result<u64> {
         let (region, created) = args.ring.open()?;
-        let mut p = Producer::open(region).map_err(|e| std::io::Error::other(e.to_string()))?;
-        eprintln!(
-            "shm-producer: {} {target} (capacity {} B); sending {} messages of {} B",
-            if created { "created" } else { "opened" },
-            p.capacity(),
-            args.count,
-            args.size
-        );
         let opts = ProducerOptions { count: args.count, size: args.size, rate: args.rate };
-        stream::produce(&mut p, &opts, |_| {})
+        let how = if created { "created" } else { "opened" };
+        match args.ring.kind {
+            KindArg::Spsc => send::<Spsc>(region, how, &target, &opts),
+            KindArg::Mpsc => send::<Mpsc>(region, how, &target, &opts),
+            KindArg::Broadcast => send::<Broadcast>(region, how, &target, &opts),
+        }
     };
     match run() {
         Ok(n) => {
@@ -48,4 +48,21 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn send<K: RingKind>(
+    region: Arc<Region>,
+    how: &str,
+    target: &stream::Target,
+    opts: &ProducerOptions,
+) -> std::io::Result<u64> {
+    let mut p = Producer::<K>::open(region).map_err(|e| std::io::Error::other(e.to_string()))?;
+    eprintln!(
+        "shm-producer: {how} {} {target} (capacity {} B); sending {} messages of {} B",
+        K::KIND,
+        p.capacity(),
+        opts.count,
+        opts.size
+    );
+    stream::produce(&mut p, opts, |_| {})
 }
