@@ -22,6 +22,10 @@ pub struct Measurement {
     pub msg_size: usize,
     /// Producer processes.
     pub producers: u32,
+    /// Subscriber processes of a broadcast ring (`shm-broadcast`); `msgs_per_s` is then per
+    /// subscriber (the median of the subscribers' rates).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscribers: Option<u32>,
     /// Round trip, median (rtt).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub median_ns: Option<f64>,
@@ -56,6 +60,7 @@ impl Measurement {
             test,
             msg_size,
             producers,
+            subscribers: None,
             median_ns: None,
             p99_ns: None,
             msgs_per_s: None,
@@ -106,16 +111,19 @@ pub enum Transport {
     FutexFloor,
     /// MPSC ring with 1, 2 and 4 producer processes (throughput at 64 B only).
     ShmMpsc,
+    /// Broadcast ring with 1, 2 and 4 subscriber processes (throughput at 64 B only).
+    ShmBroadcast,
 }
 
 impl Transport {
     /// Every transport, in report order.
-    pub const ALL: [Transport; 12] = [
+    pub const ALL: [Transport; 13] = [
         Transport::ShmSpsc,
         Transport::ShmSpscCopy,
         Transport::ShmSpscBlocking,
         Transport::ShmSpscBatch,
         Transport::ShmMpsc,
+        Transport::ShmBroadcast,
         Transport::AtomicFloor,
         Transport::FutexFloor,
         Transport::Pipe,
@@ -140,6 +148,7 @@ impl Transport {
             Transport::AtomicFloor => "atomic-floor",
             Transport::FutexFloor => "futex-floor",
             Transport::ShmMpsc => "shm-mpsc",
+            Transport::ShmBroadcast => "shm-broadcast",
         }
     }
 
@@ -154,7 +163,10 @@ impl Transport {
     }
 
     fn does_rtt(self) -> bool {
-        !matches!(self, Transport::ShmSpscBatch | Transport::PipeBatched | Transport::ShmMpsc)
+        !matches!(
+            self,
+            Transport::ShmSpscBatch | Transport::PipeBatched | Transport::ShmMpsc | Transport::ShmBroadcast
+        )
     }
 
     /// Whether the transport takes part in `wake_rtt` (the sleeping kinds and their floor).
@@ -168,7 +180,10 @@ impl Transport {
     fn does_throughput(self, size: usize) -> bool {
         match self {
             Transport::AtomicFloor | Transport::FutexFloor => false,
-            Transport::PipeBatched | Transport::ShmSpscBatch | Transport::ShmMpsc => size == 64,
+            Transport::PipeBatched
+            | Transport::ShmSpscBatch
+            | Transport::ShmMpsc
+            | Transport::ShmBroadcast => size == 64,
             _ => true,
         }
     }
@@ -231,6 +246,7 @@ impl Plan {
                 | Transport::ShmSpscBlocking
                 | Transport::ShmSpscBatch
                 | Transport::ShmMpsc
+                | Transport::ShmBroadcast
         ) || t == Transport::PipeBatched;
         let n = match (size, fast) {
             (0..=64, true) => 4_000_000,
@@ -671,6 +687,34 @@ pub fn mpsc_throughput(producers: u32, size: usize, n: u64) -> io::Result<f64> {
 /// `try_read`, spinning, every message checked). One ratio per pair of segments (MPSC rate over
 /// SPSC rate); the first pair warms up and is not counted.
 pub fn mpsc_vs_spsc(size: usize, pairs: usize) -> io::Result<Measurement> {
+    let other = shm_ring::RingConfig::mpsc(1 << 18, 1);
+    kind_vs_spsc::<shm_ring::Mpsc>(&other, Transport::ShmMpsc.name(), "mpsc_vs_spsc", size, pairs)
+}
+
+/// A broadcast ring with one subscriber over SPSC at `size` bytes, measured as
+/// [`mpsc_vs_spsc`] is: one ratio per pair of alternating segments.
+pub fn broadcast_vs_spsc(size: usize, pairs: usize) -> io::Result<Measurement> {
+    let other = shm_ring::RingConfig::broadcast(1 << 18, 1);
+    let mut m = kind_vs_spsc::<shm_ring::Broadcast>(
+        &other,
+        Transport::ShmBroadcast.name(),
+        "broadcast_vs_spsc",
+        size,
+        pairs,
+    )?;
+    m.subscribers = Some(1);
+    Ok(m)
+}
+
+/// Kind `K` (a ring made with `other`) over SPSC at `size` bytes, both measured in one pair of
+/// processes that switch rings every [`MPSC_SEGMENT`] messages (see [`mpsc_vs_spsc`]).
+fn kind_vs_spsc<K: shm_ring::RingKind>(
+    other: &shm_ring::RingConfig,
+    transport: &str,
+    test: &'static str,
+    size: usize,
+    pairs: usize,
+) -> io::Result<Measurement> {
     fn ring(config: &shm_ring::RingConfig) -> io::Result<std::sync::Arc<shm_core::Region>> {
         let region = shm_core::Region::anonymous(config.region_len())?;
         region.prefault()?;
@@ -708,12 +752,12 @@ pub fn mpsc_vs_spsc(size: usize, pairs: usize) -> io::Result<Measurement> {
         }
     }
     let spsc_ring = ring(&shm_ring::RingConfig::spsc(1 << 18))?;
-    let mpsc_ring = ring(&shm_ring::RingConfig::mpsc(1 << 18, 1))?;
+    let mpsc_ring = ring(other)?;
     let segments = 2 * (pairs as u64 + 1);
     let ratios = run_pair(
         || {
             let Ok(mut sp) = shm_ring::Producer::<shm_ring::Spsc>::open(spsc_ring.clone()) else { return 2 };
-            let Ok(mut mp) = shm_ring::Producer::<shm_ring::Mpsc>::open(mpsc_ring.clone()) else { return 2 };
+            let Ok(mut mp) = shm_ring::Producer::<K>::open(mpsc_ring.clone()) else { return 2 };
             for seq in 0..segments * MPSC_SEGMENT {
                 let ok = if (seq / MPSC_SEGMENT) % 2 == 0 {
                     send(&mut sp, size, seq)
@@ -729,8 +773,7 @@ pub fn mpsc_vs_spsc(size: usize, pairs: usize) -> io::Result<Measurement> {
         || -> io::Result<Vec<f64>> {
             let mut sc =
                 shm_ring::Consumer::<shm_ring::Spsc>::open(spsc_ring.clone()).map_err(io::Error::other)?;
-            let mut mc =
-                shm_ring::Consumer::<shm_ring::Mpsc>::open(mpsc_ring.clone()).map_err(io::Error::other)?;
+            let mut mc = shm_ring::Consumer::<K>::open(mpsc_ring.clone()).map_err(io::Error::other)?;
             let mut rates = [0.0f64; 2];
             let mut ratios = Vec::with_capacity(pairs);
             let mut start = Instant::now();
@@ -753,7 +796,92 @@ pub fn mpsc_vs_spsc(size: usize, pairs: usize) -> io::Result<Measurement> {
             Ok(ratios)
         },
     )??;
-    Ok(Measurement::alternating(Transport::ShmMpsc.name(), "mpsc_vs_spsc", size, ratios))
+    Ok(Measurement::alternating(transport, test, size, ratios))
+}
+
+/// Broadcast: one producer process on core 0 sends `n` messages of `size` bytes (spinning, as
+/// the shm-spsc transport does) to `subscribers` subscriber processes on core 1, each checking
+/// every message. Returns each subscriber's rate, timed from its first message to its last.
+/// The subscribers attach and report ready (through an MPSC ring, which also brings their
+/// rates back) before the producer starts.
+pub fn broadcast_throughput(subscribers: u32, size: usize, n: u64) -> io::Result<Vec<f64>> {
+    use shm_ring::broadcast::{Producer, Subscriber};
+    let ring = |config: &shm_ring::RingConfig| -> io::Result<std::sync::Arc<shm_core::Region>> {
+        let region = shm_core::Region::anonymous(config.region_len())?;
+        region.prefault()?;
+        shm_ring::init(&region, config).map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(std::sync::Arc::new(region))
+    };
+    let data = ring(&shm_ring::RingConfig::broadcast(1 << 18, subscribers))?;
+    let results = ring(&shm_ring::RingConfig::mpsc(4096, subscribers))?;
+    let mut children = Vec::new();
+    for _ in 0..subscribers {
+        let (data, results) = (data.clone(), results.clone());
+        children.push(crate::pair::spawn_child(1, move || {
+            let (Ok(mut s), Ok(mut out)) = (Subscriber::open(data), shm_ring::mpsc::Producer::open(results))
+            else {
+                return 2;
+            };
+            if out.send_pod(0.0f64).is_err() {
+                return 2; // ready
+            }
+            let give_up = Instant::now() + Duration::from_secs(120);
+            let mut start = Instant::now();
+            for seq in 0..n {
+                let g = loop {
+                    match s.try_read() {
+                        Ok(g) => break g,
+                        Err(shm_ring::TryRecvError::Empty) if Instant::now() < give_up => {
+                            std::thread::yield_now()
+                        }
+                        Err(_) => return 3,
+                    }
+                };
+                // SAFETY: every process on this ring is this program, forked from this
+                // process, following the ring protocol (Block: nothing is written over a
+                // message a subscriber has not read).
+                if !check(unsafe { g.as_slice_unchecked() }, seq, size) {
+                    return 4;
+                }
+                if seq == 0 {
+                    start = Instant::now();
+                }
+            }
+            let rate = (n - 1) as f64 / start.elapsed().as_secs_f64();
+            if out.send_pod(rate).is_err() {
+                return 5;
+            }
+            0
+        })?);
+    }
+    let mut c = shm_ring::mpsc::Consumer::open(results).map_err(|e| io::Error::other(e.to_string()))?;
+    let next = |c: &mut shm_ring::mpsc::Consumer| {
+        c.recv_pod_timeout::<f64>(Duration::from_secs(120)).map_err(|e| io::Error::other(e.to_string()))
+    };
+    for _ in 0..subscribers {
+        next(&mut c)?; // ready
+    }
+    children.push(crate::pair::spawn_child(0, move || {
+        let Ok(mut p) = Producer::open(data) else { return 2 };
+        for seq in 0..n {
+            let mut g = loop {
+                match p.try_reserve(size) {
+                    Ok(g) => break g,
+                    Err(shm_ring::TrySendError::Full(())) => std::hint::spin_loop(),
+                    Err(_) => return 3,
+                }
+            };
+            // SAFETY: as for the subscribers.
+            fill(unsafe { g.as_mut_slice_unchecked() }, seq);
+            g.commit();
+        }
+        0
+    })?);
+    let rates = (0..subscribers).map(|_| next(&mut c)).collect::<io::Result<Vec<f64>>>()?;
+    for child in children {
+        child.join()?;
+    }
+    Ok(rates)
 }
 
 /// The spinning ring's one-way throughput at `size` bytes over the best of `kinds` (kernel
@@ -1186,6 +1314,22 @@ pub fn run(plan: &Plan, mut report: impl FnMut(&Measurement)) -> io::Result<Vec<
                 continue;
             }
             let n = plan.messages(t, size);
+            if t == Transport::ShmBroadcast {
+                for subscribers in [1, 2, 4] {
+                    // Per subscriber: the median over subscribers of each repetition, then over
+                    // repetitions.
+                    let runs = (0..plan.reps())
+                        .map(|_| broadcast_throughput(subscribers, size, n).map(median))
+                        .collect::<io::Result<Vec<f64>>>()?;
+                    let rate = median(runs);
+                    let mut m = Measurement::new(t.name(), "throughput", size, 1);
+                    m.subscribers = Some(subscribers);
+                    m.msgs_per_s = Some(rate);
+                    m.mb_per_s = Some(rate * size as f64 / 1e6);
+                    emit(m, &mut all);
+                }
+                continue;
+            }
             let producer_counts: &[u32] = if t == Transport::ShmMpsc { &[1, 2, 4] } else { &[1] };
             for &producers in producer_counts {
                 let runs = (0..plan.reps())
@@ -1212,6 +1356,11 @@ pub fn run(plan: &Plan, mut report: impl FnMut(&Measurement)) -> io::Result<Vec<
         && plan.sizes.contains(&64)
     {
         emit(mpsc_vs_spsc(64, if plan.quick { 6 } else { 15 })?, &mut all);
+    }
+    if [Transport::ShmSpsc, Transport::ShmBroadcast].iter().all(|t| plan.transports.contains(t))
+        && plan.sizes.contains(&64)
+    {
+        emit(broadcast_vs_spsc(64, if plan.quick { 6 } else { 15 })?, &mut all);
     }
     if [Transport::ShmSpsc, Transport::Pipe].iter().all(|t| plan.transports.contains(t))
         && plan.sizes.contains(&64)
@@ -1309,11 +1458,13 @@ pub fn table(all: &[Measurement]) -> String {
     }
     out.push_str("\nOne-way throughput (median of repetitions), every message verified\n");
     out.push_str(&format!(
-        "  {:<20} {:>8} {:>12} {:>12} {:>12}\n",
+        "  {:<24} {:>8} {:>12} {:>12} {:>12}\n",
         "transport", "size", "msgs/s", "MB/s", "vs pipe"
     ));
     let label = |m: &Measurement| {
-        if m.producers > 1 || m.transport == "shm-mpsc" {
+        if let Some(n) = m.subscribers {
+            format!("{} x{n} (each)", m.transport)
+        } else if m.producers > 1 || m.transport == "shm-mpsc" {
             format!("{} x{}", m.transport, m.producers)
         } else {
             m.transport.clone()
@@ -1324,7 +1475,7 @@ pub fn table(all: &[Measurement]) -> String {
         let r = m.msgs_per_s.unwrap_or(0.0);
         let ratio = pipe.map(|p| format!("{:.1}x", r / p)).unwrap_or_default();
         out.push_str(&format!(
-            "  {:<20} {:>8} {:>12} {:>12.1} {:>12}\n",
+            "  {:<24} {:>8} {:>12} {:>12.1} {:>12}\n",
             label(m),
             m.msg_size,
             fmt_rate(r),
@@ -1342,6 +1493,12 @@ pub fn table(all: &[Measurement]) -> String {
             format!("Spinning ring RTT over the atomic floor's, alternating every {RTT_SEGMENT} round trips"),
         ),
         ("mpsc_vs_spsc", format!("MPSC x1 over SPSC at 64 B, alternating every {MPSC_SEGMENT} messages")),
+        (
+            "broadcast_vs_spsc",
+            format!(
+                "Broadcast, one subscriber, over SPSC at 64 B, alternating every {MPSC_SEGMENT} messages"
+            ),
+        ),
         (
             "batch_vs_pipe",
             format!("Batch API over pipe-batched at 64 B, alternating every {BATCH_SEGMENT} messages"),
@@ -1484,6 +1641,21 @@ pub fn targets(all: &[Measurement]) -> Vec<Target> {
         add(
             format!("MPSC with one producer {:.2}x SPSC at 64 B (target >= 0.85x)", mpsc / spsc),
             mpsc >= 0.85 * spsc,
+        );
+    }
+    let broadcast1 = all
+        .iter()
+        .find(|m| m.transport == "shm-broadcast" && m.subscribers == Some(1) && m.msg_size == 64)
+        .and_then(|m| m.msgs_per_s);
+    if let Some(ratio) = alternating(all, "broadcast_vs_spsc") {
+        add(
+            format!("broadcast with one subscriber {ratio:.2}x SPSC at 64 B, alternating (target >= 0.7x)"),
+            ratio >= 0.7,
+        );
+    } else if let (Some(b), Some(spsc)) = (broadcast1, thr("shm-spsc", 64)) {
+        add(
+            format!("broadcast with one subscriber {:.2}x SPSC at 64 B (target >= 0.7x)", b / spsc),
+            b >= 0.7 * spsc,
         );
     }
     if let Some(ratios) =

@@ -105,8 +105,9 @@ fn soak(duration: std::time::Duration, kind: &str, producers: u32, json: bool) -
     let kind = match kind {
         "spsc" => shm_ring::Kind::Spsc,
         "mpsc" => shm_ring::Kind::Mpsc,
+        "broadcast" => shm_ring::Kind::Broadcast,
         other => {
-            eprintln!("shm-bench soak: unknown kind {other:?}; expected spsc or mpsc");
+            eprintln!("shm-bench soak: unknown kind {other:?}; expected spsc, mpsc or broadcast");
             return std::process::ExitCode::from(2);
         }
     };
