@@ -6,8 +6,8 @@ use plotters::prelude::*;
 
 use crate::bench::Measurement;
 
-/// Sixteen distinguishable colours; each transport keeps its own in both panels.
-const COLORS: [RGBColor; 16] = [
+/// Eighteen distinguishable colours; each transport keeps its own in both panels.
+const COLORS: [RGBColor; 18] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -24,12 +24,16 @@ const COLORS: [RGBColor; 16] = [
     RGBColor(255, 215, 0),
     RGBColor(0, 0, 0),
     RGBColor(255, 105, 180),
+    RGBColor(0, 128, 128),
+    RGBColor(154, 99, 36),
 ];
 
 /// The series name of a measurement: the transport, and for MPSC the producer count.
 fn key(m: &Measurement) -> String {
     if m.transport == "shm-mpsc" {
         format!("{} x{}", m.transport, m.producers)
+    } else if let Some(n) = m.subscribers {
+        format!("{} x{n}", m.transport)
     } else {
         m.transport.clone()
     }

@@ -9,15 +9,17 @@ use std::time::Duration;
 
 use shm_core::Region;
 
-use crate::{mpsc, spsc, AttachOptions, Consumer, Producer, RingKind, TryRecvError};
+use crate::{broadcast, mpsc, spsc, AttachOptions, Consumer, Producer, RingKind, TryRecvError};
 
 /// Size of the region the input is copied into: a header with up to 64 producer slots and a
 /// data area of up to 4 KiB (inputs claiming more are refused at attach).
 pub const REGION: usize = 8192;
 
 /// Copy `data` to the start of a fresh shared region, attach a consumer of the kind the header
-/// claims (SPSC if it claims neither), and exercise every receive call until the ring reports
-/// empty, closed or corrupt (at most a few thousand calls). Returns how many messages were read.
+/// claims (SPSC if it claims none; a broadcast subscriber starts with a history of the last
+/// byte's worth of messages, so that it reads what the image holds), and exercise every receive
+/// call until the ring reports empty, closed or corrupt (at most a few thousand calls). Returns
+/// how many messages were read.
 pub fn consume_bytes(data: &[u8]) -> usize {
     let Ok(region) = Region::anonymous(REGION) else { return 0 };
     let n = data.len().min(REGION);
@@ -28,10 +30,13 @@ pub fn consume_bytes(data: &[u8]) -> usize {
     let opts = AttachOptions::new().init_timeout(Duration::ZERO);
     let selector = data.get(n.saturating_sub(1)).copied().unwrap_or(0);
     let kind = data.get(16..20).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(1);
-    if kind == 2 {
-        mpsc::Consumer::open_with(region, &opts).map_or(0, |c| read_all(c, selector))
-    } else {
-        spsc::Consumer::open_with(region, &opts).map_or(0, |c| read_all(c, selector))
+    match kind {
+        2 => mpsc::Consumer::open_with(region, &opts).map_or(0, |c| read_all(c, selector)),
+        3 => {
+            let opts = opts.history(u64::from(selector));
+            broadcast::Subscriber::open_with(region, &opts).map_or(0, |c| read_all(c, selector))
+        }
+        _ => spsc::Consumer::open_with(region, &opts).map_or(0, |c| read_all(c, selector)),
     }
 }
 
@@ -79,7 +84,7 @@ pub const PRODUCER_IMAGE: usize = 2048;
 
 /// The producer-side harness: copy the first [`PRODUCER_IMAGE`] bytes of `data` to a fresh
 /// region, attach a producer of the kind the header claims, and alternate send calls with the
-/// writes of a hostile consumer taken from the rest of the input (each 10 bytes: a header or
+/// writes of a hostile consumer (or broadcast subscriber) taken from the rest of the input (each 10 bytes: a header or
 /// data offset (u16) and a u64 to store there). Every call must return — `try_*` at once, timed
 /// calls within their timeout — and never panic or write out of bounds. Returns how many sends
 /// succeeded.
@@ -101,10 +106,12 @@ pub fn produce_bytes(data: &[u8]) -> usize {
             (off % REGION, u64::from_le_bytes(c[2..10].try_into().unwrap_or([0; 8])))
         })
         .collect();
-    if kind == 2 {
-        mpsc::Producer::open_with(region.clone(), &opts).map_or(0, |p| send_all(p, &region, &script))
-    } else {
-        spsc::Producer::open_with(region.clone(), &opts).map_or(0, |p| send_all(p, &region, &script))
+    match kind {
+        2 => mpsc::Producer::open_with(region.clone(), &opts).map_or(0, |p| send_all(p, &region, &script)),
+        3 => {
+            broadcast::Producer::open_with(region.clone(), &opts).map_or(0, |p| send_all(p, &region, &script))
+        }
+        _ => spsc::Producer::open_with(region.clone(), &opts).map_or(0, |p| send_all(p, &region, &script)),
     }
 }
 

@@ -51,6 +51,19 @@ fn seeds_are_read_as_rings() {
     assert!(consume_bytes(&spsc) >= 3);
     let mpsc = std::fs::read(corpus().join("seed-mpsc")).unwrap();
     assert!(consume_bytes(&mpsc) >= 1, "the message before the claim in progress");
+    for name in ["seed-broadcast", "seed-broadcast-overwrite"] {
+        let bytes = std::fs::read(corpus().join(name)).unwrap();
+        assert!(consume_bytes(&bytes) >= 3, "{name}: a subscriber with history reads the messages kept");
+    }
+}
+
+#[test]
+fn producer_seeds_attach() {
+    // The producer seeds are rings a producer attaches to and sends into.
+    for name in ["seed-spsc", "seed-mpsc", "seed-broadcast"] {
+        let bytes = std::fs::read(producer_corpus().join(name)).unwrap();
+        assert!(produce_bytes(&bytes) >= 1, "{name}");
+    }
 }
 
 fn image(region: &Region, len: usize) -> Vec<u8> {
@@ -89,11 +102,38 @@ fn write_seeds() {
     drop(c);
     std::fs::write(dir.join("seed-mpsc"), image(&region, config.region_len())).unwrap();
 
+    // Broadcast: messages wrapped around the ring, a subscriber that read some and one that
+    // read none; the last byte of the input is the harness's history (the image's last byte
+    // is data, set here to 255 messages).
+    for (name, policy) in [
+        ("seed-broadcast", shm_ring::Policy::Block),
+        ("seed-broadcast-overwrite", shm_ring::Policy::Overwrite),
+    ] {
+        let config = RingConfig::broadcast(1024, 4).policy(policy);
+        let region = Arc::new(Region::anonymous(REGION).unwrap());
+        let mut p = shm_ring::broadcast::Producer::create(region.clone(), &config).unwrap();
+        let mut a = shm_ring::broadcast::Subscriber::open(region.clone()).unwrap();
+        for i in 0..30u8 {
+            while p.try_send(vec![i; 20 + i as usize]).is_err() {
+                a.try_recv(&mut Vec::new()).unwrap(); // Block: room once the subscriber reads
+            }
+        }
+        let _b = shm_ring::broadcast::Subscriber::open(region.clone()).unwrap();
+        drop(p);
+        let mut bytes = image(&region, config.region_len());
+        *bytes.last_mut().unwrap() = 255;
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+
     // Producer seeds: a ring image padded to PRODUCER_IMAGE, then hostile writes (offset u16,
     // value u64): the consumer position pushed ahead, and a free word of the wrong lap.
     let pdir = producer_corpus();
     std::fs::create_dir_all(&pdir).unwrap();
-    for (name, config) in [("seed-spsc", RingConfig::spsc(1024)), ("seed-mpsc", RingConfig::mpsc(1024, 4))] {
+    for (name, config) in [
+        ("seed-spsc", RingConfig::spsc(1024)),
+        ("seed-mpsc", RingConfig::mpsc(1024, 4)),
+        ("seed-broadcast", RingConfig::broadcast(1024, 4)),
+    ] {
         let region = Arc::new(Region::anonymous(REGION).unwrap());
         shm_ring::init(&region, &config).unwrap();
         let mut bytes = image(&region, PRODUCER_IMAGE);
