@@ -1,15 +1,18 @@
 //! The shared layout: the ring header at offset 0 of the region, then the data area.
 //!
-//! Every offset is computed here and checked with `const` asserts; any change bumps
-//! [`LAYOUT_VERSION`]. Hot words written by one side only sit on their own 128-byte line
-//! (two 64-byte lines, because adjacent-line prefetch pairs them).
+//! Every offset is computed here and checked with `const` asserts; any change to the layout of
+//! a kind bumps [`LAYOUT_VERSION`]. A new kind takes a new `kind` number and uses header bytes
+//! the other kinds never read (the broadcast fields below sit in padding of version 3), so a
+//! build that does not know it refuses it by its kind (`AttachError::WrongKind`). Hot words
+//! written by one side only sit on their own 128-byte line (two 64-byte lines, because
+//! adjacent-line prefetch pairs them).
 //!
 //! | offset | size | field | written by | ordering |
 //! |---:|---:|---|---|---|
 //! | 0 | 8 | `magic` = `b"SHMRING1"` | creator | plain, before `state` |
 //! | 8 | 4 | `version` = [`LAYOUT_VERSION`] | creator | plain, before `state` |
 //! | 12 | 4 | `header_size` (multiple of 128) | creator | plain, before `state` |
-//! | 16 | 4 | `kind`: 1 SPSC, 2 MPSC | creator | plain, before `state` |
+//! | 16 | 4 | `kind`: 1 SPSC, 2 MPSC, 3 broadcast | creator | plain, before `state` |
 //! | 20 | 4 | `state`: 0 empty, 1 initialising, 2 ready | creator | store 1, then **Release** store 2 last; openers **Acquire** |
 //! | 24 | 8 | `capacity`: data bytes, power of two | creator | plain, before `state` |
 //! | 32 | 4 | `max_message`: largest payload | creator | plain, before `state` |
@@ -17,13 +20,18 @@
 //! | 40 | 8 | `creator`: owner word of the creating process (see below) | creator | CAS 0→owner **first** (a dead creator's word is CASed over to take a crashed initialisation over), then `N` set by CAS after `creator_ns` |
 //! | 48 | 8 | `free_key`: random key of the free words | creator | plain, before `state` |
 //! | 56 | 4 | `creator_ns`: the creator's PID namespace (inode of `/proc/self/ns/pid`, 0 unknown) | creator | **Release** store before `N` is set in `creator`; checkers **Acquire** |
+//! | 60 | 4 | `max_subscribers` (broadcast; other kinds: not read) | creator | plain, before `state` |
+//! | 64 | 4 | `policy` (broadcast: 1 block, 2 overwrite; other kinds: not read) | creator | plain, before `state` |
 //! | 128 | 8 | `tail`: producer position (bytes, never wraps) | producer(s) | SPSC: Release store after each publish; no consumer waits on it (checked at attach; a successor producer walks on from it to the real end); MPSC: CAS, producers **Acquire** |
-//! | 256 | 8 | `head`: consumer position | consumer | **Release** store; producers **Acquire** |
+//! | 136 | 8 | `next_seq` (broadcast): sequence number of the next message | producer | Release, with `tail` |
+//! | 256 | 8 | `head`: consumer position (broadcast: the oldest whole record) | consumer (broadcast: producer) | **Release** store; producers **Acquire** (broadcast: **SeqCst** store before writing a new reservation; joining subscribers **SeqCst**) |
 //! | 264 | 8 | `hand_back`: MPSC consumer position being handed back (intent) | consumer | **Release** store before the free words and `head`; a successor consumer **Acquire**s it at attach |
+//! | 272 | 8 | `reserved` (broadcast): the end of the space the producer may be writing | producer | **Release** store, then a Release fence, before any store into it; subscribers: Acquire fence after a copy, then **Acquire** load |
 //! | 384 | 8 | `data_ready`: futex `seq` u32 + `waiters` u32 (a flag: 1 = someone may sleep) | consumer announces, producers wake and clear | SeqCst handshake (see `wait.rs`) |
 //! | 512 | 8 | `space_ready`: futex `seq` u32 + `waiters` u32 (a flag, as above) | producers announce, consumer wakes and clears | SeqCst handshake |
 //! | 640 | 16 | consumer slot: owner word u64, then the tenure word u64: generation (bits 0-31, byte 8) and `pid_ns` (bits 32-63, byte 12) (see below) | consumer | CAS |
 //! | 768 | 16 × n | producer slots (n = `max_producers`), laid out as the consumer slot | producers | CAS |
+//! | 896 | 128 × s | broadcast subscriber entries (s = `max_subscribers`), one line each: a slot as above (owner word, tenure), then `cursor` u64 at byte 16 | subscriber `i` | slot CAS; `cursor`: **SeqCst** store at join, **Release** after; the producer loads **SeqCst** |
 //! | `header_size` | `capacity` | data area: records | producers write, consumer reads | published by the **Release** store of a record word; consumer **Acquire** |
 //!
 //! # Owner words, slots and liveness
@@ -65,6 +73,11 @@
 //! the low 24 bits of the lap (`position / capacity`) of the record's position. The payload
 //! follows, padded to a multiple of 8. A message never wraps: when it does not fit before the
 //! end of the data area, a padding record fills the rest and the message starts at index 0.
+//!
+//! # Broadcast records
+//! As SPSC records (lap tags, padding, the terminator), except that a message record's header
+//! is 16 bytes: the record word, then the message's sequence number (u64, 0 for the ring's
+//! first message); the payload follows at byte 16. See [`crate::broadcast`] for the protocol.
 //!
 //! # SPSC: terminators (version 3)
 //! The SPSC consumer waits on the record word at its own position, never on `tail`. That word
