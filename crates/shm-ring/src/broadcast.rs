@@ -50,7 +50,9 @@
 //! the copy saw from a later lap was made after the producer's fence that follows its store of
 //! `reserved`, so the subscriber's fence makes that store visible). Otherwise it was overtaken:
 //! it moves to `head` and reports how many messages it lost (from the sequence numbers) before
-//! it delivers the oldest one left. So it never hands out a torn message, and a guard on such
+//! it delivers the oldest one left. Since the producer reserves an eighth of the ring ahead of
+//! what it writes, a subscriber more than about seven eighths of the ring behind counts as
+//! overtaken (the messages there are no longer guaranteed whole), and history keeps as much. So it never hands out a torn message, and a guard on such
 //! a ring lends that checked copy, not the ring's bytes.
 //!
 //! **Liveness.** A subscriber that closes stops holding the producer back at once; one that
@@ -157,6 +159,9 @@ struct ProducerState {
     reserved_stored: u64,
     /// The first record still whole: published in `head`.
     oldest: u64,
+    /// The end of the records a predecessor wrote (our position at attach): `advance_oldest`
+    /// reads those with read-modify-writes, as `find_end` does.
+    inherited: u64,
     /// Per subscriber slot: the owner word of a holder found dead, skipped while unchanged.
     dead: Vec<u64>,
     /// The end the last reservation that failed needed (subscribers behind it hold us back).
@@ -247,7 +252,14 @@ impl<M: Memory> BroadcastProducer<M> {
         if target < end {
             return Err(self.full(end));
         }
-        advance_oldest(mem, geo, &mut st.oldest, st.published, target - geo.capacity.min(target))?;
+        advance_oldest(
+            mem,
+            geo,
+            &mut st.oldest,
+            st.published,
+            target - geo.capacity.min(target),
+            st.inherited,
+        )?;
         let h = mem.header();
         // SYNC POINT: SeqCst, the producer's half of the join (see the module docs): a
         // subscriber that then reads `head` starts at or after it.
@@ -314,7 +326,8 @@ impl<M: Memory> BroadcastProducer<M> {
         let msg_lap = if spot.pad > 0 { lap + 1 } else { lap };
         let msg = RecordHeader::tagged(TYPE_MSG, len as u32, msg_lap).to_word();
         mem.record(spot.idx + 8).store(st.seq, Ordering::Relaxed);
-        st.seq += 1;
+        // Wrapping: the count came from shared memory (a successor's start), which bounds nothing.
+        st.seq = st.seq.wrapping_add(1);
         let first = if spot.pad > 0 {
             mem.record(spot.idx).store(msg, Ordering::Relaxed);
             RecordHeader::tagged(TYPE_PAD, (spot.pad - 8) as u32, lap).to_word()
@@ -359,20 +372,27 @@ impl<M: Memory> BroadcastProducer<M> {
 }
 
 /// Walk `oldest` over whole records until it is at or past `to` (at most `published`).
-/// Bounded: every step moves at least 8 bytes, and `to - oldest <= capacity`.
+/// Bounded: every step moves at least 8 bytes, and `to - oldest <= capacity`. Records below
+/// `inherited` were written by a predecessor.
 fn advance_oldest<M: Memory>(
     mem: &M,
     geo: &Geometry,
     oldest: &mut u64,
     published: u64,
     to: u64,
+    inherited: u64,
 ) -> Result<(), CorruptError> {
     let mut lap = Lap::new(geo, *oldest);
     while *oldest < to.min(published) {
         let o = *oldest;
         let idx = (o & geo.mask) as usize;
-        // Relaxed: our own record words (or a dead predecessor's, learnt at attach).
-        let raw = mem.record(idx).load(Ordering::Relaxed);
+        // Relaxed: our own record words; a predecessor's (possibly dead: see `attach`) read
+        // with a read-modify-write that changes nothing, for the newest value.
+        let raw = if o < inherited {
+            mem.record(idx).fetch_or(0, Ordering::Relaxed)
+        } else {
+            mem.record(idx).load(Ordering::Relaxed)
+        };
         let size = match classify(geo, lap.at(geo, o), raw, idx) {
             Word::Message(len) => broadcast_record_size(len),
             Word::Padding(size) => size,
@@ -442,10 +462,14 @@ fn walk<M: Memory>(mem: &M, geo: &Geometry, from: u64, stop_after: u64) -> Resul
     Err(corrupt("record word", 0, w.end, "the terminator within one lap (joining)"))
 }
 
-/// [`find_end`] for `status`, which reads the record words of a region it does not attach to
-/// with `word_at(index)`.
+/// The end of the published records from `start` (the stored tail, a record boundary at most
+/// a capacity past `oldest`, both checked by the caller), and the sequence number after the
+/// last message there (`seq` if none): walking record words with `word_at(index)` until one
+/// that is not a record of its lap, never further than a capacity past `oldest`. More than
+/// `start` only after a producer died between its publishing store and its store of `tail`.
 pub(crate) fn published_end(
     geo: &Geometry,
+    oldest: u64,
     start: u64,
     seq: u64,
     word_at: impl Fn(usize) -> u64,
@@ -455,15 +479,19 @@ pub(crate) fn published_end(
     for _ in 0..=geo.capacity / 8 {
         let idx = (t & geo.mask) as usize;
         let raw = word_at(idx);
-        match classify(geo, lap.at(geo, t), raw, idx) {
+        let size = match classify(geo, lap.at(geo, t), raw, idx) {
             Word::Empty => return Ok((t, seq)),
             Word::Message(len) => {
                 seq = word_at(idx + 8).wrapping_add(1);
-                t += broadcast_record_size(len) as u64;
+                broadcast_record_size(len)
             }
-            Word::Padding(size) => t += size as u64,
+            Word::Padding(size) => size,
             Word::Other => break,
+        };
+        if t + size as u64 - oldest > geo.capacity {
+            break; // records of more than a lap: corrupt
         }
+        t += size as u64;
     }
     Err(corrupt(
         "record word",
@@ -500,25 +528,16 @@ pub(crate) fn messages_between(
 /// The end of the published records from `start`, and the sequence number after the last
 /// message there (`seq` if none): walking record words until one that is not a record of its
 /// lap. Bounded by one lap.
-fn find_end<M: Memory>(mem: &M, geo: &Geometry, start: u64, seq: u64) -> Result<(u64, u64), CorruptError> {
-    let (mut t, mut seq) = (start, seq);
-    let mut lap = Lap::new(geo, t);
-    for _ in 0..=geo.capacity / 8 {
-        let idx = (t & geo.mask) as usize;
-        // A read-modify-write that changes nothing, as in `spsc::find_end`: the newest value.
-        // Acquire: not needed (only headers and sequence numbers are read).
-        let raw = mem.record(idx).fetch_or(0, ord!(Acquire));
-        match classify(geo, lap.at(geo, t), raw, idx) {
-            Word::Empty => return Ok((t, seq)),
-            Word::Message(len) => {
-                seq = mem.record(idx + 8).fetch_or(0, Ordering::Relaxed).wrapping_add(1);
-                t += broadcast_record_size(len) as u64;
-            }
-            Word::Padding(size) => t += size as u64,
-            Word::Other => break,
-        }
-    }
-    Err(corrupt("record word", 0, t, "a record header, or the terminator within one lap"))
+fn find_end<M: Memory>(
+    mem: &M,
+    geo: &Geometry,
+    oldest: u64,
+    start: u64,
+    seq: u64,
+) -> Result<(u64, u64), CorruptError> {
+    // A read-modify-write that changes nothing, as in `spsc::find_end`: the newest value.
+    // Acquire: not needed (only headers and sequence numbers are read).
+    published_end(geo, oldest, start, seq, |idx| mem.record(idx).fetch_or(0, ord!(Acquire)))
 }
 
 impl<M: Memory> Core<M> for BroadcastProducer<M> {
@@ -527,13 +546,29 @@ impl<M: Memory> Core<M> for BroadcastProducer<M> {
         let h = mem.header();
         // A producer that died asleep may have left its announcement; only we wait here.
         h.space_ready.waiters.store(0, Ordering::Relaxed);
-        // Relaxed: our predecessor's last values, ordered before us by the slot claim.
-        let oldest = h.head.load(Ordering::Relaxed);
-        let stored = h.tail.load(Ordering::Relaxed);
-        let seq = h.next_seq.load(Ordering::Relaxed);
-        let reserved = h.reserved.load(Ordering::Relaxed);
-        let found = crate::config::check_positions(oldest, stored, geo.capacity)
-            .and_then(|()| find_end(&mem, &geo, stored, seq));
+        // Our predecessor's last values: a closed one's are ordered before us by the slot claim
+        // (its Acquire pairs with `release_slot`'s Release); a dead one's death was learnt from
+        // the kernel, which orders nothing of the ring, so read-modify-writes that change
+        // nothing read the newest values (as `find_end` does for the records).
+        // Relaxed: as said.
+        let oldest = h.head.fetch_or(0, Ordering::Relaxed);
+        let stored = h.tail.fetch_or(0, Ordering::Relaxed);
+        let seq = h.next_seq.fetch_or(0, Ordering::Relaxed);
+        let reserved = h.reserved.fetch_or(0, Ordering::Relaxed);
+        let found = crate::config::check_positions(oldest, stored, geo.capacity).and_then(|()| {
+            // A reservation is never more than a capacity past the oldest record (see
+            // `reserve`); one further would make every Overwrite subscriber think itself
+            // overtaken for good, since we only ever store higher ones.
+            if reserved > oldest + geo.capacity {
+                return Err(corrupt(
+                    "reservation end",
+                    reserved,
+                    oldest,
+                    "at most a capacity past the oldest record",
+                ));
+            }
+            find_end(&mem, &geo, oldest, stored, seq)
+        });
         let (tail, seq) = match found {
             Ok(v) => v,
             Err(e) => {
@@ -554,7 +589,8 @@ impl<M: Memory> Core<M> for BroadcastProducer<M> {
             // Reserve afresh before writing anything (a dead predecessor's reservation says
             // nothing of the subscribers now).
             reserved: tail,
-            reserved_stored: reserved.min(MAX_POSITION),
+            reserved_stored: reserved,
+            inherited: tail,
             oldest,
             dead: vec![0; geo.subscribers as usize],
             want: tail,
@@ -710,6 +746,10 @@ fn hand_back_at(geo: &Geometry) -> u64 {
     (geo.capacity / 4).min(geo.capacity.saturating_sub(largest)).max(8)
 }
 
+/// A subscriber's expected sequence number when it does not know it yet (it started where no
+/// message told it): the first message it reads sets it, and no loss is counted before that.
+const UNKNOWN_SEQ: u64 = u64::MAX;
+
 /// How many times one look follows an overtaking producer before it gives up for this call.
 const CHASES: usize = 4;
 
@@ -786,7 +826,7 @@ impl<M: Memory> BroadcastSubscriber<M> {
         // SYNC POINT: Acquire fence after the copy (see the module docs), then Acquire on
         // `reserved`, pairing with its Release store: the `head` stored before it is visible.
         fence(ord!(Acquire));
-        self.mem.header().reserved.load(ord!(Acquire)) > position + self.geo.capacity
+        self.mem.header().reserved.load(ord!(Acquire)) > position.saturating_add(self.geo.capacity)
     }
 
     /// Overwrite: the next message, copied into `stage` and checked (see the module docs).
@@ -810,7 +850,7 @@ impl<M: Memory> BroadcastSubscriber<M> {
                 // The producer may be writing over it: checked below.
                 mem.copy_out_racing(idx + 8, stage);
                 if !self.overtaken_at(c) {
-                    if let Some(from) = self.st.lagged_from.take() {
+                    if let Some(from) = self.st.lagged_from.take().filter(|&f| f != UNKNOWN_SEQ) {
                         // Report the loss first; the message is read again by the next call.
                         self.st.seq = seq;
                         self.st.staged_at = None;
@@ -902,6 +942,10 @@ impl<M: Memory> BroadcastSubscriber<M> {
         let (index, me) = taken.ok_or(AttachError::NoFreeSubscriberSlot { slots: geo.subscribers })?;
         let h = mem.header();
         let e = mem.subscriber(index);
+        // SYNC POINT: SeqCst, so that our claim of the slot (an Acquire CAS) comes before our
+        // cursor store in the SeqCst order: a producer's SeqCst look at the owner word after
+        // that store sees us attached.
+        e.slot.owner.fetch_or(0, ord!(SeqCst));
         // Acquire: the value is only a bound for the producer (see below).
         let first = h.head.load(ord!(Acquire));
         // SYNC POINT: SeqCst, our half of the join: a producer that does not see this cursor
@@ -913,12 +957,17 @@ impl<M: Memory> BroadcastSubscriber<M> {
             Ok(s) => s,
             Err(err) => {
                 slots::release_slot(&e.slot, &me);
+                // Our cursor (or a previous holder's) may have held a producer back.
+                wait::wake_all(&mem, &h.space_ready);
                 return Err(err.into());
             }
         };
         let (cursor, seq) = start;
         // Release: as every later store of our cursor (we read nothing behind it).
         e.cursor.store(cursor, ord!(Release));
+        // While we joined, our first cursor (or the previous holder's, before it) may have
+        // held the producer back: wake it if it sleeps.
+        wait::notify(&mem, &h.space_ready);
         let st = SubscriberState {
             index,
             cursor,
@@ -982,9 +1031,19 @@ impl<M: Memory> BroadcastSubscriber<M> {
             // Acquire: as in `next_checked`.
             from = h.head.load(ord!(Acquire)).max(from);
         }
-        // Overtaken at every walk: start at the end, with no history.
+        // Overtaken at every walk: start at the producer's end, with no history, and count
+        // from the first message read (`tail` and `next_seq` are two stores: a pair read
+        // between them would be one message apart).
         let tail = h.tail.load(ord!(Acquire));
-        Ok((tail, h.next_seq.load(ord!(Acquire))))
+        if tail % 8 != 0 || tail >= MAX_POSITION || tail < from {
+            return Err(corrupt(
+                "producer position",
+                tail,
+                from,
+                "a multiple of 8 below 2^62, at or past the oldest record",
+            ));
+        }
+        Ok((tail, UNKNOWN_SEQ))
     }
 
     /// An error a receive returns: a loss report is handed out now.
@@ -1080,7 +1139,9 @@ impl<M: Memory> Subscriber<M> {
     }
 
     /// The sequence number of the next message we expect (messages are numbered from 0 in the
-    /// order they were sent on the ring).
+    /// order they were sent on the ring); `u64::MAX` while it is not known (an `Overwrite`
+    /// subscriber overtaken at every look while it joined starts at the producer's end and
+    /// learns it from the first message it reads).
     pub fn next_seq(&self) -> u64 {
         self.core.st.seq
     }

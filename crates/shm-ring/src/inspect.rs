@@ -275,9 +275,14 @@ pub fn status(region: &Region) -> Result<RingStatus, AttachError> {
         }
         Kind::Mpsc => (start, None),
         Kind::Broadcast => {
-            let (end, seq) =
-                crate::broadcast::published_end(&geo, start, h.next_seq.load(Ordering::Acquire), word_at)
-                    .map_err(AttachError::Corrupt)?;
+            let (end, seq) = crate::broadcast::published_end(
+                &geo,
+                head,
+                start,
+                h.next_seq.load(Ordering::Acquire),
+                word_at,
+            )
+            .map_err(AttachError::Corrupt)?;
             (end, Some(seq))
         }
     };

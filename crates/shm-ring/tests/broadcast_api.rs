@@ -239,3 +239,70 @@ fn attach_errors_name_what_is_wrong() {
     let too_big = init_err(&RingConfig::broadcast(1024, 1).max_message(1024));
     assert!(matches!(too_big, InitError::BadMaxMessage { limit: 488, .. }), "{too_big}");
 }
+
+fn heap(config: &RingConfig) -> shm_ring::heap::HeapRing {
+    shm_ring::heap::HeapRing::new(config).unwrap()
+}
+
+fn record_word(kind: u64, len: u64, lap: u64) -> u64 {
+    len | kind << 56 | (lap & 0xFF_FFFF) << 32
+}
+
+/// A reservation left far beyond the oldest record (a hostile peer, before a producer attaches)
+/// would make every Overwrite subscriber think itself overtaken for good: the producer refuses
+/// to attach and names it.
+#[test]
+fn a_producer_refuses_a_reservation_beyond_a_lap_at_attach() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let ring = heap(&RingConfig::broadcast(1024, 2).policy(Policy::Overwrite));
+    shm_ring::Memory::header(&**ring.memory()).reserved.store(u64::MAX, Relaxed);
+    match ring.producer::<shm_ring::Broadcast>() {
+        Err(AttachError::Corrupt(e)) => {
+            assert_eq!((e.what, e.found), ("reservation end", u64::MAX), "{e}");
+            assert!(e.to_string().contains("at most a capacity past the oldest record"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Records chained over two laps from the stored tail: a successor producer does not take
+/// them all as published (the end is never more than a lap past the oldest record).
+#[test]
+fn a_producer_refuses_records_of_more_than_a_lap_at_attach() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let ring = heap(&RingConfig::broadcast(1024, 1));
+    let mut p = ring.producer::<shm_ring::Broadcast>().unwrap();
+    for _ in 0..32 {
+        p.try_send([]).unwrap(); // 16-byte records
+    }
+    drop(p);
+    let rec = |idx: usize, w: u64| shm_ring::Memory::record(&**ring.memory(), idx).store(w, Relaxed);
+    // Lap 0 from 512: a 488-byte message, then padding; lap 1: two more and padding.
+    rec(512, record_word(1, 488, 0));
+    rec(1016, record_word(2, 0, 0));
+    rec(0, record_word(1, 488, 1));
+    rec(504, record_word(1, 488, 1));
+    rec(1008, record_word(2, 8, 1));
+    match ring.producer::<shm_ring::Broadcast>() {
+        Err(AttachError::Corrupt(e)) => assert_eq!(e.what, "record word", "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A message count at its limit in the header: the producer's sequence numbers wrap instead of
+/// overflowing (a count bounds nothing).
+#[test]
+fn a_hostile_message_count_does_not_make_the_producer_panic() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let ring = heap(&RingConfig::broadcast(1024, 1));
+    shm_ring::Memory::header(&**ring.memory()).next_seq.store(u64::MAX, Relaxed);
+    let mut p = ring.producer::<shm_ring::Broadcast>().unwrap();
+    let mut s = ring.consumer::<shm_ring::Broadcast>().unwrap();
+    for i in 0..3u8 {
+        p.try_send([i]).unwrap();
+        let mut buf = Vec::new();
+        s.try_recv(&mut buf).unwrap();
+        assert_eq!(buf, [i]);
+    }
+    assert_eq!(p.sent(), 2, "u64::MAX, then 0, 1: wrapped");
+}
