@@ -28,13 +28,14 @@ fn send_spin(p: &mut Producer, m: &[u8]) {
     loom_tests::spin::send(p, m)
 }
 
-/// Receive until the producer closes; every message whole (its bytes all equal its number and
-/// its length matches), in order, consecutive from the first.
+/// Receive until the producer closes (blocking receives: a subscriber that spins multiplies
+/// the interleavings); every message whole (its bytes all equal its number and its length
+/// matches), in order, consecutive from the first.
 fn drain(s: &mut Subscriber) -> Vec<u8> {
     let mut got = Vec::new();
     let mut buf = Vec::new();
     loop {
-        match s.try_recv(&mut buf) {
+        match s.recv(&mut buf) {
             Ok(_) => {
                 let i = buf[0];
                 assert_eq!(buf, msg(i), "a whole message");
@@ -43,8 +44,7 @@ fn drain(s: &mut Subscriber) -> Vec<u8> {
                 }
                 got.push(i);
             }
-            Err(TryRecvError::Empty) => thread::yield_now(),
-            Err(TryRecvError::Disconnected) => return got,
+            Err(RecvError::Disconnected) => return got,
             Err(e) => panic!("{e}"),
         }
     }
@@ -69,6 +69,8 @@ fn a_subscriber_joins_while_the_producer_computes_the_slowest_cursor() {
             })
         };
         let reader = thread::spawn(move || drain(&mut a));
+        // Three 24-byte records in 64 bytes: the third goes over the first one's space, which
+        // neither subscriber may still be reading.
         for i in 0..3 {
             send_spin(&mut p, &msg(i));
         }

@@ -662,6 +662,55 @@ impl<M: Memory> Producer<M> {
         self.core.geo.policy
     }
 
+    /// Send as many messages of `msgs` as fit now and publish them together, with one store
+    /// (and one wake-up of sleeping subscribers); returns how many were sent (they are taken
+    /// from the iterator; the first that did not fit stays in it).
+    ///
+    /// Errors only when nothing was sent: the error for the first message (handed back as
+    /// `()`: it is still in the iterator).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use shm_core::Region;
+    /// # use shm_ring::{broadcast, RingConfig};
+    /// let config = RingConfig::broadcast(4096, 2);
+    /// let region = Arc::new(Region::anonymous(config.region_len())?);
+    /// let mut p = broadcast::Producer::create(region.clone(), &config)?;
+    /// let mut s = broadcast::Subscriber::open(region)?;
+    /// let mut msgs = [&b"a"[..], b"bb", b"ccc"].into_iter().peekable();
+    /// assert_eq!(p.send_batch(&mut msgs)?, 3);
+    /// assert_eq!(s.recv_batch(10, |m| assert!(!m.is_empty()))?, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_batch<I, T>(
+        &mut self,
+        msgs: &mut std::iter::Peekable<I>,
+    ) -> Result<usize, crate::TrySendError<()>>
+    where
+        I: Iterator<Item = T>,
+        T: AsRef<[u8]>,
+    {
+        let core = &mut self.core;
+        let mut sent = 0;
+        while let Some(msg) = msgs.peek() {
+            let bytes = msg.as_ref();
+            match core.room(bytes.len()) {
+                Ok(spot) => {
+                    core.mem.copy_in(spot.idx + 8, 0, bytes);
+                    core.write_record(spot, bytes.len());
+                    msgs.next();
+                    sent += 1;
+                }
+                Err(e) if sent == 0 => return Err(crate::TrySendError::new(e, ())),
+                Err(_) => break,
+            }
+        }
+        if sent > 0 {
+            core.publish(true);
+        }
+        Ok(sent)
+    }
+
     /// Test hook: publish a message but leave `tail` and `next_seq` behind, as a producer
     /// killed right after its publishing store would.
     #[doc(hidden)]

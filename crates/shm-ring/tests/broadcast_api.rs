@@ -306,3 +306,36 @@ fn a_hostile_message_count_does_not_make_the_producer_panic() {
     }
     assert_eq!(p.sent(), 2, "u64::MAX, then 0, 1: wrapped");
 }
+
+/// Batches across the wrap, both policies: as many as fit go with one store, in order, and a
+/// Block producer's batch stops at the slowest subscriber.
+#[test]
+fn send_batch_publishes_what_fits_in_order() {
+    for policy in [Policy::Block, Policy::Overwrite] {
+        let (region, mut p) = ring(&RingConfig::broadcast(1024, 1).policy(policy));
+        let mut s = Subscriber::open(region).unwrap();
+        let mut next_out = 0u64;
+        let mut next_in = 0u64;
+        let mut buf = Vec::new();
+        while next_in < 5_000 {
+            let mut msgs = (next_out..next_out + 20).map(|seq| pattern::message(2, seq, 0, 60)).peekable();
+            match p.send_batch(&mut msgs) {
+                Ok(n) => next_out += n as u64,
+                Err(TrySendError::Full(())) => assert_eq!(policy, Policy::Block, "Overwrite never waits"),
+                Err(e) => panic!("{e}"),
+            }
+            loop {
+                match s.try_recv(&mut buf) {
+                    Ok(_) => {
+                        pattern::check(2, next_in, 0, 60, &buf).unwrap();
+                        next_in += 1;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Lagged { skipped }) => next_in += skipped,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert_eq!(next_in, next_out, "{policy}: everything sent was read or reported lost");
+        }
+    }
+}
