@@ -32,17 +32,18 @@
 //!
 //! **Reservations.** The producer writes only below `reserved`, which it raises an eighth of
 //! the ring at a time. Before it raises it to `E` it walks `oldest` (the first record that is
-//! still whole, published in `head`) past `E - capacity`, stores `head` (SeqCst), then stores
-//! `reserved` (Release) followed by a Release fence; only then does it write past the old
-//! reservation. With the **Block** policy `E` is at most the slowest live subscriber's cursor
-//! plus the capacity, and after storing `head` the producer reads every cursor again (SeqCst)
-//! and keeps `E` within the slowest of them.
+//! still whole, published in `head`) past `E - capacity`, stores `head`, then `reserved`
+//! (Release), then issues a SeqCst fence; only then does it write past the old reservation.
+//! With the **Block** policy `E` is at most the slowest live subscriber's cursor plus the
+//! capacity, and after the fence the producer reads every cursor again and keeps `E` within the
+//! slowest of them.
 //!
 //! **Joining.** A subscriber takes a free slot, stores a cursor no further than the `head` it
-//! read before (SeqCst), reads `head` again (SeqCst), and starts at or after that second
-//! `head`. Either the producer's second look at the cursors sees the first cursor (and keeps
-//! within it), or its store of `head` came first in the SeqCst order and the subscriber's
-//! second read sees it: in both cases nothing the subscriber will read is written over.
+//! read before, issues a SeqCst fence, reads `head` again, and starts at or after that second
+//! `head`. The two fences make a store-buffer handshake (as in `wait.rs`): either the
+//! producer's second look at the cursors sees the first cursor (and keeps within it), or the
+//! subscriber's second read sees the producer's `head`: in both cases nothing the subscriber
+//! will read is written over.
 //!
 //! **Overwrite.** The producer never waits. A subscriber copies each message into a buffer of
 //! its own, then (Acquire fence) reads `reserved`: if it is no further than the message's
@@ -191,21 +192,20 @@ pub struct Spot {
 }
 
 /// The live subscribers' slowest cursor, if any subscriber is attached and not known dead.
-/// Cursors ahead of `published` hold nothing back and count as `published`. SeqCst loads: the
-/// second look of a reservation (see the module docs).
+/// Cursors ahead of `published` hold nothing back and count as `published`. (The second look
+/// of a reservation comes after the SeqCst fence of the join handshake: see `reserve`.)
 fn slowest<M: Memory>(mem: &M, geo: &Geometry, dead: &[u64], published: u64) -> Option<u64> {
     let mut min: Option<u64> = None;
     for (i, &dead_word) in dead.iter().enumerate().take(geo.subscribers as usize) {
         let e = mem.subscriber(i);
-        // SYNC POINT: SeqCst (Acquire at least) pairs with the subscriber's store of its
-        // cursor at attach (SeqCst) and its Release stores after reading: the space behind a
-        // cursor is no longer read.
-        let w = e.slot.owner.load(ord!(SeqCst));
+        // Acquire: not needed (only compared; the cursor's Acquire below orders what matters).
+        let w = e.slot.owner.load(ord!(Acquire));
         if Owner::decode(w).state != identity::ATTACHED || w == dead_word {
             continue;
         }
-        // SYNC POINT: as above.
-        let c = e.cursor.load(ord!(SeqCst)).min(published);
+        // SYNC POINT: Acquire pairs with the subscriber's Release stores of its cursor: the
+        // space behind it is no longer read.
+        let c = e.cursor.load(ord!(Acquire)).min(published);
         min = Some(min.map_or(c, |m| m.min(c)));
     }
     min
@@ -261,18 +261,21 @@ impl<M: Memory> BroadcastProducer<M> {
             st.inherited,
         )?;
         let h = mem.header();
-        // SYNC POINT: SeqCst, the producer's half of the join (see the module docs): a
-        // subscriber that then reads `head` starts at or after it.
-        h.head.store(st.oldest, ord!(SeqCst));
+        // SYNC POINT: Release pairs with a joining or overtaken subscriber's Acquire load: the
+        // records from there are whole. (The join's ordering is the fence below.)
+        h.head.store(st.oldest, ord!(Release));
         if target > st.reserved_stored {
             st.reserved_stored = target;
             // SYNC POINT: Release pairs with an overtaken subscriber's Acquire load of
             // `reserved`: the `head` stored before is visible to it.
             h.reserved.store(target, ord!(Release));
         }
-        // SYNC POINT: every store into the new reservation comes after this fence; a
-        // subscriber whose copy saw one of them sees `reserved` (its Acquire fence).
-        fence(ord!(Release));
+        // SYNC POINT: two roles. Every store into the new reservation comes after this fence,
+        // so a subscriber whose copy saw one of them sees `reserved` (its Acquire fence; a
+        // Release fence would do). And the producer's half of the join (see the module docs):
+        // SeqCst, paired with the joining subscriber's fence, so that either it sees the
+        // `head` stored above or the look at the cursors below sees its cursor.
+        fence(ord!(SeqCst));
         if block {
             // The second look: a subscriber that joined meanwhile with an earlier cursor
             // holds us within it.
@@ -991,17 +994,18 @@ impl<M: Memory> BroadcastSubscriber<M> {
         let (index, me) = taken.ok_or(AttachError::NoFreeSubscriberSlot { slots: geo.subscribers })?;
         let h = mem.header();
         let e = mem.subscriber(index);
-        // SYNC POINT: SeqCst, so that our claim of the slot (an Acquire CAS) comes before our
-        // cursor store in the SeqCst order: a producer's SeqCst look at the owner word after
-        // that store sees us attached.
-        e.slot.owner.fetch_or(0, ord!(SeqCst));
         // Acquire: the value is only a bound for the producer (see below).
         let first = h.head.load(ord!(Acquire));
-        // SYNC POINT: SeqCst, our half of the join: a producer that does not see this cursor
-        // stored `head` before our next read in the SeqCst order.
-        e.cursor.store(first, ord!(SeqCst));
-        // SYNC POINT: SeqCst, as above.
-        let oldest = h.head.load(ord!(SeqCst));
+        // Relaxed: published by the fence below.
+        e.cursor.store(first, Ordering::Relaxed);
+        // SYNC POINT: our half of the join, a store-buffer handshake on SeqCst fences (as in
+        // `wait.rs`): either the producer's fence (after its store of `head`) comes first in
+        // the SeqCst order and our load of `head` below sees that store, or ours comes first
+        // and its look at the cursors after its fence sees our claim of the slot and this
+        // cursor, both made before ours.
+        fence(ord!(SeqCst));
+        // Acquire: pairs with the producer's Release store (the records from there are whole).
+        let oldest = h.head.load(ord!(Acquire));
         let start = match Self::start(&mem, &geo, oldest, history) {
             Ok(s) => s,
             Err(err) => {
