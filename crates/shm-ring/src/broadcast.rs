@@ -204,7 +204,8 @@ fn slowest<M: Memory>(mem: &M, geo: &Geometry, dead: &[u64], published: u64) -> 
             continue;
         }
         // SYNC POINT: Acquire pairs with the subscriber's Release stores of its cursor: the
-        // space behind it is no longer read.
+        // space behind it is no longer read. (Weakened alone it is not caught: in the models
+        // the SeqCst fences of the wake-up handshake order the same stores.)
         let c = e.cursor.load(ord!(Acquire)).min(published);
         min = Some(min.map_or(c, |m| m.min(c)));
     }
@@ -831,8 +832,9 @@ impl<M: Memory> BroadcastSubscriber<M> {
         let e = self.mem.subscriber(st.index);
         if st.cursor != st.stored {
             st.stored = st.cursor;
-            // SYNC POINT: Release pairs with the producer's SeqCst loads of the cursors: we
-            // are done reading the space behind it.
+            // SYNC POINT: Release pairs with the producer's Acquire loads of the cursors: we
+            // are done reading the space behind it. (Weakened alone it is not caught: the
+            // SeqCst fence of the `notify` below orders it too.)
             e.cursor.store(st.cursor, ord!(Release));
         }
         if st.notified != st.cursor {
@@ -875,9 +877,10 @@ impl<M: Memory> BroadcastSubscriber<M> {
     /// over: the producer reserved past `position + capacity`.
     #[inline]
     fn overtaken_at(&self, position: u64) -> bool {
-        // SYNC POINT: Acquire fence after the copy (see the module docs), then Acquire on
-        // `reserved`, pairing with its Release store: the `head` stored before it is visible.
+        // SYNC POINT: Acquire fence after the copy (see the module docs).
         fence(ord!(Acquire));
+        // Acquire: not needed (a newer `head` for an overtaken subscriber to jump to; it reads
+        // `head` with Acquire itself, and checks what it finds there again).
         self.mem.header().reserved.load(ord!(Acquire)) > position.saturating_add(self.geo.capacity)
     }
 
