@@ -940,7 +940,7 @@ impl<M: Memory> BroadcastSubscriber<M> {
             if self.st.lagged_from.is_none() {
                 self.st.lagged_from = Some(self.st.seq);
             }
-            // Acquire: pairs with the producer's SeqCst store (the records before it are
+            // Acquire: pairs with the producer's Release store (the records before it are
             // whole; reading them is checked again anyway).
             let oldest = self.mem.header().head.load(ord!(Acquire));
             if oldest % 8 == 0 && oldest > self.st.cursor && oldest < MAX_POSITION {

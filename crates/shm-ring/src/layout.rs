@@ -24,14 +24,14 @@
 //! | 64 | 4 | `policy` (broadcast: 1 block, 2 overwrite; other kinds: not read) | creator | plain, before `state` |
 //! | 128 | 8 | `tail`: producer position (bytes, never wraps) | producer(s) | SPSC: Release store after each publish; no consumer waits on it (checked at attach; a successor producer walks on from it to the real end); MPSC: CAS, producers **Acquire** |
 //! | 136 | 8 | `next_seq` (broadcast): sequence number of the next message | producer | Release, with `tail` |
-//! | 256 | 8 | `head`: consumer position (broadcast: the oldest whole record) | consumer (broadcast: producer) | **Release** store; producers **Acquire** (broadcast: **SeqCst** store before writing a new reservation; joining subscribers **SeqCst**) |
+//! | 256 | 8 | `head`: consumer position (broadcast: the oldest whole record) | consumer (broadcast: producer) | **Release** store; producers **Acquire** (broadcast: **Release** store, then a SeqCst fence, before writing a new reservation; subscribers **Acquire**, a joining one after a SeqCst fence) |
 //! | 264 | 8 | `hand_back`: MPSC consumer position being handed back (intent) | consumer | **Release** store before the free words and `head`; a successor consumer **Acquire**s it at attach |
 //! | 272 | 8 | `reserved` (broadcast): the end of the space the producer may be writing | producer | **Release** store, then a Release fence, before any store into it; subscribers: Acquire fence after a copy, then **Acquire** load |
 //! | 384 | 8 | `data_ready`: futex `seq` u32 + `waiters` u32 (a flag: 1 = someone may sleep) | consumer announces, producers wake and clear | SeqCst handshake (see `wait.rs`) |
 //! | 512 | 8 | `space_ready`: futex `seq` u32 + `waiters` u32 (a flag, as above) | producers announce, consumer wakes and clears | SeqCst handshake |
 //! | 640 | 16 | consumer slot: owner word u64, then the tenure word u64: generation (bits 0-31, byte 8) and `pid_ns` (bits 32-63, byte 12) (see below) | consumer | CAS |
 //! | 768 | 16 × n | producer slots (n = `max_producers`), laid out as the consumer slot | producers | CAS |
-//! | 896 | 128 × s | broadcast subscriber entries (s = `max_subscribers`), one line each: a slot as above (owner word, tenure), then `cursor` u64 at byte 16 | subscriber `i` | slot CAS; `cursor`: **SeqCst** store at join, **Release** after; the producer loads **SeqCst** |
+//! | 896 | 128 × s | broadcast subscriber entries (s = `max_subscribers`), one line each: a slot as above (owner word, tenure), then `cursor` u64 at byte 16 | subscriber `i` | slot CAS; `cursor`: a store then a SeqCst fence at join, **Release** after; the producer loads **Acquire** (after its SeqCst fence on a reservation) |
 //! | `header_size` | `capacity` | data area: records | producers write, consumer reads | published by the **Release** store of a record word; consumer **Acquire** |
 //!
 //! # Owner words, slots and liveness
