@@ -258,7 +258,7 @@ impl<M: Memory> BroadcastProducer<M> {
             geo,
             &mut st.oldest,
             st.published,
-            target - geo.capacity.min(target),
+            target.saturating_sub(geo.capacity),
             st.inherited,
         )?;
         let h = mem.header();
@@ -826,7 +826,8 @@ impl<M: Memory> BroadcastSubscriber<M> {
         }
     }
 
-    /// Store our cursor and wake a producer waiting for room.
+    /// Store our cursor if it moved, and wake a producer waiting for room if we have not
+    /// looked since it moved (nothing at all when neither is due).
     fn publish_cursor(&mut self) {
         let st = &mut self.st;
         let e = self.mem.subscriber(st.index);
@@ -956,19 +957,12 @@ impl<M: Memory> BroadcastSubscriber<M> {
     /// [`try_next`](ConsumerCore::try_next) when the ring was empty.
     #[inline(never)]
     fn try_next_empty(&mut self) -> Result<Next, RecvFail> {
-        self.publish_cursor_if_moved();
+        self.publish_cursor();
         let check = self.st.liveness.due();
         match self.producer_gone(check) {
             None => Err(RecvFail::Empty),
             // The producer may have sent its last message just before it closed.
             Some(gone) => self.next().map_err(|e| self.handed_out(e))?.ok_or(RecvFail::Stop(gone)),
-        }
-    }
-
-    /// Caught up: store our cursor if it moved (and wake a producer if one waits).
-    fn publish_cursor_if_moved(&mut self) {
-        if self.st.cursor != self.st.stored || self.st.cursor != self.st.notified {
-            self.publish_cursor();
         }
     }
 
@@ -1146,13 +1140,13 @@ impl<M: Memory> ConsumerCore<M> for BroadcastSubscriber<M> {
     fn wait_step(&mut self, _deadline: Option<Instant>) -> Result<Option<Next>, RecvStop> {
         let n = self.next().map_err(|e| self.handed_out(e))?;
         if n.is_none() {
-            self.publish_cursor_if_moved();
+            self.publish_cursor();
         }
         Ok(n)
     }
 
     fn producers_gone(&mut self, check_alive: bool) -> Option<RecvStop> {
-        self.publish_cursor_if_moved();
+        self.publish_cursor();
         self.producer_gone(check_alive)
     }
 
