@@ -103,6 +103,67 @@ pub fn wake_all(word: &AtomicU32) -> usize {
     wake(word, u32::MAX)
 }
 
+/// One word of a [`wait_any`]: its address and the value to sleep on. Shared, as every word
+/// here: matched by the memory behind it, so a wake from any process that maps it counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitWord {
+    /// The word's address. It is handed to the kernel only, never read through here, so an
+    /// address that is no longer mapped gives [`WaitAny::BadAddress`], not undefined behaviour.
+    pub addr: *const AtomicU32,
+    /// Sleep only while the word holds this.
+    pub expected: u32,
+}
+
+impl WaitWord {
+    /// `word`, to sleep on while it holds `expected`.
+    pub fn new(word: &AtomicU32, expected: u32) -> WaitWord {
+        WaitWord { addr: word, expected }
+    }
+}
+
+// SAFETY: a WaitWord is an address and a value; nothing is read through the address here
+// (the kernel reads it, and copes with any address).
+unsafe impl Send for WaitWord {}
+// SAFETY: as for Send.
+unsafe impl Sync for WaitWord {}
+
+/// How a [`wait_any`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitAny {
+    /// Woken by a wake on the word at this index (others may have been woken too).
+    Woken(usize),
+    /// One of the words did not hold its expected value when the call began.
+    NotExpected,
+    /// The timeout passed.
+    TimedOut,
+    /// A signal arrived.
+    Interrupted,
+    /// An address was not mapped (`EFAULT`): a word whose memory went away.
+    BadAddress,
+}
+
+/// The most words one [`wait_any`] takes (`FUTEX_WAITV_MAX`).
+pub const WAIT_ANY_MAX: usize = 128;
+
+/// Sleep until a wake on any of `words` (at most [`WAIT_ANY_MAX`]), or until `timeout` passes
+/// (`None`: no limit): `futex_waitv`, Linux 5.16 or later. As with [`wait`], any return means
+/// "look again".
+///
+/// # Errors
+/// `ENOSYS` (kind `Unsupported`) on an older kernel or under a seccomp filter that refuses the
+/// call; `EINVAL` for more than [`WAIT_ANY_MAX`] words or none.
+pub fn wait_any(words: &[WaitWord], timeout: Option<Duration>) -> io::Result<WaitAny> {
+    let raw: Vec<(*const AtomicU32, u32)> = words.iter().map(|w| (w.addr, w.expected)).collect();
+    match sys::futex_waitv(&raw, timeout) {
+        Ok(i) => Ok(WaitAny::Woken(i)),
+        Err(Errno::EAGAIN) => Ok(WaitAny::NotExpected),
+        Err(Errno::ETIMEDOUT) => Ok(WaitAny::TimedOut),
+        Err(Errno::EINTR) => Ok(WaitAny::Interrupted),
+        Err(Errno::EFAULT) => Ok(WaitAny::BadAddress),
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::Ordering;
@@ -182,5 +243,36 @@ mod tests {
             }
         });
         assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn wait_any_returns_for_a_word_not_holding_its_value_and_for_a_wake() {
+        let a = AtomicU32::new(1);
+        let b = AtomicU32::new(2);
+        let words = [WaitWord::new(&a, 1), WaitWord::new(&b, 3)];
+        assert_eq!(wait_any(&words, Some(Duration::from_secs(10))).unwrap(), WaitAny::NotExpected);
+        let words = [WaitWord::new(&a, 1), WaitWord::new(&b, 2)];
+        assert_eq!(wait_any(&words, Some(Duration::from_millis(20))).unwrap(), WaitAny::TimedOut);
+        std::thread::scope(|s| {
+            let sleeper = s.spawn(|| wait_any(&words, Some(Duration::from_secs(20))).unwrap());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while wake(&b, 1) != 1 {
+                assert!(Instant::now() < deadline, "the thread never slept on the words");
+                std::thread::yield_now();
+            }
+            assert_eq!(sleeper.join().unwrap(), WaitAny::Woken(1));
+            let sleeper = s.spawn(|| wait_any(&words, Some(Duration::from_secs(20))).unwrap());
+            while wake(&a, 1) != 1 {
+                assert!(Instant::now() < deadline, "the thread never slept on the words");
+                std::thread::yield_now();
+            }
+            assert_eq!(sleeper.join().unwrap(), WaitAny::Woken(0));
+        });
+    }
+
+    #[test]
+    fn wait_any_on_an_unmapped_address_is_an_answer_not_a_crash() {
+        let words = [WaitWord { addr: 8 as *const AtomicU32, expected: 0 }];
+        assert_eq!(wait_any(&words, Some(Duration::from_secs(1))).unwrap(), WaitAny::BadAddress);
     }
 }

@@ -14,6 +14,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag, SealFlag};
@@ -361,6 +362,35 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> Result<usize> {
     use rustix::thread::futex;
     debug_assert!((1..=i32::MAX as u32).contains(&n));
     futex::wake(word, futex::Flags::empty(), n).map_err(rustix_errno)
+}
+
+/// `futex_waitv(words, n, 0, deadline, CLOCK_MONOTONIC)` (Linux >= 5.16): sleep until a
+/// `FUTEX_WAKE` on any of `words` (address, expected value; shared futexes), or `timeout`
+/// from now; the index of a woken word. The addresses are handed to the kernel only (never
+/// dereferenced here): an address no longer mapped is `EFAULT`, not undefined behaviour.
+pub(crate) fn futex_waitv(words: &[(*const AtomicU32, u32)], timeout: Option<Duration>) -> Result<usize> {
+    use rustix::thread::futex;
+    let waiters: Vec<futex::Wait> = words
+        .iter()
+        .map(|&(addr, expected)| {
+            let mut w = futex::Wait::new();
+            w.val = u64::from(expected);
+            w.uaddr = futex::WaitPtr::new(addr.cast_mut().cast());
+            w.flags = futex::WaitFlags::SIZE_U32;
+            w
+        })
+        .collect();
+    // The timeout of futex_waitv is a deadline on the clock named.
+    let deadline = match timeout {
+        None => None,
+        Some(d) => {
+            let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)?;
+            let at = Duration::new(now.tv_sec() as u64, now.tv_nsec() as u32).checked_add(d);
+            at.map(|at| futex::Timespec { tv_sec: at.as_secs() as i64, tv_nsec: i64::from(at.subsec_nanos()) })
+        }
+    };
+    futex::waitv(&waiters, futex::WaitvFlags::empty(), deadline.as_ref(), futex::ClockId::Monotonic)
+        .map_err(rustix_errno)
 }
 
 fn rustix_errno(e: rustix::io::Errno) -> Errno {

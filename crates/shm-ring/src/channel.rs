@@ -28,9 +28,9 @@ use crate::memory::{DefaultMemory, Memory};
 use crate::protocol::{ConsumerCore, Core, Next, ProducerCore, RingKind};
 use crate::wait::{self, Step, Waited};
 
-type ProducerOf<K, M> = <K as RingKind>::Producer<M>;
-type ConsumerOf<K, M> = <K as RingKind>::Consumer<M>;
-type ClaimOf<K, M> = <ProducerOf<K, M> as ProducerCore<M>>::Claim;
+pub(crate) type ProducerOf<K, M> = <K as RingKind>::Producer<M>;
+pub(crate) type ConsumerOf<K, M> = <K as RingKind>::Consumer<M>;
+pub(crate) type ClaimOf<K, M> = <ProducerOf<K, M> as ProducerCore<M>>::Claim;
 
 /// The sending end of a ring of kind `K` ([`spsc::Producer`](crate::spsc::Producer),
 /// [`mpsc::Producer`](crate::mpsc::Producer)). See the [crate docs](crate) for an example.
@@ -61,7 +61,7 @@ impl<K: RingKind, M: Memory> fmt::Debug for Consumer<K, M> {
 }
 
 /// Whether a blocking call's attempt is done: a claim or a message, or a final error.
-fn claimed<C>(r: Result<C, SendFail>) -> Step<C, SendStop> {
+pub(crate) fn claimed<C>(r: Result<C, SendFail>) -> Step<C, SendStop> {
     match r {
         Ok(c) => Step::Done(Ok(c)),
         Err(SendFail::Full) => Step::Pending,
@@ -171,7 +171,7 @@ impl<K: RingKind, M: Memory> Producer<K, M> {
 
     /// Copy `bytes` into the claimed record and publish it.
     #[inline(always)]
-    fn fill_and_commit(&mut self, claim: ClaimOf<K, M>, bytes: &[u8]) {
+    pub(crate) fn fill_and_commit(&mut self, claim: ClaimOf<K, M>, bytes: &[u8]) {
         // The claim covers `bytes.len()` payload bytes inside the data area that nobody else
         // writes, and the consumer does not read them before the commit.
         self.core.mem().copy_in(ProducerOf::<K, M>::payload_index(&claim), 0, bytes);
@@ -298,7 +298,7 @@ impl<K: RingKind, M: Memory> fmt::Debug for Grant<'_, K, M> {
 
 impl<'a, K: RingKind, M: Memory> Grant<'a, K, M> {
     #[inline]
-    fn new(producer: &'a mut Producer<K, M>, claim: ClaimOf<K, M>, len: usize) -> Self {
+    pub(crate) fn new(producer: &'a mut Producer<K, M>, claim: ClaimOf<K, M>, len: usize) -> Self {
         producer.core.mem().track_write(ProducerOf::<K, M>::payload_index(&claim), len);
         Grant { producer, claim: Some(claim), len }
     }
@@ -517,7 +517,7 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
 
     /// Copy the payload of `n` into `buf` (cleared first), then consume the record.
     #[inline(always)]
-    fn take_vec(&mut self, n: Next, buf: &mut Vec<u8>) -> usize {
+    pub(crate) fn take_vec(&mut self, n: Next, buf: &mut Vec<u8>) -> usize {
         buf.clear();
         if let Some(staged) = self.core.staged(n) {
             buf.extend_from_slice(staged);
@@ -533,7 +533,7 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
 
     /// Copy the payload of `n` into `buf`, which must be large enough (otherwise the message
     /// stays in the ring), then consume the record.
-    fn take_slice(&mut self, n: Next, buf: &mut [u8]) -> Result<usize, RecvError> {
+    pub(crate) fn take_slice(&mut self, n: Next, buf: &mut [u8]) -> Result<usize, RecvError> {
         if n.len > buf.len() {
             // The message stays; what was consumed before it goes back (and a producer asleep
             // for room is looked for), as a consumer stuck here receives nothing.
@@ -839,8 +839,8 @@ impl<K: RingKind, M: Memory> fmt::Debug for Iter<'_, K, M> {
 /// bytes in place ([`as_slice_unchecked`](Self::as_slice_unchecked)) is `unsafe`: only for a
 /// producer you trust.
 pub struct ReadGuard<'a, K: RingKind, M: Memory = DefaultMemory> {
-    consumer: &'a mut Consumer<K, M>,
-    next: Next,
+    pub(crate) consumer: &'a mut Consumer<K, M>,
+    pub(crate) next: Next,
 }
 
 impl<K: RingKind, M: Memory> fmt::Debug for ReadGuard<'_, K, M> {

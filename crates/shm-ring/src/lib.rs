@@ -108,6 +108,8 @@
 #[macro_use]
 mod sync;
 
+#[cfg(feature = "async")]
+pub mod aio;
 pub mod broadcast;
 mod channel;
 #[cfg(not(loom))]

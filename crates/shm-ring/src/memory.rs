@@ -50,6 +50,12 @@ pub trait Memory: sealed::Sealed + Send + Sync {
     /// Wake every sleeper on `word` (futex wake).
     #[doc(hidden)]
     fn wake(&self, word: &AtomicU32);
+    /// Whether [`wake`](Memory::wake) is a kernel futex wake of the word (shared memory), so
+    /// that other futex calls on it (`futex_waitv`) see it.
+    #[doc(hidden)]
+    fn futex_words(&self) -> bool {
+        false
+    }
     /// Length of the underlying memory, for the attach checks.
     #[doc(hidden)]
     fn total_len(&self) -> usize;
@@ -301,6 +307,10 @@ impl Memory for RegionMemory {
 
     fn wake(&self, word: &AtomicU32) {
         shm_core::futex::wake_all(word);
+    }
+
+    fn futex_words(&self) -> bool {
+        true
     }
 
     fn total_len(&self) -> usize {
@@ -578,6 +588,9 @@ mod heap {
         }
         fn wake(&self, word: &AtomicU32) {
             (**self).wake(word)
+        }
+        fn futex_words(&self) -> bool {
+            (**self).futex_words()
         }
         fn total_len(&self) -> usize {
             (**self).total_len()

@@ -68,7 +68,7 @@ pub(crate) struct Spin {
 }
 
 impl Spin {
-    fn budget(&self) -> Duration {
+    pub(crate) fn budget(&self) -> Duration {
         if self.asleep_in_a_row < 2 || self.asleep_in_a_row % PROBE_EVERY == 0 {
             SPIN
         } else {
@@ -76,7 +76,7 @@ impl Spin {
         }
     }
 
-    fn after(&mut self, slept: bool) {
+    pub(crate) fn after(&mut self, slept: bool) {
         self.asleep_in_a_row = if slept { self.asleep_in_a_row.wrapping_add(1) } else { 0 };
     }
 }
