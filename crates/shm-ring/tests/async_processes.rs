@@ -198,94 +198,120 @@ fn an_async_producer_feeds_a_sync_consumer_process_through_send_sink_and_reserve
     child.join();
 }
 
-/// Cancel `recv` ten thousand times with `tokio::time::timeout` while a producer process sends
-/// at random intervals: a quarter of the timeouts 1 ms (the call is asleep, registered with
-/// the waker thread, when it is dropped), the rest zero (dropped in its spin). Every message
-/// arrives, in order, and no registration is left behind. The consumer is woken by its wait
-/// word only (no 40 ms liveness polls), so a lost wake-up would hang it: the last message is
-/// sent and then the producer waits for the consumer's answer before it closes.
+/// Cancel `recv` ten thousand times with `tokio::time::timeout`, on four rings at once, each
+/// fed by a producer thread of another process that pauses at random before each message and
+/// then waits for the consumer's answer. A timeout is 1 ms (the call is asleep, registered
+/// with the waker thread, when it is dropped) or zero (dropped in its spin). After two
+/// cancellations for one message the consumer awaits it with no timeout: the consumers are
+/// woken by their wait words only (no 40 ms liveness polls), so if a cancellation had lost a
+/// wake-up, that await would never end (a 60 s guard says so). Every message arrives, in
+/// order, and no registration is left behind.
 #[test]
 fn ten_thousand_cancelled_receives_lose_no_message_and_no_wake_up() {
     let _g = heavy();
+    const PAIRS: usize = 4;
+    const PER_PAIR: u32 = 10_000 / PAIRS as u32;
     let config = RingConfig::spsc(4096).max_message(MAX as u64);
-    let region = ring(&config);
-    let stop = ring(&RingConfig::spsc(4096));
-    let mut rx = AsyncConsumer::new(spsc::Consumer::open(region.clone()).unwrap()).without_liveness_polls();
-    let mut stop_tx = spsc::Producer::open(stop.clone()).unwrap();
-    let r = region.clone();
-    let s = stop.clone();
+    let data: Vec<_> = (0..PAIRS).map(|_| ring(&config)).collect();
+    let back: Vec<_> = (0..PAIRS).map(|_| ring(&RingConfig::spsc(4096))).collect();
+    let (d, b) = (data.clone(), back.clone());
     let child = fork(move || {
-        let mut p = spsc::Producer::open(r).unwrap();
-        let mut stop = spsc::Consumer::open(s).unwrap();
-        let mut rng = shm_testkit::Rng(7);
-        let mut buf = vec![0u8; MAX];
-        let mut seq = 0;
-        let mut ack = Vec::new();
-        while stop.try_recv(&mut ack).is_err() {
-            let len = message(seq, &mut buf);
-            p.send(&buf[..len]).unwrap();
-            seq += 1;
-            // Sometimes at once, sometimes after the consumer went to sleep.
-            match rng.below(4) {
-                0 => {}
-                1 => std::thread::sleep(Duration::from_micros(rng.below(100))),
-                _ => std::thread::sleep(Duration::from_micros(200 + rng.below(1500))),
-            }
+        let threads: Vec<_> = d
+            .into_iter()
+            .zip(b)
+            .enumerate()
+            .map(|(i, (d, b))| {
+                std::thread::spawn(move || {
+                    let mut p = spsc::Producer::open(d).unwrap();
+                    let mut answers = spsc::Consumer::open(b).unwrap();
+                    let mut rng = shm_testkit::Rng(7 + i as u64);
+                    let (mut buf, mut answer) = (vec![0u8; MAX], Vec::new());
+                    for seq in 0.. {
+                        match rng.below(3) {
+                            0 => {}
+                            1 => std::thread::sleep(Duration::from_micros(rng.below(300))),
+                            _ => std::thread::sleep(Duration::from_micros(1500 + rng.below(1500))),
+                        }
+                        let len = message(seq, &mut buf);
+                        p.send(&buf[..len]).unwrap();
+                        answers.recv(&mut answer).unwrap();
+                        if answer == b"stop" {
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
         }
-        // The consumer asked to stop: say how many were sent, then close.
-        p.send(u64::MAX.to_le_bytes()).unwrap();
-        p.send(seq.to_le_bytes()).unwrap();
-        // Wait for the consumer's last answer before closing: a close wakes the consumer too,
-        // and would hide a lost wake-up of the messages above.
-        assert_eq!(stop.recv(&mut ack).map(|_| ack.clone()), Ok(b"done".to_vec()));
         0
     });
-    let (received, cancelled) = runtime().block_on(async move {
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let (mut next, mut cancelled, mut stopping) = (0u64, 0u32, false);
-            loop {
-                let limit = if cancelled % 4 == 0 { Duration::from_millis(1) } else { Duration::ZERO };
-                let got = if stopping {
-                    Ok(rx.recv(&mut buf).await)
-                } else {
-                    tokio::time::timeout(limit, rx.recv(&mut buf)).await
-                };
-                match got {
-                    Err(_elapsed) => {
-                        cancelled += 1;
-                        if cancelled == 10_000 {
-                            stop_tx.send(b"stop").unwrap();
-                            stopping = true;
-                        }
-                    }
-                    Ok(r) => {
-                        r.unwrap();
-                        if buf[..8] == u64::MAX.to_le_bytes() && buf.len() == 8 {
-                            rx.recv(&mut buf).await.unwrap();
-                            let sent = u64::from_le_bytes(buf[..8].try_into().unwrap());
-                            assert_eq!(sent, next, "every message sent was received");
-                            assert_eq!(shm_ring::aio::registered_waits(), 0, "a registration was left behind");
-                            stop_tx.send(b"done").unwrap();
-                            return (next, cancelled);
-                        }
-                        check(next, &buf);
-                        next += 1;
-                    }
-                }
-            }
+    let ends: Vec<_> = data
+        .iter()
+        .zip(&back)
+        .map(|(d, b)| {
+            let rx = AsyncConsumer::new(spsc::Consumer::open(d.clone()).unwrap()).without_liveness_polls();
+            (rx, spsc::Producer::open(b.clone()).unwrap())
         })
-        .await
-        .unwrap()
+        .collect();
+    let results = runtime().block_on(async move {
+        let tasks: Vec<_> = ends
+            .into_iter()
+            .map(|(mut rx, mut answers)| {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let (mut received, mut cancelled) = (0u64, 0u32);
+                    while cancelled < PER_PAIR {
+                        let mut tries = 0;
+                        loop {
+                            if tries == 2 {
+                                let r = tokio::time::timeout(Duration::from_secs(60), rx.recv(&mut buf)).await;
+                                r.expect("a wake-up was lost: the message never woke the await").unwrap();
+                                break;
+                            }
+                            let limit = if cancelled % 2 == 0 { Duration::from_millis(1) } else { Duration::ZERO };
+                            match tokio::time::timeout(limit, rx.recv(&mut buf)).await {
+                                Err(_elapsed) => {
+                                    tries += 1;
+                                    cancelled += 1;
+                                }
+                                Ok(r) => {
+                                    r.unwrap();
+                                    break;
+                                }
+                            }
+                        }
+                        check(received, &buf);
+                        received += 1;
+                        answers.send(if cancelled < PER_PAIR { &b"next"[..] } else { &b"stop"[..] }).unwrap();
+                    }
+                    let end = tokio::time::timeout(Duration::from_secs(60), rx.recv(&mut buf)).await;
+                    assert_eq!(end.expect("the close woke the await"), Err(RecvError::Disconnected));
+                    (received, cancelled)
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+        results
     });
     child.join();
-    assert!(received > 0 && cancelled >= 10_000, "{received} received, {cancelled} cancelled");
+    assert_eq!(shm_ring::aio::registered_waits(), 0, "a registration was left behind");
+    let cancelled: u32 = results.iter().map(|r| r.1).sum();
+    assert!(cancelled >= 10_000, "{results:?}");
+    eprintln!("(received, cancelled) per ring: {results:?}");
 }
 
 /// A peer killed with SIGKILL while a task awaits it: the consumer's `recv` and the producer's
 /// `send` (ring full) end with `PeerDead`, not a hang.
 #[test]
 fn sigkill_of_the_peer_ends_an_await_with_peer_dead() {
+    // (Heavy or not, every test that awaits in this process runs alone: some count the
+    // process's registrations.)
+    let _g = heavy();
     let rt = runtime();
     // An awaiting consumer, its producer killed.
     let config = RingConfig::spsc(4096).max_message(MAX as u64);
