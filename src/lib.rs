@@ -2,7 +2,8 @@
 //!
 //! This facade re-exports the workspace crates:
 //! - [`core`] (`shm-core`): shared-memory regions (anonymous, file, POSIX shm, memfd, private).
-//! - [`ring`] (`shm-ring`): lock-free SPSC and MPSC message rings living in a region.
+//! - [`ring`] (`shm-ring`): lock-free SPSC, MPSC and broadcast message rings living in a region,
+//!   with async ends ([`ring::aio`], the `async` feature, on here).
 //!
 //! See the README for the two commands that run the benchmark and the tests.
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -675,24 +675,43 @@ pub fn waker_threads() -> (usize, bool) {
 /// The waker threads of a loom model: no threads, a model thread runs their turns.
 #[cfg(loom)]
 #[doc(hidden)]
-pub struct ModelReactor(Arc<reactor::Reactor>);
+pub struct ModelReactor(Arc<reactor::Reactor>, loom::sync::atomic::AtomicBool);
 
 #[cfg(loom)]
 impl ModelReactor {
     /// One-word shards (the kind a model's heap memory needs), run by [`turn`](Self::turn).
     #[allow(clippy::new_without_default)]
     pub fn new() -> ModelReactor {
-        ModelReactor(Arc::new(reactor::Reactor::new(reactor::Mode::Threads, false)))
+        ModelReactor(
+            Arc::new(reactor::Reactor::new(reactor::Mode::Threads, false)),
+            loom::sync::atomic::AtomicBool::new(false),
+        )
     }
 
     /// One turn of the first shard: wake what moved, then sleep until a word moves or a kick.
     pub fn turn(&self) {
-        self.0.turn_first()
+        self.0.turn_one()
     }
 
     /// Registrations taken.
     pub fn registered(&self) -> usize {
         self.0.taken()
+    }
+
+    /// Whether a call registered yet (a shard exists for [`turn`](Self::turn) to run).
+    pub fn started(&self) -> bool {
+        self.0.started()
+    }
+
+    /// The model is over: a turn running or to come returns instead of sleeping.
+    pub fn stop(&self) {
+        self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.0.stop()
+    }
+
+    /// Whether [`stop`](Self::stop) was called.
+    pub fn stopped(&self) -> bool {
+        self.1.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

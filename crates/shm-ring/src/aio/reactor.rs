@@ -31,10 +31,12 @@ use std::fmt;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+// (std's Arc under loom too: loom's would only add leak checks, and a method on `&Arc<Self>`.)
+use std::sync::Arc;
 #[cfg(loom)]
-use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+use loom::sync::{Condvar, Mutex, MutexGuard};
 #[cfg(not(loom))]
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::sync::{AtomicU32, Ordering};
 
@@ -91,6 +93,9 @@ struct Shard {
     capacity: usize,
     state: Mutex<ShardState>,
     control: Control,
+    /// Loom models: the model is over, the turn returns instead of sleeping.
+    #[cfg(loom)]
+    stopped: crate::sync::AtomicU32,
 }
 
 struct ShardState {
@@ -218,7 +223,7 @@ impl Reactor {
     }
 
     /// Take an entry for a call about to wait on a word of `keeper`'s memory.
-    pub(crate) fn register(self: &Arc<Self>, keeper: &Arc<dyn Sleeper>) -> Registration {
+    pub(crate) fn register(&self, keeper: &Arc<dyn Sleeper>) -> Registration {
         let waitv = self.mode == Mode::Waitv && keeper.kernel_futex();
         let mut shards = lock(&self.shards);
         for shard in shards.iter() {
@@ -241,6 +246,8 @@ impl Reactor {
             capacity: if waitv { WAITV_ENTRIES } else { 1 },
             state: Mutex::new(ShardState { entries: vec![Some(Entry::idle(keeper))], taken: 1, on_entry_word: false }),
             control: Control::new(),
+            #[cfg(loom)]
+            stopped: crate::sync::AtomicU32::new(0),
         });
         shards.push(shard.clone());
         #[cfg(not(loom))]
@@ -258,14 +265,35 @@ impl Reactor {
         Registration { shard, slot: 0 }
     }
 
-    /// Run one turn of every shard (loom models, which have no waker threads). A turn fires
-    /// what is due and then sleeps until a word moves (or a kick).
+    /// Run one turn of a shard (loom models, whose one model thread stands in for all waker
+    /// threads): the last shard with an entry taken, or else the first. A turn fires what is
+    /// due and then sleeps until a word moves (or a kick).
     #[cfg(loom)]
-    pub(crate) fn turn_first(&self) {
-        let shard = lock(&self.shards).first().cloned();
+    pub(crate) fn turn_one(&self) {
+        let shard = {
+            let shards = lock(&self.shards);
+            shards.iter().rev().find(|s| lock(&s.state).taken > 0).or(shards.first()).cloned()
+        };
         if let Some(s) = shard {
             s.turn();
         }
+    }
+
+    /// End the model: every shard's turn returns now and from now on, sleeping no more.
+    #[cfg(loom)]
+    pub(crate) fn stop(&self) {
+        for s in lock(&self.shards).iter() {
+            // SeqCst, with the load in `turn`: a turn that read the control word before the
+            // kick below sees the kick; one that read it after sees this.
+            s.stopped.store(1, Ordering::SeqCst);
+            s.control.kick();
+        }
+    }
+
+    /// Whether any shard exists yet (loom models: a turn needs one).
+    #[cfg(loom)]
+    pub(crate) fn started(&self) -> bool {
+        !lock(&self.shards).is_empty()
     }
 
     /// Entries taken across all shards (tests: a dropped call leaves none).
@@ -329,6 +357,10 @@ impl Shard {
             let mut st = lock(&self.state);
             // Read before the scan: an arm after the scan bumps it, so the sleep below returns.
             let control = self.control.value();
+            #[cfg(loom)]
+            if self.stopped.load(Ordering::SeqCst) != 0 {
+                return;
+            }
             let now = if cfg!(loom) { None } else { Some(Instant::now()) };
             let mut next_due: Option<Instant> = None;
             let mut armed = Vec::new();
