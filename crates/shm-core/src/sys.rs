@@ -386,7 +386,10 @@ pub(crate) fn futex_waitv(words: &[(*const AtomicU32, u32)], timeout: Option<Dur
         Some(d) => {
             let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)?;
             let at = Duration::new(now.tv_sec() as u64, now.tv_nsec() as u32).checked_add(d);
-            at.map(|at| futex::Timespec { tv_sec: at.as_secs() as i64, tv_nsec: i64::from(at.subsec_nanos()) })
+            at.map(|at| futex::Timespec {
+                tv_sec: at.as_secs() as i64,
+                tv_nsec: i64::from(at.subsec_nanos()),
+            })
         }
     };
     futex::waitv(&waiters, futex::WaitvFlags::empty(), deadline.as_ref(), futex::ClockId::Monotonic)

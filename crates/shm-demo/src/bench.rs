@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::async_bench::{self, AsyncKind};
 use crate::pair::run_pair;
 use crate::transport::{kernel_pair, Endpoint, Floor, Kernel, RingEnd, RingPair, Wait};
 
@@ -15,8 +16,8 @@ pub struct Measurement {
     /// Transport name, e.g. `shm-spsc`, `pipe`, `atomic-floor`.
     pub transport: String,
     /// `rtt`, `wake_rtt`, `throughput`, `rtt_vs_floor`, `wake_vs_floor`, `batch_vs_pipe`,
-    /// `mpsc_vs_spsc`, `throughput_vs_pipe`, `throughput_vs_sockets`, `blocking_vs_spinning` or
-    /// `idle_cpu`.
+    /// `mpsc_vs_spsc`, `broadcast_vs_spsc`, `throughput_vs_pipe`, `throughput_vs_sockets`,
+    /// `blocking_vs_spinning`, `async_vs_spinning` or `idle_cpu`.
     pub test: &'static str,
     /// Message size in bytes.
     pub msg_size: usize,
@@ -113,14 +114,19 @@ pub enum Transport {
     ShmMpsc,
     /// Broadcast ring with 1, 2 and 4 subscriber processes (throughput at 64 B only).
     ShmBroadcast,
+    /// SPSC ring, async ends awaited on a tokio current-thread runtime (throughput at 64 B).
+    ShmSpscAsync,
+    /// tokio's `UnixStream`, on a current-thread runtime (throughput at 64 B).
+    TokioUnixStream,
 }
 
 impl Transport {
     /// Every transport, in report order.
-    pub const ALL: [Transport; 13] = [
+    pub const ALL: [Transport; 15] = [
         Transport::ShmSpsc,
         Transport::ShmSpscCopy,
         Transport::ShmSpscBlocking,
+        Transport::ShmSpscAsync,
         Transport::ShmSpscBatch,
         Transport::ShmMpsc,
         Transport::ShmBroadcast,
@@ -129,6 +135,7 @@ impl Transport {
         Transport::Pipe,
         Transport::PipeBatched,
         Transport::UnixStream,
+        Transport::TokioUnixStream,
         Transport::UnixSeqPacket,
         Transport::Tcp,
     ];
@@ -149,6 +156,8 @@ impl Transport {
             Transport::FutexFloor => "futex-floor",
             Transport::ShmMpsc => "shm-mpsc",
             Transport::ShmBroadcast => "shm-broadcast",
+            Transport::ShmSpscAsync => "shm-spsc-async",
+            Transport::TokioUnixStream => "tokio-unix-stream",
         }
     }
 
@@ -173,7 +182,12 @@ impl Transport {
     fn does_wake_rtt(self) -> bool {
         matches!(
             self,
-            Transport::ShmSpscBlocking | Transport::FutexFloor | Transport::Pipe | Transport::UnixStream
+            Transport::ShmSpscBlocking
+                | Transport::FutexFloor
+                | Transport::Pipe
+                | Transport::UnixStream
+                | Transport::ShmSpscAsync
+                | Transport::TokioUnixStream
         )
     }
 
@@ -183,7 +197,9 @@ impl Transport {
             Transport::PipeBatched
             | Transport::ShmSpscBatch
             | Transport::ShmMpsc
-            | Transport::ShmBroadcast => size == 64,
+            | Transport::ShmBroadcast
+            | Transport::ShmSpscAsync
+            | Transport::TokioUnixStream => size == 64,
             _ => true,
         }
     }
@@ -247,6 +263,7 @@ impl Plan {
                 | Transport::ShmSpscBatch
                 | Transport::ShmMpsc
                 | Transport::ShmBroadcast
+                | Transport::ShmSpscAsync
         ) || t == Transport::PipeBatched;
         let n = match (size, fast) {
             (0..=64, true) => 4_000_000,
@@ -319,7 +336,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i] as f64
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     v[v.len() / 2]
 }
@@ -426,6 +443,8 @@ pub fn rtt_samples(t: Transport, iters: u64, spaced: bool) -> io::Result<Vec<u64
         Transport::ShmSpscBlocking => rings(Wait::Block, false),
         Transport::AtomicFloor => rtt_floor(iters, false, spaced),
         Transport::FutexFloor => rtt_floor(iters, true, spaced),
+        Transport::ShmSpscAsync => async_bench::rtt(AsyncKind::Ring, iters, spaced),
+        Transport::TokioUnixStream => async_bench::rtt(AsyncKind::TokioUnix, iters, spaced),
         _ => {
             let kind =
                 t.kernel().ok_or_else(|| io::Error::other(format!("{} has no round trip", t.name())))?;
@@ -997,6 +1016,8 @@ pub fn throughput(t: Transport, size: usize, n: u64) -> io::Result<f64> {
         Transport::ShmSpscBlocking => rings(Wait::Block, false),
         Transport::ShmSpscBatch => stream_ring_batched(n, size),
         Transport::PipeBatched => stream_pipe_batched(n, size),
+        Transport::ShmSpscAsync => async_bench::throughput(AsyncKind::Ring, size, n),
+        Transport::TokioUnixStream => async_bench::throughput(AsyncKind::TokioUnix, size, n),
         _ => {
             let kind =
                 t.kernel().ok_or_else(|| io::Error::other(format!("{} has no throughput", t.name())))?;
@@ -1394,6 +1415,15 @@ pub fn run(plan: &Plan, mut report: impl FnMut(&Measurement)) -> io::Result<Vec<
         let n = plan.messages(Transport::ShmSpsc, 64);
         emit(blocking_vs_spinning(64, n, 5)?, &mut all);
     }
+    let both = [Transport::ShmSpsc, Transport::ShmSpscAsync];
+    if both.iter().all(|t| plan.transports.contains(t)) && plan.sizes.contains(&64) {
+        let (reps, segments) = if plan.quick { (3, 8) } else { (5, 40) };
+        let ratios = async_bench::async_vs_spinning(64, reps, segments)?;
+        emit(
+            Measurement::alternating(Transport::ShmSpscAsync.name(), "async_vs_spinning", 64, ratios),
+            &mut all,
+        );
+    }
     if plan.transports.contains(&Transport::ShmSpscBlocking) {
         let wait = if plan.quick { Duration::from_millis(300) } else { Duration::from_secs(1) };
         emit(idle_cpu(wait)?, &mut all);
@@ -1676,6 +1706,23 @@ pub fn targets(all: &[Measurement]) -> Vec<Target> {
                 ratios.len()
             ),
             !ratios.is_empty() && worst >= 0.7,
+        );
+    }
+    if let (Some(ring), Some(tokio)) = (rtt("shm-spsc-async"), rtt("tokio-unix-stream")) {
+        add(
+            format!("async ring RTT {:.1}x faster than tokio's UnixStream (target >= 5x)", tokio / ring),
+            tokio >= 5.0 * ring,
+        );
+    }
+    if let Some(ratio) = alternating(all, "async_vs_spinning") {
+        add(
+            format!("async ring 64 B throughput {ratio:.2}x the spinning ring, alternating (target >= 0.5x)"),
+            ratio >= 0.5,
+        );
+    } else if let (Some(a), Some(spin)) = (thr("shm-spsc-async", 64), thr("shm-spsc", 64)) {
+        add(
+            format!("async ring 64 B throughput {:.2}x the spinning ring (target >= 0.5x)", a / spin),
+            a >= 0.5 * spin,
         );
     }
     if let Some(m) = all.iter().find(|m| m.test == "idle_cpu") {

@@ -3,6 +3,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod admin;
+pub mod async_bench;
 pub mod bench;
 pub mod chart;
 pub mod forkdemo;

@@ -215,6 +215,11 @@ impl RingPair {
         Ok(RingPair { ab: make()?, ba: make()? })
     }
 
+    /// The two regions: a→b and b→a.
+    pub fn regions(&self) -> (Arc<Region>, Arc<Region>) {
+        (self.ab.clone(), self.ba.clone())
+    }
+
     /// Side a: produces on a→b, consumes b→a. `duplex` false attaches only the first ring.
     pub fn side_a(&self, wait: Wait, duplex: bool) -> io::Result<RingEnd> {
         let tx = Some(Producer::open(self.ab.clone()).map_err(ring_error)?);

@@ -266,11 +266,13 @@ fn ten_thousand_cancelled_receives_lose_no_message_and_no_wake_up() {
                         let mut tries = 0;
                         loop {
                             if tries == 2 {
-                                let r = tokio::time::timeout(Duration::from_secs(60), rx.recv(&mut buf)).await;
+                                let r =
+                                    tokio::time::timeout(Duration::from_secs(60), rx.recv(&mut buf)).await;
                                 r.expect("a wake-up was lost: the message never woke the await").unwrap();
                                 break;
                             }
-                            let limit = if cancelled % 2 == 0 { Duration::from_millis(1) } else { Duration::ZERO };
+                            let limit =
+                                if cancelled % 2 == 0 { Duration::from_millis(1) } else { Duration::ZERO };
                             match tokio::time::timeout(limit, rx.recv(&mut buf)).await {
                                 Err(_elapsed) => {
                                     tries += 1;
@@ -337,7 +339,8 @@ fn sigkill_of_the_peer_ends_an_await_with_peer_dead() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         child.kill(Signal::SIGKILL);
         let killed = Instant::now();
-        let (r, at) = tokio::time::timeout(Duration::from_secs(20), waiting).await.expect("the await ended").unwrap();
+        let (r, at) =
+            tokio::time::timeout(Duration::from_secs(20), waiting).await.expect("the await ended").unwrap();
         assert_eq!(r, Err(RecvError::PeerDead { pid }));
         at.duration_since(killed)
     });
@@ -365,7 +368,8 @@ fn sigkill_of_the_peer_ends_an_await_with_peer_dead() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         child.kill(Signal::SIGKILL);
         let killed = Instant::now();
-        let (r, at) = tokio::time::timeout(Duration::from_secs(20), waiting).await.expect("the await ended").unwrap();
+        let (r, at) =
+            tokio::time::timeout(Duration::from_secs(20), waiting).await.expect("the await ended").unwrap();
         assert!(matches!(r, Err(SendError::PeerDead { pid: p, .. }) if p == pid), "{r:?}");
         at.duration_since(killed)
     });

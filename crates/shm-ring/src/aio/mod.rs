@@ -126,7 +126,10 @@ impl<K: RingKind, M: Memory + Clone + 'static> AsyncProducer<K, M> {
     #[doc(hidden)]
     pub fn with_model(producer: Producer<K, M>, model: &ModelReactor) -> Self {
         let keeper: Arc<dyn reactor::Sleeper> = Arc::new(producer.core.mem().clone());
-        AsyncProducer { inner: producer, waker: poll::Waker { reactor: model.0.clone(), keeper, liveness_polls: false } }
+        AsyncProducer {
+            inner: producer,
+            waker: poll::Waker { reactor: model.0.clone(), keeper, liveness_polls: false },
+        }
     }
 }
 
@@ -160,6 +163,11 @@ impl<K: RingKind, M: Memory> AsyncProducer<K, M> {
     /// Send a copy of `msg` if there is room now ([`Producer::try_send`]).
     pub fn try_send<T: AsRef<[u8]>>(&mut self, msg: T) -> Result<(), TrySendError<T>> {
         self.inner.try_send(msg)
+    }
+
+    /// Reserve `len` bytes in place if there is room now ([`Producer::try_reserve`]).
+    pub fn try_reserve(&mut self, len: usize) -> Result<Grant<'_, K, M>, TrySendError<()>> {
+        self.inner.try_reserve(len)
     }
 
     /// Send a copy of `msg`, waiting for room as long as it takes; as [`Producer::send`].
@@ -260,6 +268,11 @@ impl<K: RingKind, M: Memory> AsyncConsumer<K, M> {
         self.inner.try_recv(buf)
     }
 
+    /// The next message in place if there is one now ([`Consumer::try_read`]).
+    pub fn try_read(&mut self) -> Result<ReadGuard<'_, K, M>, TryRecvError> {
+        self.inner.try_read()
+    }
+
     /// Receive a copy of the next message into `buf` (cleared first), waiting as long as it
     /// takes; its length. As [`Consumer::recv`].
     ///
@@ -295,7 +308,11 @@ impl<K: RingKind, M: Memory> AsyncConsumer<K, M> {
     }
 
     /// One poll of a wait for the next record.
-    fn poll_next_record(&mut self, waiting: &mut Waiting, cx: &mut Context<'_>) -> Poll<Result<Next, RecvStop>> {
+    fn poll_next_record(
+        &mut self,
+        waiting: &mut Waiting,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Next, RecvStop>> {
         Self::poll_record(&mut self.inner, &self.waker, waiting, cx)
     }
 
@@ -363,9 +380,10 @@ impl<K: RingKind, M: Memory, T: AsRef<[u8]>> Future for SendFuture<'_, K, M, T> 
                 this.end.inner.fill_and_commit(claim, msg.as_ref());
                 Poll::Ready(Ok(()))
             }
-            Poll::Ready(Err(stop)) => {
-                Poll::Ready(Err(SendError::new(stop, this.msg.take().expect("the message is here until sent"))))
-            }
+            Poll::Ready(Err(stop)) => Poll::Ready(Err(SendError::new(
+                stop,
+                this.msg.take().expect("the message is here until sent"),
+            ))),
             Poll::Pending => Poll::Pending,
         }
     }

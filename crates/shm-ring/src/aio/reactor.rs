@@ -32,9 +32,9 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 // (std's Arc under loom too: loom's would only add leak checks, and a method on `&Arc<Self>`.)
-use std::sync::Arc;
 #[cfg(loom)]
 use loom::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 #[cfg(not(loom))]
 use std::sync::{Mutex, MutexGuard};
 
@@ -244,7 +244,11 @@ impl Reactor {
         let shard = Arc::new(Shard {
             waitv,
             capacity: if waitv { WAITV_ENTRIES } else { 1 },
-            state: Mutex::new(ShardState { entries: vec![Some(Entry::idle(keeper))], taken: 1, on_entry_word: false }),
+            state: Mutex::new(ShardState {
+                entries: vec![Some(Entry::idle(keeper))],
+                taken: 1,
+                on_entry_word: false,
+            }),
             control: Control::new(),
             #[cfg(loom)]
             stopped: crate::sync::AtomicU32::new(0),
@@ -478,5 +482,121 @@ impl Drop for Registration {
         // No kick: a thread asleep on this word wakes when it moves or at the entry's deadline
         // (one-word shards take no new entry until then), and a thread asleep on many words
         // loses nothing by one more.
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::task::Wake;
+
+    use super::*;
+
+    /// Words in process memory, woken with real futex calls.
+    struct Words(Vec<AtomicU32>);
+
+    impl Sleeper for Words {
+        fn sleep_on(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+            let _ = shm_core::futex::wait(word, expected, timeout);
+        }
+        fn kernel_futex(&self) -> bool {
+            true
+        }
+    }
+
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn flag() -> (Arc<Flag>, Waker) {
+        let f = Arc::new(Flag(AtomicBool::new(false)));
+        (f.clone(), Waker::from(f))
+    }
+
+    fn until(f: &Flag) -> bool {
+        let end = Instant::now() + Duration::from_secs(20);
+        while !f.0.load(Ordering::SeqCst) {
+            if Instant::now() > end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
+    fn modes() -> Vec<Mode> {
+        if probe_mode() == Mode::Waitv {
+            vec![Mode::Waitv, Mode::Threads]
+        } else {
+            vec![Mode::Threads]
+        }
+    }
+
+    #[test]
+    fn an_armed_entry_fires_when_its_word_moves_and_not_before() {
+        for mode in modes() {
+            let r = Reactor::new(mode, true);
+            let words = Arc::new(Words((0..2).map(|_| AtomicU32::new(0)).collect()));
+            let keeper: Arc<dyn Sleeper> = words.clone();
+            let reg = r.register(&keeper);
+            let (f, w) = flag();
+            reg.arm(&words.0[0], 0, &w, None);
+            std::thread::sleep(Duration::from_millis(30));
+            assert!(!f.0.load(Ordering::SeqCst), "{mode:?}: fired with the word unmoved");
+            assert!(reg.armed());
+            words.0[0].store(1, Ordering::SeqCst);
+            shm_core::futex::wake_all(&words.0[0]);
+            assert!(until(&f), "{mode:?}: the move of the word was not seen");
+            assert!(!reg.armed(), "{mode:?}: a fired entry is disarmed");
+            // Armed on a value the word no longer holds: fires at once.
+            let (f, w) = flag();
+            reg.arm(&words.0[0], 0, &w, None);
+            assert!(until(&f), "{mode:?}: a stale value was slept on");
+        }
+    }
+
+    #[test]
+    fn an_entry_fires_at_its_deadline_without_a_move() {
+        for mode in modes() {
+            let r = Reactor::new(mode, true);
+            let words = Arc::new(Words(vec![AtomicU32::new(5)]));
+            let keeper: Arc<dyn Sleeper> = words.clone();
+            let reg = r.register(&keeper);
+            let (f, w) = flag();
+            reg.arm(&words.0[0], 5, &w, Some(Instant::now() + Duration::from_millis(20)));
+            assert!(until(&f), "{mode:?}: the deadline passed unseen");
+        }
+    }
+
+    #[test]
+    fn dropped_registrations_free_their_entries_and_shards_hold_127_words() {
+        let r = Reactor::new(probe_mode(), true);
+        let words = Arc::new(Words((0..200).map(|_| AtomicU32::new(0)).collect()));
+        let keeper: Arc<dyn Sleeper> = words.clone();
+        let regs: Vec<_> = (0..200).map(|_| r.register(&keeper)).collect();
+        let flags: Vec<_> = regs
+            .iter()
+            .zip(&words.0)
+            .map(|(reg, word)| {
+                let (f, w) = flag();
+                reg.arm(word, 0, &w, None);
+                f
+            })
+            .collect();
+        assert_eq!(r.taken(), 200);
+        if r.mode() == Mode::Waitv {
+            assert_eq!(r.threads(), 2, "127 words per futex_waitv thread");
+        }
+        // The last word of the second shard moves: its entry fires.
+        words.0[199].store(1, Ordering::SeqCst);
+        shm_core::futex::wake_all(&words.0[199]);
+        assert!(until(&flags[199]));
+        assert!(!flags[0].0.load(Ordering::SeqCst));
+        drop(regs);
+        assert_eq!(r.taken(), 0);
     }
 }
