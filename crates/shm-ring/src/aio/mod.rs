@@ -19,8 +19,8 @@
 //! (SPSC, MPSC, broadcast) and add the waiting calls as futures: [`send`](AsyncProducer::send),
 //! [`reserve`](AsyncProducer::reserve), [`recv`](AsyncConsumer::recv),
 //! [`recv_into`](AsyncConsumer::recv_into), [`read`](AsyncConsumer::read) (a guard); a consumer
-//! is a [`Stream`](futures_core::Stream) of messages, and
-//! [`into_sink`](AsyncProducer::into_sink) makes a producer a [`Sink`](futures_sink::Sink).
+//! is a [`Stream`] of messages, and
+//! [`into_sink`](AsyncProducer::into_sink) makes a producer a [`Sink`].
 //! The calls that do not wait ([`try_send`](AsyncProducer::try_send),
 //! [`try_recv`](AsyncConsumer::try_recv), ...) are the sync end's. There are no timed forms:
 //! use the executor's (`tokio::time::timeout`); every future here may be dropped at any point.
@@ -51,7 +51,7 @@
 //! that returns `Ready`, all at once. Dropping [`recv`](AsyncConsumer::recv) before it is
 //! ready leaves the message in the ring for the next call; dropping
 //! [`send`](AsyncProducer::send) before it is ready sends nothing (the message is dropped with
-//! the future; [`Sink`](futures_sink::Sink) hands it back instead). The one trace a dropped
+//! the future; [`Sink`] hands it back instead). The one trace a dropped
 //! call may leave is the `waiters` flag of the ring's header, which the peer's next notify
 //! clears at the cost of one needless `FUTEX_WAKE`, as after a blocking wait that found its
 //! message at the last look.
@@ -85,7 +85,7 @@ pub struct AsyncProducer<K: RingKind, M: Memory = DefaultMemory> {
 }
 
 /// An async receiving end: a [`Consumer`] whose waiting calls are futures, and a
-/// [`Stream`](futures_core::Stream) of messages. See the [module docs](self).
+/// [`Stream`] of messages. See the [module docs](self).
 pub struct AsyncConsumer<K: RingKind, M: Memory = DefaultMemory> {
     inner: Consumer<K, M>,
     waker: poll::Waker,
@@ -185,7 +185,7 @@ impl<K: RingKind, M: Memory> AsyncProducer<K, M> {
         ReserveFuture { end: Some(self), len, waiting: Waiting::default() }
     }
 
-    /// This end as a [`Sink`](futures_sink::Sink) of messages of type `T`.
+    /// This end as a [`Sink`] of messages of type `T`.
     pub fn into_sink<T: AsRef<[u8]>>(self) -> ProducerSink<K, M, T> {
         ProducerSink { end: self, pending: None, waiting: Waiting::default() }
     }
@@ -582,7 +582,7 @@ impl<K: RingKind, M: Memory> FusedStream for AsyncConsumer<K, M> {
     }
 }
 
-/// An [`AsyncProducer`] as a [`Sink`](futures_sink::Sink) of messages of type `T`
+/// An [`AsyncProducer`] as a [`Sink`] of messages of type `T`
 /// ([`AsyncProducer::into_sink`]).
 ///
 /// `start_send` keeps the message (no copy) and the next `poll_ready` / `poll_flush` /
