@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
+use futures::{SinkExt, Stream, StreamExt};
 use nix::sys::signal::Signal;
 use shm_core::Region;
 use shm_ring::aio::{AsyncConsumer, AsyncProducer};
@@ -209,6 +209,7 @@ fn an_async_producer_feeds_a_sync_consumer_process_through_send_sink_and_reserve
 #[test]
 fn ten_thousand_cancelled_receives_lose_no_message_and_no_wake_up() {
     let _g = heavy();
+    let base = shm_ring::aio::registered_waits();
     const PAIRS: usize = 4;
     const PER_PAIR: u32 = 10_000 / PAIRS as u32;
     let config = RingConfig::spsc(4096).max_message(MAX as u64);
@@ -288,8 +289,8 @@ fn ten_thousand_cancelled_receives_lose_no_message_and_no_wake_up() {
                         received += 1;
                         answers.send(if cancelled < PER_PAIR { &b"next"[..] } else { &b"stop"[..] }).unwrap();
                     }
-                    let end = tokio::time::timeout(Duration::from_secs(60), rx.recv(&mut buf)).await;
-                    assert_eq!(end.expect("the close woke the await"), Err(RecvError::Disconnected));
+                    let end = woken(rx.recv(&mut buf), "the close").await;
+                    assert_eq!(end, Err(RecvError::Disconnected));
                     (received, cancelled)
                 })
             })
@@ -301,10 +302,21 @@ fn ten_thousand_cancelled_receives_lose_no_message_and_no_wake_up() {
         results
     });
     child.join();
-    assert_eq!(shm_ring::aio::registered_waits(), 0, "a registration was left behind");
+    assert_eq!(shm_ring::aio::registered_waits(), base, "a registration was left behind");
     let cancelled: u32 = results.iter().map(|r| r.1).sum();
     assert!(cancelled >= 10_000, "{results:?}");
     eprintln!("(received, cancelled) per ring: {results:?}");
+}
+
+/// `f`'s output, which must come from a wake of the task: the guard (60 s) is checked first and
+/// never polls `f` again. (`tokio::time::timeout` would: when it fires it polls the future once
+/// more, which finds a message that never woke the task.)
+async fn woken<F: std::future::Future>(f: F, what: &str) -> F::Output {
+    tokio::select! {
+        biased;
+        _ = tokio::time::sleep(Duration::from_secs(60)) => panic!("a wake-up was lost: {what} never woke the await"),
+        out = f => out,
+    }
 }
 
 /// A peer killed with SIGKILL while a task awaits it: the consumer's `recv` and the producer's
@@ -427,6 +439,7 @@ fn an_idle_await_uses_under_one_percent_of_a_core() {
 /// producer process in random order; every ring delivers all its messages in order.
 fn many_rings(rings: usize) {
     const PER_RING: u64 = 30;
+    let base = shm_ring::aio::registered_waits();
     let config = RingConfig::spsc(4096).max_message(64);
     let regions: Vec<_> = (0..rings).map(|_| ring(&config)).collect();
     let consumers: Vec<_> =
@@ -468,7 +481,7 @@ fn many_rings(rings: usize) {
     });
     child.join();
     assert_eq!(counts, vec![PER_RING; rings]);
-    assert_eq!(shm_ring::aio::registered_waits(), 0);
+    assert_eq!(shm_ring::aio::registered_waits(), base, "a registration was left behind");
 }
 
 /// 150 rings: more pending calls than one `futex_waitv` takes (127), so two waker threads.
@@ -503,4 +516,53 @@ fn the_fallback_of_one_thread_per_wait_delivers_the_same() {
     let threads: usize = expect_line(&mut out, "threads: ").parse().unwrap();
     assert!(peer.wait().unwrap().success());
     assert!(threads >= 2, "{threads} waker threads");
+}
+
+/// An async end whose wait was registered before a fork goes on waiting in the child: the
+/// child has none of the parent's waker threads, and gets its own.
+#[test]
+fn an_end_registered_before_a_fork_waits_in_the_child() {
+    let _g = heavy();
+    let config = RingConfig::spsc(4096);
+    let region = ring(&config);
+    let mut rx = AsyncConsumer::new(spsc::Consumer::open(region.clone()).unwrap());
+    let mut tx = spsc::Producer::open(region.clone()).unwrap();
+    // Poll the stream with a waker that does nothing until it is past its spin and registered.
+    // (The end is leaked below, its registration with it: the tests that count registrations
+    // count from what they find.)
+    let waker = futures::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(20) {
+        assert!(std::pin::Pin::new(&mut rx).poll_next(&mut cx).is_pending());
+    }
+    let base = shm_ring::aio::registered_waits();
+    assert!(base >= 1);
+    // Leaked: the parent must not drop (and so close) the end the child goes on using.
+    let rx: &'static mut AsyncConsumer<shm_ring::Spsc> = Box::leak(Box::new(rx));
+    let asleep = Gate::new();
+    let fd = asleep.write_fd();
+    let child = fork(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let first = rx.next();
+            tokio::pin!(first);
+            // Poll it once past its spin, then tell the parent to send.
+            let polled = tokio::time::timeout(Duration::from_millis(50), &mut first).await;
+            assert!(polled.is_err(), "nothing was sent yet");
+            Gate::open_fd(fd);
+            // (Not `timeout`: it polls the future once more when it fires, which would find
+            // the message even if nothing had woken the task.)
+            let m = tokio::select! {
+                biased;
+                _ = tokio::time::sleep(Duration::from_secs(20)) => panic!("the child's await was never woken"),
+                m = first => m,
+            };
+            assert_eq!(m.unwrap().unwrap(), b"after the fork");
+        });
+        0
+    });
+    assert!(asleep.wait(1, Duration::from_secs(30)));
+    tx.send(b"after the fork").unwrap();
+    child.join();
 }

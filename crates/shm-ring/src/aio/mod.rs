@@ -110,7 +110,7 @@ impl<K: RingKind, M: Memory> fmt::Debug for AsyncConsumer<K, M> {
 /// The waker of an end on `mem` in this process.
 #[cfg(not(loom))]
 fn waker_for<M: Memory + Clone + 'static>(mem: &M) -> poll::Waker {
-    poll::Waker { reactor: reactor::reactor(), keeper: Arc::new(mem.clone()), liveness_polls: true }
+    poll::Waker { reactor: None, keeper: Arc::new(mem.clone()), liveness_polls: true }
 }
 
 impl<K: RingKind, M: Memory + Clone + 'static> AsyncProducer<K, M> {
@@ -128,7 +128,7 @@ impl<K: RingKind, M: Memory + Clone + 'static> AsyncProducer<K, M> {
         let keeper: Arc<dyn reactor::Sleeper> = Arc::new(producer.core.mem().clone());
         AsyncProducer {
             inner: producer,
-            waker: poll::Waker { reactor: model.0.clone(), keeper, liveness_polls: false },
+            waker: poll::Waker { reactor: Some(model.0.clone()), keeper, liveness_polls: false },
         }
     }
 }
@@ -231,7 +231,7 @@ impl<K: RingKind, M: Memory + Clone + 'static> AsyncConsumer<K, M> {
     #[doc(hidden)]
     pub fn with_model(consumer: Consumer<K, M>, model: &ModelReactor) -> Self {
         let keeper: Arc<dyn reactor::Sleeper> = Arc::new(consumer.core.mem().clone());
-        let waker = poll::Waker { reactor: model.0.clone(), keeper, liveness_polls: false };
+        let waker = poll::Waker { reactor: Some(model.0.clone()), keeper, liveness_polls: false };
         AsyncConsumer { inner: consumer, waker, stream: Waiting::default(), ended: false }
     }
 }
@@ -701,7 +701,7 @@ impl ModelReactor {
     #[allow(clippy::new_without_default)]
     pub fn new() -> ModelReactor {
         ModelReactor(
-            Arc::new(reactor::Reactor::new(reactor::Mode::Threads, false)),
+            Arc::new(reactor::Reactor::new(reactor::Mode::Threads, false, 0)),
             loom::sync::atomic::AtomicBool::new(false),
         )
     }

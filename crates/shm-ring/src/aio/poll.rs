@@ -34,7 +34,9 @@ use crate::wait::{Spin, Step, SLICE};
 /// What a pending call needs of the reactor: which one, and the memory its words lie in.
 #[derive(Clone)]
 pub(crate) struct Waker {
-    pub(crate) reactor: Arc<Reactor>,
+    /// A loom model's reactor; `None`: the process's own, looked up at each registration (a
+    /// forked child gets its own, as threads do not survive a fork).
+    pub(crate) reactor: Option<Arc<Reactor>>,
     pub(crate) keeper: Arc<dyn Sleeper>,
     /// Whether a pending call is polled once per [`SLICE`] to look at its peer (a test turns
     /// it off, to show that every wake-up comes from the word).
@@ -43,7 +45,19 @@ pub(crate) struct Waker {
 
 impl std::fmt::Debug for Waker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.reactor.fmt(f)
+        f.debug_struct("Waker").field("liveness_polls", &self.liveness_polls).finish_non_exhaustive()
+    }
+}
+
+impl Waker {
+    fn reactor(&self) -> Arc<Reactor> {
+        match &self.reactor {
+            Some(r) => r.clone(),
+            #[cfg(not(loom))]
+            None => super::reactor::reactor(),
+            #[cfg(loom)]
+            None => unreachable!("loom models bring their reactor"),
+        }
     }
 }
 
@@ -124,7 +138,13 @@ impl Waiting {
         if let Some(e) = peer_gone(state, false) {
             return self.done(spin, finish(attempt(state), e));
         }
-        let reg = self.reg.get_or_insert_with(|| waker.reactor.register(&waker.keeper));
+        let reactor = waker.reactor();
+        if self.reg.as_ref().is_some_and(|r| !r.of(&reactor)) {
+            // Taken before a fork, from the parent's waker threads, which this process does not
+            // have. Forgotten, not dropped: its lock may have been held by a parent's thread.
+            std::mem::forget(self.reg.take());
+        }
+        let reg = self.reg.get_or_insert_with(|| reactor.register(&waker.keeper));
         let wp = point(mem_of(state).header());
         let due = if waker.liveness_polls { now.map(|n| n + SLICE) } else { None };
         reg.arm(&wp.seq, seq, cx.waker(), due);

@@ -73,6 +73,8 @@ pub(crate) enum Mode {
 
 /// A process's waker threads.
 pub(crate) struct Reactor {
+    /// The process it serves (its threads are that process's).
+    pid: u32,
     mode: Mode,
     /// Whether shards get a thread of their own (always, but in loom models, which run
     /// [`Reactor::turn`] themselves).
@@ -180,17 +182,35 @@ impl Control {
 }
 
 /// The process's reactor (a new one in a child after `fork`).
+///
+/// Lock-free, so that a child forked while a parent's thread was in here does not wait on a
+/// lock that thread held. Each reactor is leaked: one per process that waits.
 #[cfg(not(loom))]
 pub(crate) fn reactor() -> Arc<Reactor> {
-    static CURRENT: std::sync::Mutex<Option<(u32, Arc<Reactor>)>> = std::sync::Mutex::new(None);
+    use std::sync::atomic::AtomicPtr;
+    static CURRENT: AtomicPtr<Arc<Reactor>> = AtomicPtr::new(std::ptr::null_mut());
     let pid = std::process::id();
-    let mut g = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
-    match &*g {
-        Some((p, r)) if *p == pid => r.clone(),
-        _ => {
-            let r = Arc::new(Reactor::new(probe_mode(), true));
-            *g = Some((pid, r.clone()));
-            r
+    loop {
+        let p = CURRENT.load(std::sync::atomic::Ordering::Acquire);
+        // SAFETY: a non-null pointer in CURRENT is a leaked Box (never freed), published with
+        // Release by the compare-exchange below.
+        if let Some(r) = unsafe { p.as_ref() } {
+            if r.pid == pid {
+                return r.clone();
+            }
+        }
+        let new = Box::into_raw(Box::new(Arc::new(Reactor::new(probe_mode(), true, pid))));
+        match CURRENT.compare_exchange(
+            p,
+            new,
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+        ) {
+            // SAFETY: `new` is the Box just leaked into CURRENT.
+            Ok(_) => return unsafe { (*new).clone() },
+            // Another thread put one in first: ours was never shared (and has no thread).
+            // SAFETY: `new` came from Box::into_raw above and was not published.
+            Err(_) => drop(unsafe { Box::from_raw(new) }),
         }
     }
 }
@@ -212,8 +232,8 @@ fn probe_mode() -> Mode {
 
 impl Reactor {
     /// A reactor whose shards sleep as `mode` says; with `spawn`, each shard gets its thread.
-    pub(crate) fn new(mode: Mode, spawn: bool) -> Reactor {
-        Reactor { mode, spawn, shards: Mutex::new(Vec::new()) }
+    pub(crate) fn new(mode: Mode, spawn: bool, pid: u32) -> Reactor {
+        Reactor { pid, mode, spawn, shards: Mutex::new(Vec::new()) }
     }
 
     /// How this reactor's threads sleep.
@@ -238,7 +258,7 @@ impl Reactor {
                 }
                 st.entries[slot] = Some(Entry::idle(keeper));
                 st.taken += 1;
-                return Registration { shard: shard.clone(), slot };
+                return Registration { shard: shard.clone(), slot, pid: self.pid };
             }
         }
         let shard = Arc::new(Shard {
@@ -266,7 +286,7 @@ impl Reactor {
         }
         #[cfg(loom)]
         let _ = self.spawn;
-        Registration { shard, slot: 0 }
+        Registration { shard, slot: 0, pid: self.pid }
     }
 
     /// Run one turn of a shard (loom models, whose one model thread stands in for all waker
@@ -431,6 +451,8 @@ impl Shard {
 pub(crate) struct Registration {
     shard: Arc<Shard>,
     slot: usize,
+    /// The process of the reactor it was taken from.
+    pid: u32,
 }
 
 impl fmt::Debug for Registration {
@@ -440,6 +462,11 @@ impl fmt::Debug for Registration {
 }
 
 impl Registration {
+    /// Whether it was taken from `reactor` (not from a parent process's, before a fork).
+    pub(crate) fn of(&self, reactor: &Reactor) -> bool {
+        self.pid == reactor.pid
+    }
+
     /// Wake `waker` once `word` no longer holds `expected`, or at `due`.
     ///
     /// `word` must lie in the memory of the keeper this registration was taken with.
@@ -539,7 +566,7 @@ mod tests {
     #[test]
     fn an_armed_entry_fires_when_its_word_moves_and_not_before() {
         for mode in modes() {
-            let r = Reactor::new(mode, true);
+            let r = Reactor::new(mode, true, std::process::id());
             let words = Arc::new(Words((0..2).map(|_| AtomicU32::new(0)).collect()));
             let keeper: Arc<dyn Sleeper> = words.clone();
             let reg = r.register(&keeper);
@@ -562,7 +589,7 @@ mod tests {
     #[test]
     fn an_entry_fires_at_its_deadline_without_a_move() {
         for mode in modes() {
-            let r = Reactor::new(mode, true);
+            let r = Reactor::new(mode, true, std::process::id());
             let words = Arc::new(Words(vec![AtomicU32::new(5)]));
             let keeper: Arc<dyn Sleeper> = words.clone();
             let reg = r.register(&keeper);
@@ -574,7 +601,7 @@ mod tests {
 
     #[test]
     fn dropped_registrations_free_their_entries_and_shards_hold_127_words() {
-        let r = Reactor::new(probe_mode(), true);
+        let r = Reactor::new(probe_mode(), true, std::process::id());
         let words = Arc::new(Words((0..200).map(|_| AtomicU32::new(0)).collect()));
         let keeper: Arc<dyn Sleeper> = words.clone();
         let regs: Vec<_> = (0..200).map(|_| r.register(&keeper)).collect();
