@@ -39,7 +39,8 @@
 //!   `futex_waitv` (Linux 5.16 and later; one thread per 127 pending calls), and wakes the
 //!   task whose word moved. Where `futex_waitv` is refused (older kernels, some seccomp
 //!   filters; or with `SHM_RING_ASYNC_WAITER=threads`), each pending call gets a thread of its
-//!   own that sleeps on its one word. Threads are started on first need and kept;
+//!   own that sleeps on its one word. Threads start on first need and end after a second
+//!   with nothing to wait for;
 //! - a pending call is also polled once per 40 ms, to look at its peer: a peer that closed
 //!   ends the wait at once (its close wakes the word), a peer killed with SIGKILL within
 //!   about 100 ms, from the same evidence the blocking calls use. An awaited empty ring costs
@@ -51,10 +52,22 @@
 //! that returns `Ready`, all at once. Dropping [`recv`](AsyncConsumer::recv) before it is
 //! ready leaves the message in the ring for the next call; dropping
 //! [`send`](AsyncProducer::send) before it is ready sends nothing (the message is dropped with
-//! the future; [`Sink`] hands it back instead). The one trace a dropped
+//! the future; the [`Sink`] keeps it instead, for its next poll). The one trace a dropped
 //! call may leave is the `waiters` flag of the ring's header, which the peer's next notify
 //! clears at the cost of one needless `FUTEX_WAKE`, as after a blocking wait that found its
 //! message at the last look.
+//!
+//! A [`Stream`] or a [`Sink`] has no future of its own to hold its wait: the end holds it, so
+//! a dropped `next()` (or `SinkExt::send`) leaves its registration until the end's next poll,
+//! the next call on the end, or the end's drop, whichever comes first. Its message is not
+//! lost either way.
+//!
+//! A future polled again after it returned `Ready` panics, as an `async fn` does (a second
+//! receive would take another message).
+//!
+//! # Fork
+//! An async end goes on working in a child process after `fork` (the child gets waker threads
+//! of its own at its first wait), also when a wait was pending at the fork.
 
 mod poll;
 mod reactor;
@@ -62,7 +75,6 @@ mod reactor;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::{FusedStream, Stream};
@@ -79,14 +91,14 @@ use poll::Waiting;
 
 /// An async sending end: a [`Producer`] whose waiting calls are futures. See the
 /// [module docs](self).
-pub struct AsyncProducer<K: RingKind, M: Memory = DefaultMemory> {
+pub struct AsyncProducer<K: RingKind, M: Memory + Clone + 'static = DefaultMemory> {
     inner: Producer<K, M>,
     waker: poll::Waker,
 }
 
 /// An async receiving end: a [`Consumer`] whose waiting calls are futures, and a
 /// [`Stream`] of messages. See the [module docs](self).
-pub struct AsyncConsumer<K: RingKind, M: Memory = DefaultMemory> {
+pub struct AsyncConsumer<K: RingKind, M: Memory + Clone + 'static = DefaultMemory> {
     inner: Consumer<K, M>,
     waker: poll::Waker,
     /// The wait of `poll_next` (a stream has no future to keep it in).
@@ -95,45 +107,43 @@ pub struct AsyncConsumer<K: RingKind, M: Memory = DefaultMemory> {
     ended: bool,
 }
 
-impl<K: RingKind, M: Memory> fmt::Debug for AsyncProducer<K, M> {
+impl<K: RingKind, M: Memory + Clone + 'static> fmt::Debug for AsyncProducer<K, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("AsyncProducer").field(&self.inner).finish()
     }
 }
 
-impl<K: RingKind, M: Memory> fmt::Debug for AsyncConsumer<K, M> {
+impl<K: RingKind, M: Memory + Clone + 'static> fmt::Debug for AsyncConsumer<K, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("AsyncConsumer").field(&self.inner).finish()
     }
 }
 
-/// The waker of an end on `mem` in this process.
+/// The waker of an end in this process.
 #[cfg(not(loom))]
-fn waker_for<M: Memory + Clone + 'static>(mem: &M) -> poll::Waker {
-    poll::Waker { reactor: None, keeper: Arc::new(mem.clone()), liveness_polls: true }
+fn process_waker() -> poll::Waker {
+    poll::Waker { reactor: None, liveness_polls: true }
 }
 
 impl<K: RingKind, M: Memory + Clone + 'static> AsyncProducer<K, M> {
     /// Make `producer` async.
     #[cfg(not(loom))]
     pub fn new(producer: Producer<K, M>) -> Self {
-        let waker = waker_for(producer.core.mem());
-        AsyncProducer { inner: producer, waker }
+        AsyncProducer { inner: producer, waker: process_waker() }
     }
 
     /// [`new`](Self::new), with the waker threads of a loom model.
     #[cfg(loom)]
     #[doc(hidden)]
     pub fn with_model(producer: Producer<K, M>, model: &ModelReactor) -> Self {
-        let keeper: Arc<dyn reactor::Sleeper> = Arc::new(producer.core.mem().clone());
         AsyncProducer {
             inner: producer,
-            waker: poll::Waker { reactor: Some(model.0.clone()), keeper, liveness_polls: false },
+            waker: poll::Waker { reactor: Some(model.0.clone()), liveness_polls: false },
         }
     }
 }
 
-impl<K: RingKind, M: Memory> AsyncProducer<K, M> {
+impl<K: RingKind, M: Memory + Clone + 'static> AsyncProducer<K, M> {
     /// The sync end.
     pub fn get_ref(&self) -> &Producer<K, M> {
         &self.inner
@@ -222,21 +232,19 @@ impl<K: RingKind, M: Memory + Clone + 'static> AsyncConsumer<K, M> {
     /// Make `consumer` async.
     #[cfg(not(loom))]
     pub fn new(consumer: Consumer<K, M>) -> Self {
-        let waker = waker_for(consumer.core.mem());
-        AsyncConsumer { inner: consumer, waker, stream: Waiting::default(), ended: false }
+        AsyncConsumer { inner: consumer, waker: process_waker(), stream: Waiting::default(), ended: false }
     }
 
     /// [`new`](Self::new), with the waker threads of a loom model.
     #[cfg(loom)]
     #[doc(hidden)]
     pub fn with_model(consumer: Consumer<K, M>, model: &ModelReactor) -> Self {
-        let keeper: Arc<dyn reactor::Sleeper> = Arc::new(consumer.core.mem().clone());
-        let waker = poll::Waker { reactor: Some(model.0.clone()), keeper, liveness_polls: false };
+        let waker = poll::Waker { reactor: Some(model.0.clone()), liveness_polls: false };
         AsyncConsumer { inner: consumer, waker, stream: Waiting::default(), ended: false }
     }
 }
 
-impl<K: RingKind, M: Memory> AsyncConsumer<K, M> {
+impl<K: RingKind, M: Memory + Clone + 'static> AsyncConsumer<K, M> {
     /// The sync end.
     pub fn get_ref(&self) -> &Consumer<K, M> {
         &self.inner
@@ -245,11 +253,13 @@ impl<K: RingKind, M: Memory> AsyncConsumer<K, M> {
     /// The sync end, for its calls that do not wait (its blocking calls would block the
     /// executor's thread).
     pub fn get_mut(&mut self) -> &mut Consumer<K, M> {
+        self.settle();
         &mut self.inner
     }
 
     /// The sync end back.
-    pub fn into_inner(self) -> Consumer<K, M> {
+    pub fn into_inner(mut self) -> Consumer<K, M> {
+        self.settle();
         self.inner
     }
 
@@ -265,11 +275,13 @@ impl<K: RingKind, M: Memory> AsyncConsumer<K, M> {
 
     /// Receive a copy of the next message if there is one now ([`Consumer::try_recv`]).
     pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, TryRecvError> {
+        self.settle();
         self.inner.try_recv(buf)
     }
 
     /// The next message in place if there is one now ([`Consumer::try_read`]).
     pub fn try_read(&mut self) -> Result<ReadGuard<'_, K, M>, TryRecvError> {
+        self.settle();
         self.inner.try_read()
     }
 
@@ -278,7 +290,8 @@ impl<K: RingKind, M: Memory> AsyncConsumer<K, M> {
     ///
     /// Cancel-safe: dropped before it is ready, it has taken nothing from the ring.
     pub fn recv<'a>(&'a mut self, buf: &'a mut Vec<u8>) -> RecvFuture<'a, K, M> {
-        RecvFuture { end: self, buf, waiting: Waiting::default() }
+        self.settle();
+        RecvFuture { end: self, buf, waiting: Waiting::default(), done: false }
     }
 
     /// Receive the next message into `buf`, which must be large enough (otherwise the message
@@ -287,7 +300,8 @@ impl<K: RingKind, M: Memory> AsyncConsumer<K, M> {
     ///
     /// Cancel-safe: dropped before it is ready, it has taken nothing from the ring.
     pub fn recv_into<'a>(&'a mut self, buf: &'a mut [u8]) -> RecvIntoFuture<'a, K, M> {
-        RecvIntoFuture { end: self, buf, waiting: Waiting::default() }
+        self.settle();
+        RecvIntoFuture { end: self, buf, waiting: Waiting::default(), done: false }
     }
 
     /// The next message in place, waiting as long as it takes: a [`ReadGuard`] that consumes
@@ -295,6 +309,7 @@ impl<K: RingKind, M: Memory> AsyncConsumer<K, M> {
     ///
     /// Cancel-safe: dropped before it is ready, it has taken nothing from the ring.
     pub fn read(&mut self) -> ReadFuture<'_, K, M> {
+        self.settle();
         ReadFuture { end: Some(self), waiting: Waiting::default() }
     }
 
@@ -347,6 +362,15 @@ impl<K: RingKind, M: Memory> AsyncConsumer<K, M> {
         r
     }
 
+    /// End a wait the stream left pending (its `next()` dropped, or never polled again): the
+    /// other calls start from a clean core, and the registration goes.
+    fn settle(&mut self) {
+        if self.stream.begun() {
+            self.inner.core.wait_done();
+            self.stream = Waiting::default();
+        }
+    }
+
     /// A wait dropped before it was done: reset what the wait set up in the core.
     fn cancel(&mut self, waiting: &Waiting) {
         if waiting.begun() {
@@ -361,14 +385,14 @@ impl<K: RingKind, M: Memory> AsyncConsumer<K, M> {
 
 /// The future of [`AsyncProducer::send`].
 #[must_use = "futures do nothing unless polled"]
-pub struct SendFuture<'a, K: RingKind, M: Memory, T> {
+pub struct SendFuture<'a, K: RingKind, M: Memory + Clone + 'static, T> {
     end: &'a mut AsyncProducer<K, M>,
     /// `None` once sent.
     msg: Option<T>,
     waiting: Waiting,
 }
 
-impl<K: RingKind, M: Memory, T: AsRef<[u8]>> Future for SendFuture<'_, K, M, T> {
+impl<K: RingKind, M: Memory + Clone + 'static, T: AsRef<[u8]>> Future for SendFuture<'_, K, M, T> {
     type Output = Result<(), SendError<T>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -391,14 +415,14 @@ impl<K: RingKind, M: Memory, T: AsRef<[u8]>> Future for SendFuture<'_, K, M, T> 
 
 /// The future of [`AsyncProducer::reserve`].
 #[must_use = "futures do nothing unless polled"]
-pub struct ReserveFuture<'a, K: RingKind, M: Memory> {
+pub struct ReserveFuture<'a, K: RingKind, M: Memory + Clone + 'static> {
     /// `None` once ready (moved into the grant).
     end: Option<&'a mut AsyncProducer<K, M>>,
     len: usize,
     waiting: Waiting,
 }
 
-impl<'a, K: RingKind, M: Memory> Future for ReserveFuture<'a, K, M> {
+impl<'a, K: RingKind, M: Memory + Clone + 'static> Future for ReserveFuture<'a, K, M> {
     type Output = Result<Grant<'a, K, M>, SendError<()>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -420,18 +444,23 @@ impl<'a, K: RingKind, M: Memory> Future for ReserveFuture<'a, K, M> {
 
 /// The future of [`AsyncConsumer::recv`].
 #[must_use = "futures do nothing unless polled"]
-pub struct RecvFuture<'a, K: RingKind, M: Memory> {
+pub struct RecvFuture<'a, K: RingKind, M: Memory + Clone + 'static> {
     end: &'a mut AsyncConsumer<K, M>,
     buf: &'a mut Vec<u8>,
     waiting: Waiting,
+    /// Ready once: a second poll would take another message.
+    done: bool,
 }
 
-impl<K: RingKind, M: Memory> Future for RecvFuture<'_, K, M> {
+impl<K: RingKind, M: Memory + Clone + 'static> Future for RecvFuture<'_, K, M> {
     type Output = Result<usize, RecvError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = Pin::into_inner(self);
-        match this.end.poll_next_record(&mut this.waiting, cx) {
+        assert!(!this.done, "RecvFuture polled after it was ready");
+        let r = this.end.poll_next_record(&mut this.waiting, cx);
+        this.done = r.is_ready();
+        match r {
             Poll::Ready(Ok(n)) => Poll::Ready(Ok(this.end.inner.take_vec(n, this.buf))),
             Poll::Ready(Err(stop)) => Poll::Ready(Err(stop.into())),
             Poll::Pending => Poll::Pending,
@@ -439,7 +468,7 @@ impl<K: RingKind, M: Memory> Future for RecvFuture<'_, K, M> {
     }
 }
 
-impl<K: RingKind, M: Memory> Drop for RecvFuture<'_, K, M> {
+impl<K: RingKind, M: Memory + Clone + 'static> Drop for RecvFuture<'_, K, M> {
     fn drop(&mut self) {
         self.end.cancel(&self.waiting);
     }
@@ -447,18 +476,23 @@ impl<K: RingKind, M: Memory> Drop for RecvFuture<'_, K, M> {
 
 /// The future of [`AsyncConsumer::recv_into`].
 #[must_use = "futures do nothing unless polled"]
-pub struct RecvIntoFuture<'a, K: RingKind, M: Memory> {
+pub struct RecvIntoFuture<'a, K: RingKind, M: Memory + Clone + 'static> {
     end: &'a mut AsyncConsumer<K, M>,
     buf: &'a mut [u8],
     waiting: Waiting,
+    /// As in [`RecvFuture`].
+    done: bool,
 }
 
-impl<K: RingKind, M: Memory> Future for RecvIntoFuture<'_, K, M> {
+impl<K: RingKind, M: Memory + Clone + 'static> Future for RecvIntoFuture<'_, K, M> {
     type Output = Result<usize, RecvError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = Pin::into_inner(self);
-        match this.end.poll_next_record(&mut this.waiting, cx) {
+        assert!(!this.done, "RecvIntoFuture polled after it was ready");
+        let r = this.end.poll_next_record(&mut this.waiting, cx);
+        this.done = r.is_ready();
+        match r {
             Poll::Ready(Ok(n)) => Poll::Ready(this.end.inner.take_slice(n, this.buf)),
             Poll::Ready(Err(stop)) => Poll::Ready(Err(stop.into())),
             Poll::Pending => Poll::Pending,
@@ -466,7 +500,7 @@ impl<K: RingKind, M: Memory> Future for RecvIntoFuture<'_, K, M> {
     }
 }
 
-impl<K: RingKind, M: Memory> Drop for RecvIntoFuture<'_, K, M> {
+impl<K: RingKind, M: Memory + Clone + 'static> Drop for RecvIntoFuture<'_, K, M> {
     fn drop(&mut self) {
         self.end.cancel(&self.waiting);
     }
@@ -474,13 +508,13 @@ impl<K: RingKind, M: Memory> Drop for RecvIntoFuture<'_, K, M> {
 
 /// The future of [`AsyncConsumer::read`].
 #[must_use = "futures do nothing unless polled"]
-pub struct ReadFuture<'a, K: RingKind, M: Memory> {
+pub struct ReadFuture<'a, K: RingKind, M: Memory + Clone + 'static> {
     /// `None` once ready (moved into the guard).
     end: Option<&'a mut AsyncConsumer<K, M>>,
     waiting: Waiting,
 }
 
-impl<'a, K: RingKind, M: Memory> Future for ReadFuture<'a, K, M> {
+impl<'a, K: RingKind, M: Memory + Clone + 'static> Future for ReadFuture<'a, K, M> {
     type Output = Result<ReadGuard<'a, K, M>, RecvError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -500,7 +534,7 @@ impl<'a, K: RingKind, M: Memory> Future for ReadFuture<'a, K, M> {
     }
 }
 
-impl<K: RingKind, M: Memory> Drop for ReadFuture<'_, K, M> {
+impl<K: RingKind, M: Memory + Clone + 'static> Drop for ReadFuture<'_, K, M> {
     fn drop(&mut self) {
         if let Some(end) = self.end.as_mut() {
             end.cancel(&self.waiting);
@@ -511,18 +545,18 @@ impl<K: RingKind, M: Memory> Drop for ReadFuture<'_, K, M> {
 // Nothing here is pinned structurally (the futures hold references and plain state; a
 // message `T` is only moved out, never pinned), so every type is `Unpin`, whatever its
 // parameters.
-impl<K: RingKind, M: Memory> Unpin for AsyncProducer<K, M> {}
-impl<K: RingKind, M: Memory> Unpin for AsyncConsumer<K, M> {}
-impl<K: RingKind, M: Memory, T> Unpin for SendFuture<'_, K, M, T> {}
-impl<K: RingKind, M: Memory> Unpin for ReserveFuture<'_, K, M> {}
-impl<K: RingKind, M: Memory> Unpin for RecvFuture<'_, K, M> {}
-impl<K: RingKind, M: Memory> Unpin for RecvIntoFuture<'_, K, M> {}
-impl<K: RingKind, M: Memory> Unpin for ReadFuture<'_, K, M> {}
-impl<K: RingKind, M: Memory, T> Unpin for ProducerSink<K, M, T> {}
+impl<K: RingKind, M: Memory + Clone + 'static> Unpin for AsyncProducer<K, M> {}
+impl<K: RingKind, M: Memory + Clone + 'static> Unpin for AsyncConsumer<K, M> {}
+impl<K: RingKind, M: Memory + Clone + 'static, T> Unpin for SendFuture<'_, K, M, T> {}
+impl<K: RingKind, M: Memory + Clone + 'static> Unpin for ReserveFuture<'_, K, M> {}
+impl<K: RingKind, M: Memory + Clone + 'static> Unpin for RecvFuture<'_, K, M> {}
+impl<K: RingKind, M: Memory + Clone + 'static> Unpin for RecvIntoFuture<'_, K, M> {}
+impl<K: RingKind, M: Memory + Clone + 'static> Unpin for ReadFuture<'_, K, M> {}
+impl<K: RingKind, M: Memory + Clone + 'static, T> Unpin for ProducerSink<K, M, T> {}
 
 macro_rules! debug_future {
     ($($name:ident),*) => {$(
-        impl<K: RingKind, M: Memory> fmt::Debug for $name<'_, K, M> {
+        impl<K: RingKind, M: Memory + Clone + 'static> fmt::Debug for $name<'_, K, M> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_struct(stringify!($name)).field("waiting", &self.waiting).finish_non_exhaustive()
             }
@@ -531,7 +565,7 @@ macro_rules! debug_future {
 }
 debug_future!(ReserveFuture, RecvFuture, RecvIntoFuture, ReadFuture);
 
-impl<K: RingKind, M: Memory, T> fmt::Debug for SendFuture<'_, K, M, T> {
+impl<K: RingKind, M: Memory + Clone + 'static, T> fmt::Debug for SendFuture<'_, K, M, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SendFuture").field("waiting", &self.waiting).finish_non_exhaustive()
     }
@@ -548,7 +582,7 @@ impl<K: RingKind, M: Memory, T> fmt::Debug for SendFuture<'_, K, M, T> {
 /// corrupt memory), which it yields first. A broadcast subscriber's
 /// [`RecvError::Lagged`] is yielded and the stream goes on. Cancel-safe as
 /// [`recv`](AsyncConsumer::recv): a `next()` dropped before it is ready takes nothing.
-impl<K: RingKind, M: Memory> Stream for AsyncConsumer<K, M> {
+impl<K: RingKind, M: Memory + Clone + 'static> Stream for AsyncConsumer<K, M> {
     type Item = Result<Vec<u8>, RecvError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -576,7 +610,7 @@ impl<K: RingKind, M: Memory> Stream for AsyncConsumer<K, M> {
     }
 }
 
-impl<K: RingKind, M: Memory> FusedStream for AsyncConsumer<K, M> {
+impl<K: RingKind, M: Memory + Clone + 'static> FusedStream for AsyncConsumer<K, M> {
     fn is_terminated(&self) -> bool {
         self.ended
     }
@@ -588,13 +622,13 @@ impl<K: RingKind, M: Memory> FusedStream for AsyncConsumer<K, M> {
 /// `start_send` keeps the message (no copy) and the next `poll_ready` / `poll_flush` /
 /// `poll_close` writes it, waiting for room; an error hands it back. `poll_close` flushes; the
 /// end closes when the sink is dropped.
-pub struct ProducerSink<K: RingKind, M: Memory, T> {
+pub struct ProducerSink<K: RingKind, M: Memory + Clone + 'static, T> {
     end: AsyncProducer<K, M>,
     pending: Option<T>,
     waiting: Waiting,
 }
 
-impl<K: RingKind, M: Memory, T> fmt::Debug for ProducerSink<K, M, T> {
+impl<K: RingKind, M: Memory + Clone + 'static, T> fmt::Debug for ProducerSink<K, M, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProducerSink")
             .field("end", &self.end)
@@ -603,14 +637,14 @@ impl<K: RingKind, M: Memory, T> fmt::Debug for ProducerSink<K, M, T> {
     }
 }
 
-impl<K: RingKind, M: Memory, T> ProducerSink<K, M, T> {
+impl<K: RingKind, M: Memory + Clone + 'static, T> ProducerSink<K, M, T> {
     /// The async end back, and the message not yet written, if any.
     pub fn into_inner(self) -> (AsyncProducer<K, M>, Option<T>) {
         (self.end, self.pending)
     }
 }
 
-impl<K: RingKind, M: Memory, T: AsRef<[u8]>> ProducerSink<K, M, T> {
+impl<K: RingKind, M: Memory + Clone + 'static, T: AsRef<[u8]>> ProducerSink<K, M, T> {
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SendError<T>>> {
         let Some(msg) = self.pending.as_ref() else {
             return Poll::Ready(Ok(()));
@@ -630,7 +664,7 @@ impl<K: RingKind, M: Memory, T: AsRef<[u8]>> ProducerSink<K, M, T> {
     }
 }
 
-impl<K: RingKind, M: Memory, T: AsRef<[u8]>> Sink<T> for ProducerSink<K, M, T> {
+impl<K: RingKind, M: Memory + Clone + 'static, T: AsRef<[u8]>> Sink<T> for ProducerSink<K, M, T> {
     type Error = SendError<T>;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -675,11 +709,19 @@ impl<K: RingKind, M: Memory + Clone + 'static> From<Consumer<K, M>> for AsyncCon
 }
 
 /// Test hook: calls of this process registered with the waker threads now (pending calls, and
-/// ended ones not yet cleaned up: none, if cancellation leaves nothing behind).
+/// the waits of streams and sinks between polls).
 #[cfg(not(loom))]
 #[doc(hidden)]
 pub fn registered_waits() -> usize {
     reactor::reactor().taken()
+}
+
+/// Test hook: run `f` (a fork) while holding the locks of this process's waker threads, as a
+/// busy waker thread may hold them when another thread forks.
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub fn holding_waker_locks<R>(f: impl FnOnce() -> R) -> R {
+    reactor::reactor().holding_locks(f)
 }
 
 /// Test hook: waker threads started in this process, and whether they use `futex_waitv`.
@@ -693,7 +735,7 @@ pub fn waker_threads() -> (usize, bool) {
 /// The waker threads of a loom model: no threads, a model thread runs their turns.
 #[cfg(loom)]
 #[doc(hidden)]
-pub struct ModelReactor(Arc<reactor::Reactor>, loom::sync::atomic::AtomicBool);
+pub struct ModelReactor(std::sync::Arc<reactor::Reactor>, loom::sync::atomic::AtomicBool);
 
 #[cfg(loom)]
 impl ModelReactor {
@@ -701,7 +743,7 @@ impl ModelReactor {
     #[allow(clippy::new_without_default)]
     pub fn new() -> ModelReactor {
         ModelReactor(
-            Arc::new(reactor::Reactor::new(reactor::Mode::Threads, false, 0)),
+            std::sync::Arc::new(reactor::Reactor::new(reactor::Mode::Threads, false, 0)),
             loom::sync::atomic::AtomicBool::new(false),
         )
     }

@@ -31,13 +31,12 @@ use crate::memory::Memory;
 use crate::sync::fence;
 use crate::wait::{Spin, Step, SLICE};
 
-/// What a pending call needs of the reactor: which one, and the memory its words lie in.
+/// Which reactor a pending call registers with.
 #[derive(Clone)]
 pub(crate) struct Waker {
     /// A loom model's reactor; `None`: the process's own, looked up at each registration (a
     /// forked child gets its own, as threads do not survive a fork).
     pub(crate) reactor: Option<Arc<Reactor>>,
-    pub(crate) keeper: Arc<dyn Sleeper>,
     /// Whether a pending call is polled once per [`SLICE`] to look at its peer (a test turns
     /// it off, to show that every wake-up comes from the word).
     pub(crate) liveness_polls: bool,
@@ -74,6 +73,9 @@ pub(crate) struct Waiting {
     last_alive_check: Option<Instant>,
     /// Taken at the first sleep, dropped when the call is done (or dropped).
     reg: Option<Registration>,
+    /// The address of the header whose wait word `reg` was taken for (it holds that memory
+    /// mapped): an end whose memory changed since (its inner end swapped) registers anew.
+    reg_header: usize,
 }
 
 impl Waiting {
@@ -85,7 +87,7 @@ impl Waiting {
     /// Poll one attempt of a call: `attempt` and `peer_gone` as for [`crate::wait::block_on`];
     /// `mem_of` gives the ring's memory, `point` the wait point in its header.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn poll<S, M: Memory, T, E>(
+    pub(crate) fn poll<S, M: Memory + Clone + 'static, T, E>(
         &mut self,
         cx: &mut Context<'_>,
         spin: &mut Spin,
@@ -139,12 +141,18 @@ impl Waiting {
             return self.done(spin, finish(attempt(state), e));
         }
         let reactor = waker.reactor();
-        if self.reg.as_ref().is_some_and(|r| !r.of(&reactor)) {
-            // Taken before a fork, from the parent's waker threads, which this process does not
-            // have. Forgotten, not dropped: its lock may have been held by a parent's thread.
-            std::mem::forget(self.reg.take());
+        let header = mem_of(state).header() as *const Header as usize;
+        if self.reg.as_ref().is_some_and(|r| !r.of(&reactor) || self.reg_header != header) {
+            // Taken before a fork (from the parent's waker threads, which this process does not
+            // have), or for the memory of another end: let it go.
+            self.reg = None;
         }
-        let reg = self.reg.get_or_insert_with(|| reactor.register(&waker.keeper));
+        let reg = self.reg.get_or_insert_with(|| {
+            // The memory this word lies in, kept mapped by the entry and by a thread asleep on it.
+            let keeper: Arc<dyn Sleeper> = Arc::new(mem_of(state).clone());
+            reactor.register(&keeper)
+        });
+        self.reg_header = header;
         let wp = point(mem_of(state).header());
         let due = if waker.liveness_polls { now.map(|n| n + SLICE) } else { None };
         reg.arm(&wp.seq, seq, cx.waker(), due);

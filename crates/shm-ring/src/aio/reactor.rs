@@ -14,8 +14,9 @@
 //!   its set. One thread serves a process's first 127 pending calls, a second the next 127, ...
 //! - **one thread per pending call**, where `futex_waitv` is refused (an older kernel, a seccomp
 //!   filter), or when `SHM_RING_ASYNC_WAITER=threads` is set: each thread sleeps on one word
-//!   with a plain futex wait, or on its control word while it has none. Threads are kept for
-//!   reuse, not ended.
+//!   with a plain futex wait, or on its control word while it has none.
+//!
+//! A thread with no entry for [`RETIRE_AFTER`] ends.
 //!
 //! Words of memory whose wake is not a kernel futex wake (the heap memory of tests and models)
 //! always take the second way, through the memory's own `wait`.
@@ -59,6 +60,9 @@ impl<M: crate::Memory + 'static> Sleeper for M {
     }
 }
 
+/// A waker thread with no entry taken for this long ends (its shard with it).
+const RETIRE_AFTER: Duration = Duration::from_secs(1);
+
 /// The most words of one `futex_waitv` shard: `FUTEX_WAITV_MAX` less the control word.
 const WAITV_ENTRIES: usize = 127;
 
@@ -79,7 +83,8 @@ pub(crate) struct Reactor {
     /// Whether shards get a thread of their own (always, but in loom models, which run
     /// [`Reactor::turn`] themselves).
     spawn: bool,
-    shards: Mutex<Vec<Arc<Shard>>>,
+    /// Shared with the threads, which take their shard out when they retire.
+    shards: Arc<Mutex<Vec<Arc<Shard>>>>,
 }
 
 impl fmt::Debug for Reactor {
@@ -108,6 +113,8 @@ struct ShardState {
     /// One-word shards: the thread sleeps on an entry's word now, and does not see a kick; so
     /// the shard takes no new registration until it is back.
     on_entry_word: bool,
+    /// Since when no entry is taken (`None`: one is).
+    idle_since: Option<Instant>,
 }
 
 /// One registration's entry.
@@ -233,7 +240,7 @@ fn probe_mode() -> Mode {
 impl Reactor {
     /// A reactor whose shards sleep as `mode` says; with `spawn`, each shard gets its thread.
     pub(crate) fn new(mode: Mode, spawn: bool, pid: u32) -> Reactor {
-        Reactor { pid, mode, spawn, shards: Mutex::new(Vec::new()) }
+        Reactor { pid, mode, spawn, shards: Arc::new(Mutex::new(Vec::new())) }
     }
 
     /// How this reactor's threads sleep.
@@ -258,7 +265,12 @@ impl Reactor {
                 }
                 st.entries[slot] = Some(Entry::idle(keeper));
                 st.taken += 1;
-                return Registration { shard: shard.clone(), slot, pid: self.pid };
+                st.idle_since = None;
+                return Registration {
+                    shard: std::mem::ManuallyDrop::new(shard.clone()),
+                    slot,
+                    pid: self.pid,
+                };
             }
         }
         let shard = Arc::new(Shard {
@@ -268,6 +280,7 @@ impl Reactor {
                 entries: vec![Some(Entry::idle(keeper))],
                 taken: 1,
                 on_entry_word: false,
+                idle_since: None,
             }),
             control: Control::new(),
             #[cfg(loom)]
@@ -276,17 +289,19 @@ impl Reactor {
         shards.push(shard.clone());
         #[cfg(not(loom))]
         if self.spawn {
-            let s = shard.clone();
+            let (s, list) = (shard.clone(), self.shards.clone());
             std::thread::Builder::new()
                 .name("shm-ring-waker".into())
-                .spawn(move || loop {
-                    s.turn();
+                .spawn(move || {
+                    while !s.retire(&list) {
+                        s.turn();
+                    }
                 })
                 .expect("shm-ring: cannot start a waker thread for async waits");
         }
         #[cfg(loom)]
         let _ = self.spawn;
-        Registration { shard, slot: 0, pid: self.pid }
+        Registration { shard: std::mem::ManuallyDrop::new(shard), slot: 0, pid: self.pid }
     }
 
     /// Run one turn of a shard (loom models, whose one model thread stands in for all waker
@@ -323,6 +338,15 @@ impl Reactor {
     /// Entries taken across all shards (tests: a dropped call leaves none).
     pub(crate) fn taken(&self) -> usize {
         lock(&self.shards).iter().map(|s| lock(&s.state).taken).sum()
+    }
+
+    /// Run `f` holding every shard's lock (tests: a fork taken meanwhile gives a child whose
+    /// copies of the locks are held).
+    #[cfg(not(loom))]
+    pub(crate) fn holding_locks<R>(&self, f: impl FnOnce() -> R) -> R {
+        let shards = lock(&self.shards);
+        let _held: Vec<_> = shards.iter().map(|s| lock(&s.state)).collect();
+        f()
     }
 
     /// Threads started (tests).
@@ -407,10 +431,20 @@ impl Shard {
                     armed.push((e.word, e.expected, e.keeper.clone()));
                 }
             }
-            let timeout = match (next_due, now) {
+            let mut timeout = match (next_due, now) {
                 (Some(d), Some(n)) => Some(d.saturating_duration_since(n)),
                 _ => None,
             };
+            if st.taken == 0 {
+                // Nothing to wait for: sleep until a registration's kick, or until it is time to
+                // retire (not under loom, whose models have no clock and no retiring threads).
+                if let Some(n) = now {
+                    let since = *st.idle_since.get_or_insert(n);
+                    timeout = Some((since + RETIRE_AFTER).saturating_duration_since(n));
+                }
+            } else {
+                st.idle_since = None;
+            }
             let sleep = if armed.is_empty() {
                 Sleep::Control(control)
             } else if !self.waitv {
@@ -447,9 +481,27 @@ impl Shard {
     }
 }
 
+impl Shard {
+    /// Whether the thread should end: no entry taken for [`RETIRE_AFTER`]. If so, the shard is
+    /// taken out of the list first (under the list's lock, which registration holds too, so no
+    /// registration can take it meanwhile).
+    #[cfg(not(loom))]
+    fn retire(self: &Arc<Self>, list: &Mutex<Vec<Arc<Shard>>>) -> bool {
+        let mut shards = lock(list);
+        let st = lock(&self.state);
+        let idle =
+            st.taken == 0 && !st.on_entry_word && st.idle_since.is_some_and(|t| t.elapsed() >= RETIRE_AFTER);
+        if idle {
+            shards.retain(|s| !Arc::ptr_eq(s, self));
+        }
+        idle
+    }
+}
+
 /// An entry of a shard, taken by one pending call (released when dropped).
 pub(crate) struct Registration {
-    shard: Arc<Shard>,
+    /// Not dropped in a forked child (see `Drop`).
+    shard: std::mem::ManuallyDrop<Arc<Shard>>,
     slot: usize,
     /// The process of the reactor it was taken from.
     pid: u32,
@@ -503,9 +555,21 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut st = lock(&self.shard.state);
-        st.entries[self.slot] = None;
-        st.taken -= 1;
+        #[cfg(not(loom))]
+        if self.pid != std::process::id() {
+            // A copy, in a forked child, of the parent's registration: its shard's lock may
+            // have been held by a parent's thread at the fork, and its entry's waker belongs to
+            // the parent's executor. Leave all of it alone (leaked: one per fork).
+            return;
+        }
+        {
+            let mut st = lock(&self.shard.state);
+            st.entries[self.slot] = None;
+            st.taken -= 1;
+        }
+        // SAFETY: `shard` is not used after this (the registration is being dropped), and it
+        // is dropped once: here.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.shard) };
         // No kick: a thread asleep on this word wakes when it moves or at the entry's deadline
         // (one-word shards take no new entry until then), and a thread asleep on many words
         // loses nothing by one more.
@@ -625,5 +689,31 @@ mod tests {
         assert!(!flags[0].0.load(Ordering::SeqCst));
         drop(regs);
         assert_eq!(r.taken(), 0);
+    }
+
+    #[test]
+    fn threads_with_nothing_to_wait_for_retire() {
+        let r = Reactor::new(Mode::Threads, true, std::process::id());
+        let words = Arc::new(Words(vec![AtomicU32::new(0)]));
+        let keeper: Arc<dyn Sleeper> = words.clone();
+        // Cancelled waits: each registration dropped while its thread sleeps on its word, so
+        // the next one takes a new thread.
+        for _ in 0..10 {
+            let reg = r.register(&keeper);
+            let (_f, w) = flag();
+            reg.arm(&words.0[0], 0, &w, Some(Instant::now() + Duration::from_millis(30)));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(r.threads() >= 2, "{} threads", r.threads());
+        let end = Instant::now() + Duration::from_secs(20);
+        while r.threads() > 0 {
+            assert!(Instant::now() < end, "{} idle threads did not retire", r.threads());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // A later wait starts one again, and is served.
+        let reg = r.register(&keeper);
+        let (f, w) = flag();
+        reg.arm(&words.0[0], 1, &w, None);
+        assert!(until(&f));
     }
 }
