@@ -113,7 +113,8 @@ impl Waiting {
         }
         self.spun = true;
         let check_alive = match (now, self.last_alive_check) {
-            (Some(now), Some(last)) => now.duration_since(last) >= SLICE,
+            // (Half a slice: a liveness wake of the waker thread may come a little early.)
+            (Some(now), Some(last)) => now.duration_since(last) >= SLICE / 2,
             (Some(now), None) => {
                 self.last_alive_check = Some(now);
                 false

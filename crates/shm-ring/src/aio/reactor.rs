@@ -126,6 +126,9 @@ struct Entry {
     waker: Option<Waker>,
     /// Fire at this instant even if the word did not move.
     due: Option<Instant>,
+    /// Armed (or re-armed) since the last deadline fired: the task answers its liveness wakes,
+    /// so the next deadline fires with the entry left armed (no re-arm, no kick needed).
+    answered: bool,
     keeper: Arc<dyn Sleeper>,
 }
 
@@ -358,7 +361,14 @@ impl Reactor {
 
 impl Entry {
     fn idle(keeper: &Arc<dyn Sleeper>) -> Entry {
-        Entry { word: std::ptr::null(), expected: 0, waker: None, due: None, keeper: keeper.clone() }
+        Entry {
+            word: std::ptr::null(),
+            expected: 0,
+            waker: None,
+            due: None,
+            answered: false,
+            keeper: keeper.clone(),
+        }
     }
 }
 
@@ -422,8 +432,19 @@ impl Shard {
                 // keeps the scan from seeing the word older than the notifier's wake.
                 let moved = word.load(Ordering::Acquire) != e.expected;
                 let due = matches!((e.due, now), (Some(d), Some(n)) if d <= n);
-                if moved || due {
+                if moved || (due && !e.answered) {
                     fire.extend(e.waker.take());
+                } else if due {
+                    // A liveness wake: the entry stays armed on its word, with its next deadline
+                    // one slice on; the task's re-arm, the same word and value, needs no kick.
+                    fire.extend(e.waker.clone());
+                    e.answered = false;
+                    let d = e.due.map(|d| d + crate::wait::SLICE);
+                    e.due = d;
+                    if let Some(d) = d {
+                        next_due = Some(next_due.map_or(d, |n| n.min(d)));
+                    }
+                    armed.push((e.word, e.expected, e.keeper.clone()));
                 } else {
                     if let Some(d) = e.due {
                         next_due = Some(next_due.map_or(d, |n| n.min(d)));
@@ -537,7 +558,11 @@ impl Registration {
             }
             e.word = word;
             e.expected = expected;
-            e.due = due;
+            // Re-armed as it was: the thread's schedule of deadlines stands.
+            if !same || e.due.is_none() {
+                e.due = due;
+            }
+            e.answered = true;
             // The thread already sleeps on this word and value: nothing to tell it.
             !same
         };
