@@ -113,8 +113,9 @@ impl Waiting {
         }
         self.spun = true;
         let check_alive = match (now, self.last_alive_check) {
-            // (Half a slice: a liveness wake of the waker thread may come a little early.)
-            (Some(now), Some(last)) => now.duration_since(last) >= SLICE / 2,
+            // At most one probe per slice, as a blocking wait makes (a liveness wake that comes
+            // a little early skips its probe: the next one, a slice later, makes it).
+            (Some(now), Some(last)) => now.duration_since(last) >= SLICE,
             (Some(now), None) => {
                 self.last_alive_check = Some(now);
                 false
