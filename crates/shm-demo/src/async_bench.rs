@@ -28,6 +28,18 @@ fn runtime() -> io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()
 }
 
+/// A forked side's exit code: 0 if `side` (run on a runtime of its own) succeeded, 2 if no
+/// runtime could be made, 3 if it failed.
+fn child_side(side: impl std::future::Future<Output = io::Result<()>>) -> i32 {
+    match runtime() {
+        Ok(rt) => match rt.block_on(side) {
+            Ok(()) => 0,
+            Err(_) => 3,
+        },
+        Err(_) => 2,
+    }
+}
+
 fn ring_error<E: std::fmt::Display>(e: E) -> io::Error {
     io::Error::other(e.to_string())
 }
@@ -144,20 +156,14 @@ pub fn rtt(kind: AsyncKind, iters: u64, spaced: bool) -> io::Result<Vec<u64>> {
     let total = iters + warm;
     run_pair(
         || {
-            let Ok(rt) = runtime() else { return 2 };
-            let r: io::Result<()> = rt.block_on(async {
+            child_side(async {
                 let mut b = ends.side(false, true)?;
                 for seq in 0..total {
                     b.recv(8, seq).await?;
                     b.send(8, seq).await?;
                 }
                 Ok(())
-            });
-            if r.is_ok() {
-                0
-            } else {
-                3
-            }
+            })
         },
         || -> io::Result<Vec<u64>> {
             runtime()?.block_on(async {
@@ -186,19 +192,13 @@ pub fn throughput(kind: AsyncKind, size: usize, n: u64) -> io::Result<f64> {
     let ends = Ends::new(kind, 1 << 18)?;
     run_pair(
         || {
-            let Ok(rt) = runtime() else { return 2 };
-            let r: io::Result<()> = rt.block_on(async {
+            child_side(async {
                 let mut p = ends.side(true, false)?;
                 for seq in 0..n {
                     p.send(size, seq).await?;
                 }
                 Ok(())
-            });
-            if r.is_ok() {
-                0
-            } else {
-                3
-            }
+            })
         },
         || -> io::Result<f64> {
             runtime()?.block_on(async {
@@ -231,8 +231,7 @@ pub fn async_vs_spinning(size: usize, reps: usize, segments: u64) -> io::Result<
             let ends = Ends::new(AsyncKind::Ring, 1 << 18)?;
             run_pair(
                 || {
-                    let Ok(rt) = runtime() else { return 2 };
-                    let r: io::Result<()> = rt.block_on(async {
+                    child_side(async {
                         let mut p = ends.side(true, false)?;
                         for seq in 0..n {
                             if asynchronous(seq) {
@@ -252,12 +251,7 @@ pub fn async_vs_spinning(size: usize, reps: usize, segments: u64) -> io::Result<
                             grant.commit();
                         }
                         Ok(())
-                    });
-                    if r.is_ok() {
-                        0
-                    } else {
-                        3
-                    }
+                    })
                 },
                 || -> io::Result<f64> {
                     runtime()?.block_on(async {
