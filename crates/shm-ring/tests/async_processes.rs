@@ -67,6 +67,24 @@ fn producer_process<K: shm_ring::RingKind>(region: &Arc<Region>, count: u64) -> 
     })
 }
 
+/// [`producer_process`] with an async producer (`send().await`), on a runtime of the child's
+/// own, made after the fork.
+fn async_producer_process<K: shm_ring::RingKind>(region: &Arc<Region>, count: u64) -> shm_testkit::Forked {
+    let region = region.clone();
+    fork(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut p = AsyncProducer::new(shm_ring::Producer::<K>::open(region).unwrap());
+            let mut buf = vec![0u8; MAX];
+            for seq in 0..count {
+                let len = message(seq, &mut buf);
+                p.send(&buf[..len]).await.unwrap();
+            }
+        });
+        0
+    })
+}
+
 /// Receive `count` messages in order with `recv().await`, then `Disconnected`.
 async fn receive_all<K: shm_ring::RingKind>(rx: &mut AsyncConsumer<K>, count: u64) {
     let mut buf = Vec::new();
@@ -94,7 +112,8 @@ fn a_million_messages_in_order_from_a_producer_process() {
 fn every_kind_through_recv_stream_and_read() {
     let _g = heavy();
     const N: u64 = 100_000;
-    // MPSC: two producer processes, each its own stream of sequence numbers.
+    // MPSC: two producer processes, each its own stream of sequence numbers; stream 1's
+    // producer is async too (a runtime of its own in the child, made after the fork).
     let config = RingConfig::mpsc(64 * 1024, 4).max_message(MAX as u64);
     let region = ring(&config);
     let mut rx = AsyncConsumer::new(mpsc::Consumer::open(region.clone()).unwrap());
@@ -103,8 +122,21 @@ fn every_kind_through_recv_stream_and_read() {
             let region = region.clone();
             fork(move || {
                 let mut p = mpsc::Producer::open(region).unwrap();
-                for seq in 0..N {
-                    p.send(pattern::message(stream, seq, 16, MAX)).unwrap();
+                if stream == 0 {
+                    for seq in 0..N {
+                        p.send(pattern::message(stream, seq, 16, MAX)).unwrap();
+                    }
+                } else {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    rt.block_on(async {
+                        let mut p = AsyncProducer::new(p);
+                        for seq in 0..N {
+                            let m = pattern::message(stream, seq, 16, MAX);
+                            let mut grant = p.reserve(m.len()).await.unwrap();
+                            grant.copy_from_slice(&m);
+                            grant.commit();
+                        }
+                    });
                 }
                 0
             })
@@ -128,12 +160,13 @@ fn every_kind_through_recv_stream_and_read() {
         c.join();
     }
 
-    // Broadcast: two async subscribers (one with read().await guards) of one producer process.
+    // Broadcast: two async subscribers (one with read().await guards) of one async producer
+    // process.
     let config = RingConfig::broadcast(64 * 1024, 4).max_message(MAX as u64);
     let region = ring(&config);
     let mut a = AsyncConsumer::new(broadcast::Subscriber::open(region.clone()).unwrap());
     let mut b = AsyncConsumer::new(broadcast::Subscriber::open(region.clone()).unwrap());
-    let child = producer_process::<shm_ring::Broadcast>(&region, N);
+    let child = async_producer_process::<shm_ring::Broadcast>(&region, N);
     runtime().block_on(async move {
         let ta = tokio::spawn(async move { receive_all(&mut a, N).await });
         let tb = tokio::spawn(async move {
