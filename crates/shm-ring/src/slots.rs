@@ -242,7 +242,17 @@ pub(crate) fn peer<M: Memory>(mem: &M, end: End, check_alive: bool) -> Peer {
     let o = Owner::decode(w);
     match o.state {
         identity::CLOSED => Peer::Closed,
-        identity::ATTACHED if check_alive && holder_gone(mem, end, w) => Peer::Dead(o.pid),
+        identity::ATTACHED if check_alive && holder_gone(mem, end, w) => {
+            // The holder may have closed its end after our first look and then exited (the
+            // evidence of death came after): a clean close is no death. Look again.
+            let now = end.slot(mem).owner.load(ord!(Acquire));
+            match Owner::decode(now).state {
+                identity::CLOSED => Peer::Closed,
+                _ if now == w => Peer::Dead(o.pid),
+                // Taken over by a new holder meanwhile.
+                _ => Peer::Present,
+            }
+        }
         _ => Peer::Present,
     }
 }
