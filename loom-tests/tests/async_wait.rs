@@ -59,29 +59,33 @@ fn block_on<F: Future>(f: F) -> F::Output {
     }
 }
 
-fn config() -> RingConfig {
-    RingConfig::spsc(256).max_message(32)
+/// The three threads of both models: the consumer here (an async end), a producer thread
+/// sending "one", and the waker thread. `body` runs on the consumer; then the model ends.
+fn with_sender(body: impl FnOnce(&mut AsyncConsumer<shm_ring::Spsc>, &ModelReactor)) {
+    let (mut p, c) = spsc_pair(&RingConfig::spsc(256).max_message(32));
+    let model = Arc::new(ModelReactor::new());
+    let mut rx = AsyncConsumer::with_model(c, &model);
+    let w = waker_thread(model.clone());
+    let t = thread::spawn(move || {
+        p.try_send(b"one").unwrap();
+        p
+    });
+    body(&mut rx, &model);
+    let _p = t.join().unwrap();
+    model.stop();
+    w.join().unwrap();
 }
 
 /// A `recv` that registers while the producer sends: it is woken and gets the message.
 #[test]
 fn register_racing_notify() {
     loom::model(|| {
-        let (mut p, c) = spsc_pair(&config());
-        let model = Arc::new(ModelReactor::new());
-        let mut rx = AsyncConsumer::with_model(c, &model);
-        let w = waker_thread(model.clone());
-        let t = thread::spawn(move || {
-            p.try_send(b"one").unwrap();
-            p
-        });
-        let mut buf = Vec::new();
-        assert_eq!(block_on(rx.recv(&mut buf)), Ok(3));
-        assert_eq!(buf, b"one");
-        assert_eq!(model.registered(), 0, "a done call left its registration");
-        let _p = t.join().unwrap();
-        model.stop();
-        w.join().unwrap();
+        with_sender(|rx, model| {
+            let mut buf = Vec::new();
+            assert_eq!(block_on(rx.recv(&mut buf)), Ok(3));
+            assert_eq!(buf, b"one");
+            assert_eq!(model.registered(), 0, "a done call left its registration");
+        })
     });
 }
 
@@ -91,28 +95,19 @@ fn register_racing_notify() {
 #[test]
 fn cancel_racing_notify() {
     loom::model(|| {
-        let (mut p, c) = spsc_pair(&config());
-        let model = Arc::new(ModelReactor::new());
-        let mut rx = AsyncConsumer::with_model(c, &model);
-        let w = waker_thread(model.clone());
-        let t = thread::spawn(move || {
-            p.try_send(b"one").unwrap();
-            p
-        });
-        let mut buf = Vec::new();
-        let first = {
-            let flag = std::sync::Arc::new(Flag(AtomicBool::new(false)));
-            let waker = Waker::from(flag);
-            let mut f = pin!(rx.recv(&mut buf));
-            f.as_mut().poll(&mut Context::from_waker(&waker))
-        };
-        if first == Poll::Pending {
-            assert_eq!(model.registered(), 0, "a dropped call left its registration");
-            assert_eq!(block_on(rx.recv(&mut buf)), Ok(3));
-        }
-        assert_eq!(buf, b"one");
-        let _p = t.join().unwrap();
-        model.stop();
-        w.join().unwrap();
+        with_sender(|rx, model| {
+            let mut buf = Vec::new();
+            let first = {
+                let flag = std::sync::Arc::new(Flag(AtomicBool::new(false)));
+                let waker = Waker::from(flag);
+                let mut f = pin!(rx.recv(&mut buf));
+                f.as_mut().poll(&mut Context::from_waker(&waker))
+            };
+            if first == Poll::Pending {
+                assert_eq!(model.registered(), 0, "a dropped call left its registration");
+                assert_eq!(block_on(rx.recv(&mut buf)), Ok(3));
+            }
+            assert_eq!(buf, b"one");
+        })
     });
 }

@@ -153,8 +153,7 @@ pub const WAIT_ANY_MAX: usize = 128;
 /// `ENOSYS` (kind `Unsupported`) on an older kernel or under a seccomp filter that refuses the
 /// call; `EINVAL` for more than [`WAIT_ANY_MAX`] words or none.
 pub fn wait_any(words: &[WaitWord], timeout: Option<Duration>) -> io::Result<WaitAny> {
-    let raw: Vec<(*const AtomicU32, u32)> = words.iter().map(|w| (w.addr, w.expected)).collect();
-    match sys::futex_waitv(&raw, timeout) {
+    match sys::futex_waitv(words, timeout) {
         Ok(i) => Ok(WaitAny::Woken(i)),
         Err(Errno::EAGAIN) => Ok(WaitAny::NotExpected),
         Err(Errno::ETIMEDOUT) => Ok(WaitAny::TimedOut),

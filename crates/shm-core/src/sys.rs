@@ -368,14 +368,14 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> Result<usize> {
 /// `FUTEX_WAKE` on any of `words` (address, expected value; shared futexes), or `timeout`
 /// from now; the index of a woken word. The addresses are handed to the kernel only (never
 /// dereferenced here): an address no longer mapped is `EFAULT`, not undefined behaviour.
-pub(crate) fn futex_waitv(words: &[(*const AtomicU32, u32)], timeout: Option<Duration>) -> Result<usize> {
+pub(crate) fn futex_waitv(words: &[crate::futex::WaitWord], timeout: Option<Duration>) -> Result<usize> {
     use rustix::thread::futex;
     let waiters: Vec<futex::Wait> = words
         .iter()
-        .map(|&(addr, expected)| {
+        .map(|word| {
             let mut w = futex::Wait::new();
-            w.val = u64::from(expected);
-            w.uaddr = futex::WaitPtr::new(addr.cast_mut().cast());
+            w.val = u64::from(word.expected);
+            w.uaddr = futex::WaitPtr::new(word.addr.cast_mut().cast());
             w.flags = futex::WaitFlags::SIZE_U32;
             w
         })

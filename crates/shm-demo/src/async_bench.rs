@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::bench::{check, fill, median, WAKE_SPACING};
 use crate::pair::run_pair;
-use crate::transport::RingPair;
+use crate::transport::{ring_error, RingPair};
 
 /// Which async transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,10 +38,6 @@ fn child_side(side: impl std::future::Future<Output = io::Result<()>>) -> i32 {
         },
         Err(_) => 2,
     }
-}
-
-fn ring_error<E: std::fmt::Display>(e: E) -> io::Error {
-    io::Error::other(e.to_string())
 }
 
 /// One async end: sends and receives whole messages.
@@ -119,24 +115,18 @@ impl Ends {
         match self {
             Ends::Ring(pair) => {
                 let (ab, ba) = pair.regions();
+                // Side a produces on a→b and consumes b→a; side b the other way round. One
+                // way only (`duplex` false): a produces, b consumes.
                 let (out, inn) = if first { (ab, ba) } else { (ba, ab) };
-                let (tx, rx) = if first {
-                    let tx = Some(AsyncProducer::new(Producer::open(out).map_err(ring_error)?));
-                    let rx = if duplex {
-                        Some(AsyncConsumer::new(Consumer::open(inn).map_err(ring_error)?))
-                    } else {
-                        None
-                    };
-                    (tx, rx)
+                let tx = if first || duplex {
+                    Some(AsyncProducer::new(Producer::open(out).map_err(ring_error)?))
                 } else {
-                    // Side b consumes a→b (`inn` is a→b here) and produces b→a.
-                    let rx = Some(AsyncConsumer::new(Consumer::open(inn).map_err(ring_error)?));
-                    let tx = if duplex {
-                        Some(AsyncProducer::new(Producer::open(out).map_err(ring_error)?))
-                    } else {
-                        None
-                    };
-                    (tx, rx)
+                    None
+                };
+                let rx = if !first || duplex {
+                    Some(AsyncConsumer::new(Consumer::open(inn).map_err(ring_error)?))
+                } else {
+                    None
                 };
                 Ok(End::Ring { tx, rx })
             }

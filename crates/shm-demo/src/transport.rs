@@ -99,7 +99,7 @@ pub struct RingEnd {
     copy: Option<Vec<u8>>,
 }
 
-fn ring_error<E: std::fmt::Display>(e: E) -> io::Error {
+pub(crate) fn ring_error<E: std::fmt::Display>(e: E) -> io::Error {
     io::Error::other(e.to_string())
 }
 

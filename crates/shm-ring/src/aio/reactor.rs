@@ -434,23 +434,19 @@ impl Shard {
                 let due = matches!((e.due, now), (Some(d), Some(n)) if d <= n);
                 if moved || (due && !e.answered) {
                     fire.extend(e.waker.take());
-                } else if due {
+                    continue;
+                }
+                if due {
                     // A liveness wake: the entry stays armed on its word, with its next deadline
                     // one slice on; the task's re-arm, the same word and value, needs no kick.
                     fire.extend(e.waker.clone());
                     e.answered = false;
-                    let d = e.due.map(|d| d + crate::wait::SLICE);
-                    e.due = d;
-                    if let Some(d) = d {
-                        next_due = Some(next_due.map_or(d, |n| n.min(d)));
-                    }
-                    armed.push((e.word, e.expected, e.keeper.clone()));
-                } else {
-                    if let Some(d) = e.due {
-                        next_due = Some(next_due.map_or(d, |n| n.min(d)));
-                    }
-                    armed.push((e.word, e.expected, e.keeper.clone()));
+                    e.due = e.due.map(|d| d + crate::wait::SLICE);
                 }
+                if let Some(d) = e.due {
+                    next_due = Some(next_due.map_or(d, |n| n.min(d)));
+                }
+                armed.push((e.word, e.expected, e.keeper.clone()));
             }
             let mut timeout = match (next_due, now) {
                 (Some(d), Some(n)) => Some(d.saturating_duration_since(n)),
