@@ -21,8 +21,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::error::{
-    RecvError, RecvStop, RecvTimeoutError, SendError, SendFail, SendStop, SendTimeoutError, TryRecvError,
-    TrySendError,
+    RecvError, RecvFail, RecvStop, RecvTimeoutError, SendError, SendFail, SendStop, SendTimeoutError,
+    TryRecvError, TrySendError,
 };
 use crate::memory::{DefaultMemory, Memory};
 use crate::protocol::{ConsumerCore, Core, Next, ProducerCore, RingKind};
@@ -166,6 +166,27 @@ impl<K: RingKind, M: Memory> Producer<K, M> {
                 Err(Waited::Failed(stop)) => return Err(stop),
                 Err(Waited::TimedOut) => {} // no deadline: wait on
             }
+        }
+    }
+
+    /// Claim room for `len` bytes: now (`Some(ZERO)`), within a timeout, or (`None`) waiting as
+    /// long as it takes; "not now" is `Timeout` in every form.
+    #[cfg(not(loom))]
+    pub(crate) fn claim(
+        &mut self,
+        len: usize,
+        wait: Option<Duration>,
+    ) -> Result<ClaimOf<K, M>, SendTimeoutError<()>> {
+        match wait {
+            Some(Duration::ZERO) => self.try_claim(len).map_err(|fail| match fail {
+                SendFail::Full => SendTimeoutError::new(None, ()),
+                SendFail::Stop(stop) => SendTimeoutError::new(Some(stop), ()),
+            }),
+            Some(timeout) => self.claim_until(len, wait::deadline(timeout)).map_err(|w| match w {
+                Waited::Failed(stop) => SendTimeoutError::new(Some(stop), ()),
+                Waited::TimedOut => SendTimeoutError::new(None, ()),
+            }),
+            None => self.claim_forever(len).map_err(|stop| SendTimeoutError::new(Some(stop), ())),
         }
     }
 
@@ -510,6 +531,26 @@ impl<K: RingKind, M: Memory> Consumer<K, M> {
         })
     }
 
+    /// The next message: now (`Some(ZERO)`), within a timeout, or (`None`) waiting as long as
+    /// it takes; "not now" is `Timeout` in every form.
+    #[cfg(not(loom))]
+    pub(crate) fn next(&mut self, wait: Option<Duration>) -> Result<Next, RecvTimeoutError> {
+        match wait {
+            Some(Duration::ZERO) => self.core.try_next().map_err(|fail| match fail {
+                RecvFail::Empty => RecvTimeoutError::Timeout,
+                RecvFail::Stop(stop) => stop.into(),
+            }),
+            Some(timeout) => self.next_timeout(timeout),
+            None => loop {
+                match self.next_wait(None) {
+                    Ok(n) => break Ok(n),
+                    Err(Waited::Failed(stop)) => break Err(stop.into()),
+                    Err(Waited::TimedOut) => {} // no deadline: wait on
+                }
+            },
+        }
+    }
+
     #[inline(always)]
     fn next_now(&mut self) -> Result<Next, TryRecvError> {
         self.core.try_next().map_err(TryRecvError::new)
@@ -757,7 +798,7 @@ unsafe fn payload_unchecked<M: Memory, C: ConsumerCore<M>>(core: &C, n: Next) ->
 /// Copy payload bytes `offset..offset + dst.len()` of `n` (the caller checked the range lies in
 /// the payload) from the ring, or from the core's checked copy where it keeps one.
 #[inline(always)]
-fn copy_payload<M: Memory, C: ConsumerCore<M>>(core: &C, n: Next, offset: usize, dst: &mut [u8]) {
+pub(crate) fn copy_payload<M: Memory, C: ConsumerCore<M>>(core: &C, n: Next, offset: usize, dst: &mut [u8]) {
     match core.staged(n) {
         Some(staged) => dst.copy_from_slice(&staged[offset..offset + dst.len()]),
         None => core.mem().copy_out(n.idx, offset, dst),

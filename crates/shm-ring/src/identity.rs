@@ -55,12 +55,12 @@ use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 pub(crate) const ATTACHED: u64 = 1;
 pub(crate) const CLOSED: u64 = 2;
 
-const STATE_SHIFT: u32 = 62;
+pub(crate) const STATE_SHIFT: u32 = 62;
 /// `L`: the holder holds an OFD lock on its word's first byte.
 pub(crate) const LOCK_BIT: u64 = 1 << 61;
 /// `N`: the holder's PID namespace is recorded next to the word.
 pub(crate) const NS_BIT: u64 = 1 << 60;
-const PID_SHIFT: u32 = 37;
+pub(crate) const PID_SHIFT: u32 = 37;
 const PID_MASK: u64 = (1 << 23) - 1;
 const START_MASK: u64 = (1 << PID_SHIFT) - 1;
 

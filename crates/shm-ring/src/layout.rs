@@ -624,6 +624,73 @@ pub(crate) fn lap_tag(lap: u64) -> u32 {
 /// position arithmetic can overflow, whatever a peer writes.
 pub(crate) const MAX_POSITION: u64 = 1 << 62;
 
+/// Every constant of the layout under the name the C header (`shm_ipc.h`) and
+/// `docs/layout.md` give it, with its value taken from this crate's own definitions (the
+/// `offset_of!` of each header field, the record types, the owner word's bits): a test of
+/// `shm-capi` checks the header's values against this table and the spec's names.
+#[cfg(not(loom))]
+pub const C_CONSTANTS: &[(&str, u64)] = {
+    use std::mem::offset_of;
+    &[
+        ("SHM_MAGIC", MAGIC),
+        ("SHM_LAYOUT_VERSION", LAYOUT_VERSION as u64),
+        ("SHM_LINE", LINE as u64),
+        ("SHM_RECORD_HEADER", RECORD_HEADER as u64),
+        ("SHM_BROADCAST_RECORD_HEADER", BROADCAST_HEADER as u64),
+        ("SHM_FIXED_HEADER", FIXED_HEADER as u64),
+        ("SHM_SLOT_SIZE", SLOT_SIZE as u64),
+        ("SHM_SUBSCRIBER_ENTRY", LINE as u64),
+        ("SHM_MAX_PRODUCERS", MAX_PRODUCERS as u64),
+        ("SHM_MAX_SUBSCRIBERS", MAX_SUBSCRIBERS as u64),
+        ("SHM_MIN_CAPACITY", MIN_CAPACITY),
+        ("SHM_MAX_RECORD_LEN", MAX_RECORD_LEN),
+        ("SHM_MAX_POSITION", MAX_POSITION),
+        ("SHM_OFF_MAGIC", offset_of!(Header, magic) as u64),
+        ("SHM_OFF_VERSION", offset_of!(Header, version) as u64),
+        ("SHM_OFF_HEADER_SIZE", offset_of!(Header, header_size) as u64),
+        ("SHM_OFF_KIND", offset_of!(Header, kind) as u64),
+        ("SHM_OFF_STATE", offset_of!(Header, state) as u64),
+        ("SHM_OFF_CAPACITY", offset_of!(Header, capacity) as u64),
+        ("SHM_OFF_MAX_MESSAGE", offset_of!(Header, max_message) as u64),
+        ("SHM_OFF_MAX_PRODUCERS", offset_of!(Header, max_producers) as u64),
+        ("SHM_OFF_CREATOR", offset_of!(Header, creator) as u64),
+        ("SHM_OFF_FREE_KEY", offset_of!(Header, free_key) as u64),
+        ("SHM_OFF_CREATOR_NS", offset_of!(Header, creator_ns) as u64),
+        ("SHM_OFF_MAX_SUBSCRIBERS", offset_of!(Header, max_subscribers) as u64),
+        ("SHM_OFF_POLICY", offset_of!(Header, policy) as u64),
+        ("SHM_OFF_TAIL", offset_of!(Header, tail) as u64),
+        ("SHM_OFF_NEXT_SEQ", offset_of!(Header, next_seq) as u64),
+        ("SHM_OFF_HEAD", offset_of!(Header, head) as u64),
+        ("SHM_OFF_HAND_BACK", offset_of!(Header, hand_back) as u64),
+        ("SHM_OFF_RESERVED", offset_of!(Header, reserved) as u64),
+        ("SHM_OFF_DATA_READY", offset_of!(Header, data_ready) as u64),
+        ("SHM_OFF_SPACE_READY", offset_of!(Header, space_ready) as u64),
+        ("SHM_OFF_CONSUMER_SLOT", offset_of!(Header, consumer) as u64),
+        ("SHM_OFF_PRODUCER_SLOTS", producer_slot(0) as u64),
+        ("SHM_OFF_SUBSCRIBERS", SUBSCRIBER_TABLE as u64),
+        ("SHM_KIND_SPSC", Kind::Spsc as u64),
+        ("SHM_KIND_MPSC", Kind::Mpsc as u64),
+        ("SHM_KIND_BROADCAST", Kind::Broadcast as u64),
+        ("SHM_STATE_EMPTY", STATE_EMPTY as u64),
+        ("SHM_STATE_INITIALIZING", STATE_INITIALIZING as u64),
+        ("SHM_STATE_READY", STATE_READY as u64),
+        ("SHM_RECORD_FREE", TYPE_FREE as u64),
+        ("SHM_RECORD_MSG", TYPE_MSG as u64),
+        ("SHM_RECORD_PAD", TYPE_PAD as u64),
+        ("SHM_RECORD_CLAIMED", TYPE_CLAIMED as u64),
+        ("SHM_RECORD_SKIP", TYPE_SKIP as u64),
+        ("SHM_POLICY_BLOCK", Policy::Block as u64),
+        ("SHM_POLICY_OVERWRITE", Policy::Overwrite as u64),
+        ("SHM_OWNER_FREE", 0),
+        ("SHM_OWNER_ATTACHED", crate::identity::ATTACHED),
+        ("SHM_OWNER_CLOSED", crate::identity::CLOSED),
+        ("SHM_OWNER_STATE_SHIFT", crate::identity::STATE_SHIFT as u64),
+        ("SHM_OWNER_LOCK_BIT", crate::identity::LOCK_BIT),
+        ("SHM_OWNER_NS_BIT", crate::identity::NS_BIT),
+        ("SHM_OWNER_PID_SHIFT", crate::identity::PID_SHIFT as u64),
+    ]
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

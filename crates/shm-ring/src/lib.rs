@@ -110,6 +110,8 @@ mod sync;
 
 #[cfg(feature = "async")]
 pub mod aio;
+#[cfg(not(loom))]
+pub mod any;
 pub mod broadcast;
 mod channel;
 #[cfg(not(loom))]
