@@ -102,13 +102,15 @@ fn ring_config(c: &ShmConfig) -> Result<RingConfig, Failure> {
             };
             RingConfig::broadcast(c.capacity, c.max_subscribers).policy(policy)
         }
-        None => return Err(Failure::new(
-            SHM_ERR_INVALID_ARGUMENT,
-            format_args!(
+        None => {
+            return Err(Failure::new(
+                SHM_ERR_INVALID_ARGUMENT,
+                format_args!(
                 "config.kind is {}: expected SHM_KIND_SPSC (1), SHM_KIND_MPSC (2) or SHM_KIND_BROADCAST (3)",
                 c.kind
             ),
-        )),
+            ))
+        }
     };
     if c.max_message != 0 {
         config = config.max_message(c.max_message);

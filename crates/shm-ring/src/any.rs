@@ -286,6 +286,11 @@ impl AnyConsumer {
         self.end.held().map(|n| n.len)
     }
 
+    /// The address of the message held, if any (as [`read`](Self::read) returned it).
+    pub fn held_ptr(&self) -> Option<*const u8> {
+        self.end.held().map(|n| self.end.address(n))
+    }
+
     /// Copy the start of the message held into `dst` (atomic word loads), at most
     /// `dst.len()` bytes; returns how many (0 when none is held).
     pub fn copy_held(&self, dst: &mut [u8]) -> usize {

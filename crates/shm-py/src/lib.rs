@@ -1,0 +1,574 @@
+//! The Python package `shm_ipc`: a thin shell over `shm_ring::any` (see `shm_ipc.pyi` for the
+//! Python-side documentation).
+//!
+//! Every wait runs with the GIL released. Bytes-like arguments are read, and `recv_into`'s
+//! buffer written, with the GIL released too, as `socket.send` / `socket.recv_into` do.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+use std::ffi::c_char;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTimeoutError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use shm_core::Region;
+use shm_ring::any::{AnyConsumer, AnyProducer};
+use shm_ring::{AttachOptions, Kind, Policy, RecvTimeoutError, RingConfig, SendTimeoutError};
+
+pyo3::create_exception!(
+    shm_ipc,
+    Disconnected,
+    PyConnectionError,
+    "The peer closed its end (a consumer gets it once everything sent was received)."
+);
+pyo3::create_exception!(
+    shm_ipc,
+    PeerDead,
+    Disconnected,
+    "The peer's process died without closing (a consumer gets it once everything sent was received)."
+);
+pyo3::create_exception!(shm_ipc, CorruptError, PyRuntimeError, "The shared memory breaks the ring layout.");
+pyo3::create_exception!(
+    shm_ipc,
+    Lagged,
+    PyRuntimeError,
+    "A broadcast subscriber was overtaken (policy 'overwrite'): messages were lost; the next receive returns the oldest one left."
+);
+
+fn send_error(e: SendTimeoutError<()>) -> PyErr {
+    let text = e.to_string();
+    match e {
+        SendTimeoutError::Timeout(()) => PyTimeoutError::new_err(text),
+        SendTimeoutError::Disconnected(()) => Disconnected::new_err(text),
+        SendTimeoutError::PeerDead { .. } => PeerDead::new_err(text),
+        SendTimeoutError::TooLarge { .. } => PyValueError::new_err(text),
+        _ => CorruptError::new_err(text),
+    }
+}
+
+fn recv_error(e: RecvTimeoutError) -> PyErr {
+    let text = e.to_string();
+    match e {
+        RecvTimeoutError::Timeout => PyTimeoutError::new_err(text),
+        RecvTimeoutError::Disconnected => Disconnected::new_err(text),
+        RecvTimeoutError::PeerDead { .. } => PeerDead::new_err(text),
+        RecvTimeoutError::BufferTooSmall { .. } => PyValueError::new_err(text),
+        RecvTimeoutError::Lagged { .. } => Lagged::new_err(text),
+        _ => CorruptError::new_err(text),
+    }
+}
+
+fn os_error(what: String, e: impl std::fmt::Display) -> PyErr {
+    pyo3::exceptions::PyOSError::new_err(format!("{what}: {e}"))
+}
+
+/// `timeout` in seconds: `None` waits as long as it takes, 0 not at all.
+fn wait_of(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    match timeout {
+        None => Ok(None),
+        Some(t) if t.is_finite() && t >= 0.0 => Ok(Some(Duration::from_secs_f64(t))),
+        Some(t) => {
+            Err(PyValueError::new_err(format!("timeout is {t}: expected None or a number of seconds >= 0")))
+        }
+    }
+}
+
+fn kind_of(kind: Option<&str>) -> PyResult<Option<Kind>> {
+    match kind {
+        None => Ok(None),
+        Some("spsc") => Ok(Some(Kind::Spsc)),
+        Some("mpsc") => Ok(Some(Kind::Mpsc)),
+        Some("broadcast") => Ok(Some(Kind::Broadcast)),
+        Some(k) => {
+            Err(PyValueError::new_err(format!("kind is {k:?}: expected 'spsc', 'mpsc' or 'broadcast'")))
+        }
+    }
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Spsc => "spsc",
+        Kind::Mpsc => "mpsc",
+        Kind::Broadcast => "broadcast",
+    }
+}
+
+/// The configuration the `create_*` calls describe.
+fn config(
+    kind: &str,
+    capacity: u64,
+    slots: u32,
+    max_message: Option<u64>,
+    policy: &str,
+) -> PyResult<RingConfig> {
+    let mut config = match kind_of(Some(kind))? {
+        Some(Kind::Spsc) => RingConfig::spsc(capacity),
+        Some(Kind::Mpsc) => RingConfig::mpsc(capacity, slots),
+        _ => {
+            let policy = match policy {
+                "block" => Policy::Block,
+                "overwrite" => Policy::Overwrite,
+                p => {
+                    return Err(PyValueError::new_err(format!(
+                        "policy is {p:?}: expected 'block' or 'overwrite'"
+                    )))
+                }
+            };
+            RingConfig::broadcast(capacity, slots).policy(policy)
+        }
+    };
+    if let Some(max) = max_message {
+        config = config.max_message(max);
+    }
+    Ok(config)
+}
+
+enum Place {
+    File(String),
+    Shm(String),
+}
+
+impl Place {
+    fn create(&self, len: usize) -> PyResult<Region> {
+        match self {
+            Place::File(p) => {
+                Region::create_file(p, len).map_err(|e| os_error(format!("creating file {p}"), e))
+            }
+            Place::Shm(n) => {
+                Region::create_shm(n, len).map_err(|e| os_error(format!("creating shm object {n}"), e))
+            }
+        }
+    }
+
+    fn open(&self) -> PyResult<Region> {
+        match self {
+            Place::File(p) => Region::open_file(p).map_err(|e| os_error(format!("opening file {p}"), e)),
+            Place::Shm(n) => Region::open_shm(n).map_err(|e| os_error(format!("opening shm object {n}"), e)),
+        }
+    }
+}
+
+fn attach_error(e: impl std::fmt::Display) -> PyErr {
+    PyValueError::new_err(format!("attaching to the ring: {e}"))
+}
+
+/// A contiguous bytes-like object's bytes, as an address and a length (valid while `buf` lives;
+/// another thread may write them, as for any buffer handed to C code).
+fn buffer_of(buf: &PyBuffer<u8>, writable: bool) -> PyResult<(usize, usize)> {
+    if !buf.is_c_contiguous() {
+        return Err(PyValueError::new_err(
+            "the buffer is not contiguous: expected a contiguous bytes-like object",
+        ));
+    }
+    if writable && buf.readonly() {
+        return Err(PyValueError::new_err("the buffer is read-only: expected a writable bytes-like object"));
+    }
+    Ok((buf.buf_ptr() as usize, buf.len_bytes()))
+}
+
+/// The producer end of a ring of any kind (see `shm_ipc.pyi`).
+#[pyclass(module = "shm_ipc")]
+struct Producer {
+    end: Option<AnyProducer>,
+}
+
+impl Producer {
+    fn end(&mut self) -> PyResult<&mut AnyProducer> {
+        self.end.as_mut().ok_or_else(|| PyValueError::new_err("the producer is closed"))
+    }
+}
+
+#[pymethods]
+impl Producer {
+    /// Create the file `path` and a ring in it, and attach as its producer.
+    #[staticmethod]
+    #[pyo3(signature = (path, kind="spsc", capacity=1 << 20, slots=8, max_message=None, policy="block"))]
+    fn create_file(
+        path: String,
+        kind: &str,
+        capacity: u64,
+        slots: u32,
+        max_message: Option<u64>,
+        policy: &str,
+    ) -> PyResult<Producer> {
+        Producer::create(Place::File(path), config(kind, capacity, slots, max_message, policy)?)
+    }
+
+    /// Create the POSIX shm object `name` and a ring in it, and attach as its producer.
+    #[staticmethod]
+    #[pyo3(signature = (name, kind="spsc", capacity=1 << 20, slots=8, max_message=None, policy="block"))]
+    fn create_shm(
+        name: String,
+        kind: &str,
+        capacity: u64,
+        slots: u32,
+        max_message: Option<u64>,
+        policy: &str,
+    ) -> PyResult<Producer> {
+        Producer::create(Place::Shm(name), config(kind, capacity, slots, max_message, policy)?)
+    }
+
+    /// Attach as a producer of the ring in the file `path`.
+    #[staticmethod]
+    #[pyo3(signature = (path, kind=None))]
+    fn open_file(py: Python<'_>, path: String, kind: Option<&str>) -> PyResult<Producer> {
+        Producer::open(py, Place::File(path), kind_of(kind)?)
+    }
+
+    /// Attach as a producer of the ring in the POSIX shm object `name`.
+    #[staticmethod]
+    #[pyo3(signature = (name, kind=None))]
+    fn open_shm(py: Python<'_>, name: String, kind: Option<&str>) -> PyResult<Producer> {
+        Producer::open(py, Place::Shm(name), kind_of(kind)?)
+    }
+
+    /// Send a copy of `data` (bytes-like), waiting up to `timeout` seconds for room.
+    #[pyo3(signature = (data, timeout=None))]
+    fn send(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<()> {
+        let wait = wait_of(timeout)?;
+        let end = self.end()?;
+        if let Ok(bytes) = data.cast::<PyBytes>() {
+            let msg = bytes.as_bytes();
+            // The first try holds the GIL (releasing it costs more than a send); a wait does not.
+            return match end.send(msg, Some(Duration::ZERO)) {
+                Err(SendTimeoutError::Timeout(())) if wait != Some(Duration::ZERO) => {
+                    py.detach(|| end.send(msg, wait)).map_err(send_error)
+                }
+                r => r.map_err(send_error),
+            };
+        }
+        let buf = PyBuffer::<u8>::get(data)?;
+        let (addr, len) = buffer_of(&buf, false)?;
+        py.detach(|| {
+            // SAFETY: the buffer's `len` bytes at `addr` stay valid while `buf` (an export of
+            // them) lives; they are caller memory, not the ring's.
+            let msg = unsafe { std::slice::from_raw_parts(addr as *const u8, len) };
+            end.send(msg, wait)
+        })
+        .map_err(send_error)
+    }
+
+    /// Send a copy of `data` if there is room now; returns whether it was sent.
+    fn try_send(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
+        match self.send(py, data, Some(0.0)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_instance_of::<PyTimeoutError>(py) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The ring's kind: 'spsc', 'mpsc' or 'broadcast'.
+    #[getter]
+    fn kind(&mut self) -> PyResult<&'static str> {
+        Ok(kind_name(self.end()?.kind()))
+    }
+
+    /// The largest message the ring takes, in bytes.
+    #[getter]
+    fn max_message(&mut self) -> PyResult<usize> {
+        Ok(self.end()?.max_message())
+    }
+
+    /// Size of the ring's data area, in bytes.
+    #[getter]
+    fn capacity(&mut self) -> PyResult<usize> {
+        Ok(self.end()?.capacity())
+    }
+
+    /// Close this end: the consumer drains what was sent, then gets `Disconnected`.
+    fn close(&mut self) {
+        self.end = None;
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&mut self, _args: &Bound<'_, pyo3::types::PyTuple>) {
+        self.close();
+    }
+
+    fn __repr__(&self) -> String {
+        match &self.end {
+            Some(end) => {
+                format!("<shm_ipc.Producer {} ring, {} bytes>", kind_name(end.kind()), end.capacity())
+            }
+            None => "<shm_ipc.Producer closed>".into(),
+        }
+    }
+}
+
+impl Producer {
+    fn create(place: Place, config: RingConfig) -> PyResult<Producer> {
+        let region = Arc::new(place.create(config.region_len())?);
+        let end = AnyProducer::create(region, &config)
+            .map_err(|e| PyValueError::new_err(format!("creating the ring: {e}")))?;
+        Ok(Producer { end: Some(end) })
+    }
+
+    fn open(py: Python<'_>, place: Place, kind: Option<Kind>) -> PyResult<Producer> {
+        let region = place.open()?;
+        let end =
+            py.detach(|| AnyProducer::open(region, kind, &AttachOptions::new())).map_err(attach_error)?;
+        Ok(Producer { end: Some(end) })
+    }
+}
+
+/// The consumer end (a subscriber, on a broadcast ring) of a ring of any kind (see
+/// `shm_ipc.pyi`).
+#[pyclass(module = "shm_ipc")]
+struct Consumer {
+    end: Option<AnyConsumer>,
+}
+
+impl Consumer {
+    fn end(&mut self) -> PyResult<&mut AnyConsumer> {
+        self.end.as_mut().ok_or_else(|| PyValueError::new_err("the consumer is closed"))
+    }
+}
+
+#[pymethods]
+impl Consumer {
+    /// Create the file `path` and a ring in it, and attach as its consumer.
+    #[staticmethod]
+    #[pyo3(signature = (path, kind="spsc", capacity=1 << 20, slots=8, max_message=None, policy="block"))]
+    fn create_file(
+        path: String,
+        kind: &str,
+        capacity: u64,
+        slots: u32,
+        max_message: Option<u64>,
+        policy: &str,
+    ) -> PyResult<Consumer> {
+        Consumer::create(Place::File(path), config(kind, capacity, slots, max_message, policy)?)
+    }
+
+    /// Create the POSIX shm object `name` and a ring in it, and attach as its consumer.
+    #[staticmethod]
+    #[pyo3(signature = (name, kind="spsc", capacity=1 << 20, slots=8, max_message=None, policy="block"))]
+    fn create_shm(
+        name: String,
+        kind: &str,
+        capacity: u64,
+        slots: u32,
+        max_message: Option<u64>,
+        policy: &str,
+    ) -> PyResult<Consumer> {
+        Consumer::create(Place::Shm(name), config(kind, capacity, slots, max_message, policy)?)
+    }
+
+    /// Attach as the consumer (broadcast: a subscriber) of the ring in the file `path`.
+    #[staticmethod]
+    #[pyo3(signature = (path, kind=None, history=0))]
+    fn open_file(py: Python<'_>, path: String, kind: Option<&str>, history: u64) -> PyResult<Consumer> {
+        Consumer::open(py, Place::File(path), kind_of(kind)?, history)
+    }
+
+    /// Attach as the consumer (broadcast: a subscriber) of the ring in the POSIX shm object
+    /// `name`.
+    #[staticmethod]
+    #[pyo3(signature = (name, kind=None, history=0))]
+    fn open_shm(py: Python<'_>, name: String, kind: Option<&str>, history: u64) -> PyResult<Consumer> {
+        Consumer::open(py, Place::Shm(name), kind_of(kind)?, history)
+    }
+
+    /// Receive the next message as `bytes`, waiting up to `timeout` seconds.
+    #[pyo3(signature = (timeout=None))]
+    fn recv<'py>(&mut self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyBytes>> {
+        let wait = wait_of(timeout)?;
+        let end = self.end()?;
+        // The first look holds the GIL (releasing it costs more than a receive); a wait does not.
+        let len = match end.read(Some(Duration::ZERO)) {
+            Err(RecvTimeoutError::Timeout) if wait != Some(Duration::ZERO) => {
+                py.detach(|| end.read(wait).map(|(_, len)| len)).map_err(recv_error)?
+            }
+            r => r.map(|(_, len)| len).map_err(recv_error)?,
+        };
+        let bytes = PyBytes::new_with(py, len, |dst| {
+            end.copy_held(dst);
+            Ok(())
+        });
+        end.release();
+        bytes
+    }
+
+    /// Receive the next message into `buffer` (a writable bytes-like object), waiting up to
+    /// `timeout` seconds; returns its length. A message longer than the buffer stays in the
+    /// ring (`ValueError`).
+    #[pyo3(signature = (buffer, timeout=None))]
+    fn recv_into(
+        &mut self,
+        py: Python<'_>,
+        buffer: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<usize> {
+        let wait = wait_of(timeout)?;
+        let end = self.end()?;
+        let buf = PyBuffer::<u8>::get(buffer)?;
+        let (addr, len) = buffer_of(&buf, true)?;
+        py.detach(|| {
+            // SAFETY: the writable buffer's `len` bytes at `addr` stay valid while `buf` (an
+            // export of them) lives; they are caller memory, not the ring's (written without
+            // the GIL, as `socket.recv_into` does).
+            let dst = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, len) };
+            end.recv_into(dst, wait)
+        })
+        .map_err(recv_error)
+    }
+
+    /// Wait up to `timeout` seconds for the next message and hold it in place:
+    /// `with consumer.read() as view:` gives a read-only memoryview of it, valid inside the
+    /// block; the message is consumed at the block's end.
+    #[pyo3(signature = (timeout=None))]
+    fn read(slf: Bound<'_, Self>, timeout: Option<f64>) -> PyResult<Message> {
+        let py = slf.py();
+        let wait = wait_of(timeout)?;
+        {
+            let mut this = slf.borrow_mut();
+            let end = this.end()?;
+            py.detach(|| end.read(wait).map(drop)).map_err(recv_error)?;
+        }
+        Ok(Message { consumer: slf.unbind(), view: None })
+    }
+
+    /// The ring's kind: 'spsc', 'mpsc' or 'broadcast'.
+    #[getter]
+    fn kind(&mut self) -> PyResult<&'static str> {
+        Ok(kind_name(self.end()?.kind()))
+    }
+
+    /// The largest message the ring takes, in bytes (a buffer this large receives any message).
+    #[getter]
+    fn max_message(&mut self) -> PyResult<usize> {
+        Ok(self.end()?.max_message())
+    }
+
+    /// Size of the ring's data area, in bytes.
+    #[getter]
+    fn capacity(&mut self) -> PyResult<usize> {
+        Ok(self.end()?.capacity())
+    }
+
+    /// Close this end.
+    fn close(&mut self) {
+        self.end = None;
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&mut self, _args: &Bound<'_, pyo3::types::PyTuple>) {
+        self.close();
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// The next message; the iteration ends when the producers are gone (closed or dead).
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        match self.recv(py, None) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.is_instance_of::<Disconnected>(py) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        match &self.end {
+            Some(end) => {
+                format!("<shm_ipc.Consumer {} ring, {} bytes>", kind_name(end.kind()), end.capacity())
+            }
+            None => "<shm_ipc.Consumer closed>".into(),
+        }
+    }
+}
+
+impl Consumer {
+    fn create(place: Place, config: RingConfig) -> PyResult<Consumer> {
+        let region = Arc::new(place.create(config.region_len())?);
+        let end = AnyConsumer::create(region, &config)
+            .map_err(|e| PyValueError::new_err(format!("creating the ring: {e}")))?;
+        Ok(Consumer { end: Some(end) })
+    }
+
+    fn open(py: Python<'_>, place: Place, kind: Option<Kind>, history: u64) -> PyResult<Consumer> {
+        let region = place.open()?;
+        let options = AttachOptions::new().history(history);
+        let end = py.detach(|| AnyConsumer::open(region, kind, &options)).map_err(attach_error)?;
+        Ok(Consumer { end: Some(end) })
+    }
+}
+
+/// A message held in place by `Consumer.read()`: a context manager whose value is a read-only
+/// memoryview of it.
+#[pyclass(module = "shm_ipc")]
+struct Message {
+    consumer: Py<Consumer>,
+    view: Option<Py<PyAny>>,
+}
+
+#[pymethods]
+impl Message {
+    fn __enter__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if let Some(view) = &self.view {
+            return Ok(view.clone_ref(py));
+        }
+        let mut consumer = self.consumer.borrow_mut(py);
+        let end = consumer.end()?;
+        let gone = || PyValueError::new_err("the message was released already");
+        let (len, ptr) = (end.held().ok_or_else(gone)?, end.held_ptr().ok_or_else(gone)?);
+        // SAFETY: PyMemoryView_FromMemory makes a view of `len` bytes at `ptr`, which stay mapped
+        // and unconsumed until `__exit__` releases the view first, then the message. The bytes
+        // are shared with the producer's process: Python reads them as it reads any buffer,
+        // never through a Rust reference.
+        let view = unsafe {
+            let raw = pyo3::ffi::PyMemoryView_FromMemory(
+                ptr.cast_mut() as *mut c_char,
+                len as isize,
+                pyo3::ffi::PyBUF_READ,
+            );
+            Bound::from_owned_ptr_or_err(py, raw)?
+        };
+        let view = view.unbind();
+        self.view = Some(view.clone_ref(py));
+        Ok(view)
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&mut self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        let released = match self.view.take() {
+            Some(view) => view.call_method0(py, "release").map(drop),
+            None => Ok(()),
+        };
+        if let Some(end) = self.consumer.borrow_mut(py).end.as_mut() {
+            end.release();
+        }
+        released.map_err(|e| {
+            PyValueError::new_err(format!(
+                "the message's memoryview was still exported when its block ended ({e}): copy what you keep with bytes(view)"
+            ))
+        })
+    }
+}
+
+/// Inter-process message rings in shared memory.
+#[pymodule]
+fn shm_ipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Producer>()?;
+    m.add_class::<Consumer>()?;
+    m.add_class::<Message>()?;
+    m.add("Disconnected", py.get_type::<Disconnected>())?;
+    m.add("PeerDead", py.get_type::<PeerDead>())?;
+    m.add("CorruptError", py.get_type::<CorruptError>())?;
+    m.add("Lagged", py.get_type::<Lagged>())?;
+    m.add("LAYOUT_VERSION", shm_ring::layout::LAYOUT_VERSION)?;
+    Ok(())
+}
