@@ -1,4 +1,6 @@
 //! The shared layout: the ring header at offset 0 of the region, then the data area.
+//! (`docs/layout.md` in the repository specifies it, and each kind's protocol, byte by byte for
+//! implementations in other languages.)
 //!
 //! Every offset is computed here and checked with `const` asserts; any change to the layout of
 //! a kind bumps [`LAYOUT_VERSION`]. A new kind takes a new `kind` number and uses header bytes
@@ -719,6 +721,18 @@ mod tests {
             }
         }
         assert_ne!(free_word(1, 5), free_word(2, 5), "the key changes the word");
+        // The test vectors of docs/layout.md (section 6.6), for other implementations.
+        for (key, lap, word) in [
+            (0x0123_4567_89ab_cdef, 0, 0x00ef_f8cb_0040_aa51),
+            (0x0123_4567_89ab_cdef, 1, 0x0096_45f2_367e_3eaa),
+            (0x0123_4567_89ab_cdef, 2, 0x00eb_d331_84f4_e089),
+            (0, 0, 0),
+            (0, 1, 0x0045_b51e_cca0_246a),
+            (1, 5, 0x002a_058d_2466_1e19),
+            (u64::MAX, 0, 0x0035_d6f2_3ac8_4d57),
+        ] {
+            assert_eq!(free_word(key, lap), word, "free_word({key:#x}, {lap})");
+        }
     }
 
     #[test]
