@@ -122,7 +122,12 @@ class Consumer:
         """Receive the next message into the writable ``buffer``; returns its length. A message
         longer than the buffer stays in the ring (``ValueError``)."""
     def read(self, timeout: Optional[float] = None) -> Message:
-        """Wait for the next message and hold it in place: ``with consumer.read() as view: ...``."""
+        """Wait for the next message and hold it in place: ``with consumer.read() as view: ...``.
+
+        The view is released at the block's end (or by the next receive, or ``close``), then the
+        message is consumed. While a view made from it (``memoryview(view)``, a NumPy array) is
+        alive, the next receive and ``close`` raise ``ValueError`` and the message stays held:
+        copy what you keep with ``bytes(view)``."""
     @property
     def kind(self) -> Kind: ...
     @property

@@ -6,7 +6,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-use std::ffi::c_char;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -323,11 +323,62 @@ impl Producer {
 #[pyclass(module = "shm_ipc")]
 struct Consumer {
     end: Option<AnyConsumer>,
+    /// The memoryview of the message `read` holds, while its block runs.
+    view: Option<Py<PyAny>>,
+    /// Which `read` holds the message (a `Message` of an earlier one no longer does).
+    reads: u64,
+    /// Buffer exports of the held message (memoryviews of it, and views made from those),
+    /// shared with its `Message`, whose `__releasebuffer__` runs while this is borrowed.
+    exports: Arc<AtomicUsize>,
 }
 
 impl Consumer {
     fn end(&mut self) -> PyResult<&mut AnyConsumer> {
         self.end.as_mut().ok_or_else(|| PyValueError::new_err("the consumer is closed"))
+    }
+
+    /// Release the view of a held message, so that nothing can read ring memory through it
+    /// once the message is consumed or the ring unmapped. Fails, keeping everything as it is,
+    /// while the view is exported (a `numpy.frombuffer` of it, say).
+    fn settle(&mut self, py: Python<'_>) -> PyResult<()> {
+        if let Some(view) = self.view.take() {
+            if let Err(e) = view.call_method0(py, "release") {
+                self.view = Some(view);
+                return Err(still_exported(&e.to_string()));
+            }
+        }
+        match self.exports.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            n => Err(still_exported(&format!("{n} views of it are alive"))),
+        }
+    }
+
+    /// The end, ready for a new receive.
+    fn ready(&mut self, py: Python<'_>) -> PyResult<&mut AnyConsumer> {
+        self.settle(py)?;
+        self.end()
+    }
+
+    fn new(end: AnyConsumer) -> Consumer {
+        Consumer { end: Some(end), view: None, reads: 0, exports: Arc::default() }
+    }
+}
+
+fn still_exported(why: &str) -> PyErr {
+    PyValueError::new_err(format!(
+        "the memoryview of the message read before is still exported ({why}): release what was \
+         made from it (copy what you keep with bytes(view)) before the next call"
+    ))
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if (self.view.is_some() || self.exports.load(Ordering::Relaxed) > 0)
+            && Python::attach(|py| self.settle(py)).is_err()
+        {
+            // A view of ring memory is still exported: keep the ring mapped for it.
+            std::mem::forget(self.end.take());
+        }
     }
 }
 
@@ -380,7 +431,7 @@ impl Consumer {
     #[pyo3(signature = (timeout=None))]
     fn recv<'py>(&mut self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyBytes>> {
         let wait = wait_of(timeout)?;
-        let end = self.end()?;
+        let end = self.ready(py)?;
         // The first look holds the GIL (releasing it costs more than a receive); a wait does not.
         let len = match end.read(Some(Duration::ZERO)) {
             Err(RecvTimeoutError::Timeout) if wait != Some(Duration::ZERO) => {
@@ -407,7 +458,7 @@ impl Consumer {
         timeout: Option<f64>,
     ) -> PyResult<usize> {
         let wait = wait_of(timeout)?;
-        let end = self.end()?;
+        let end = self.ready(py)?;
         let buf = PyBuffer::<u8>::get(buffer)?;
         let (addr, len) = buffer_of(&buf, true)?;
         py.detach(|| {
@@ -427,12 +478,14 @@ impl Consumer {
     fn read(slf: Bound<'_, Self>, timeout: Option<f64>) -> PyResult<Message> {
         let py = slf.py();
         let wait = wait_of(timeout)?;
-        {
+        let read = {
             let mut this = slf.borrow_mut();
-            let end = this.end()?;
+            let end = this.ready(py)?;
             py.detach(|| end.read(wait).map(drop)).map_err(recv_error)?;
-        }
-        Ok(Message { consumer: slf.unbind(), view: None })
+            this.reads += 1;
+            (this.reads, this.exports.clone())
+        };
+        Ok(Message { consumer: slf.unbind(), read: read.0, exports: read.1 })
     }
 
     /// The ring's kind: 'spsc', 'mpsc' or 'broadcast'.
@@ -453,9 +506,11 @@ impl Consumer {
         Ok(self.end()?.capacity())
     }
 
-    /// Close this end.
-    fn close(&mut self) {
+    /// Close this end (a message held by `read` is consumed).
+    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.settle(py)?;
         self.end = None;
+        Ok(())
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -463,8 +518,8 @@ impl Consumer {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&mut self, _args: &Bound<'_, pyo3::types::PyTuple>) {
-        self.close();
+    fn __exit__(&mut self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        self.close(py)
     }
 
     fn __iter__(slf: Py<Self>) -> Py<Self> {
@@ -495,14 +550,14 @@ impl Consumer {
         let region = Arc::new(place.create(config.region_len())?);
         let end = AnyConsumer::create(region, &config)
             .map_err(|e| PyValueError::new_err(format!("creating the ring: {e}")))?;
-        Ok(Consumer { end: Some(end) })
+        Ok(Consumer::new(end))
     }
 
     fn open(py: Python<'_>, place: Place, kind: Option<Kind>, history: u64) -> PyResult<Consumer> {
         let region = place.open()?;
         let options = AttachOptions::new().history(history);
         let end = py.detach(|| AnyConsumer::open(region, kind, &options)).map_err(attach_error)?;
-        Ok(Consumer { end: Some(end) })
+        Ok(Consumer::new(end))
     }
 }
 
@@ -511,50 +566,81 @@ impl Consumer {
 #[pyclass(module = "shm_ipc")]
 struct Message {
     consumer: Py<Consumer>,
-    view: Option<Py<PyAny>>,
+    /// The consumer's `reads` when this message was read.
+    read: u64,
+    /// The consumer's count of exports.
+    exports: Arc<AtomicUsize>,
 }
 
 #[pymethods]
 impl Message {
-    fn __enter__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        if let Some(view) = &self.view {
-            return Ok(view.clone_ref(py));
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        {
+            let mut consumer = slf.borrow().consumer.bind(py).borrow_mut();
+            if let Some(view) = &consumer.view {
+                return Ok(view.clone_ref(py));
+            }
+            consumer.settle(py)?;
         }
-        let mut consumer = self.consumer.borrow_mut(py);
-        let end = consumer.end()?;
-        let gone = || PyValueError::new_err("the message was released already");
-        let (len, ptr) = (end.held().ok_or_else(gone)?, end.held_ptr().ok_or_else(gone)?);
-        // SAFETY: PyMemoryView_FromMemory makes a view of `len` bytes at `ptr`, which stay mapped
-        // and unconsumed until `__exit__` releases the view first, then the message. The bytes
-        // are shared with the producer's process: Python reads them as it reads any buffer,
-        // never through a Rust reference.
-        let view = unsafe {
-            let raw = pyo3::ffi::PyMemoryView_FromMemory(
-                ptr.cast_mut() as *mut c_char,
-                len as isize,
-                pyo3::ffi::PyBUF_READ,
-            );
-            Bound::from_owned_ptr_or_err(py, raw)?
-        };
+        // A memoryview of this object (its buffer is the held message: `__getbuffer__`), so
+        // that every view made from it counts as an export until it is released.
+        // SAFETY: PyMemoryView_FromObject takes a live object and returns a new reference or
+        // NULL with an exception set.
+        let view =
+            unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyMemoryView_FromObject(slf.as_ptr()))? };
         let view = view.unbind();
-        self.view = Some(view.clone_ref(py));
+        slf.borrow().consumer.bind(py).borrow_mut().view = Some(view.clone_ref(py));
         Ok(view)
     }
 
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&mut self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
-        let released = match self.view.take() {
-            Some(view) => view.call_method0(py, "release").map(drop),
-            None => Ok(()),
+    /// The buffer protocol: the held message, read-only.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: std::ffi::c_int,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.borrow();
+        let mut consumer = this.consumer.bind(py).borrow_mut();
+        if consumer.reads != this.read {
+            return Err(PyValueError::new_err("the message was released: the consumer received after it"));
+        }
+        let end = consumer.end()?;
+        let gone = || PyValueError::new_err("the message was released already");
+        let (len, ptr) = (end.held().ok_or_else(gone)?, end.held_ptr().ok_or_else(gone)?);
+        // SAFETY: `view` is the exporter's buffer to fill (the protocol's promise).
+        // PyBuffer_FillInfo describes `len` read-only bytes at `ptr`: the held message, which
+        // stays mapped and unconsumed while any export lives (`exports` counts them:
+        // `Consumer::settle` refuses to go on, and a Consumer dropped with exports keeps the ring
+        // mapped). The bytes are shared with the producer's process: Python reads them as any
+        // buffer, never through a Rust reference.
+        let r = unsafe {
+            pyo3::ffi::PyBuffer_FillInfo(view, slf.as_ptr(), ptr.cast_mut().cast(), len as isize, 1, flags)
         };
-        if let Some(end) = self.consumer.borrow_mut(py).end.as_mut() {
+        if r != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        this.exports.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut pyo3::ffi::Py_buffer) {
+        self.exports.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Release the view, then consume the message (unless a later receive did already).
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        let mut consumer = self.consumer.bind(py).borrow_mut();
+        if consumer.reads != self.read {
+            return Ok(());
+        }
+        consumer.settle(py)?;
+        if let Some(end) = consumer.end.as_mut() {
             end.release();
         }
-        released.map_err(|e| {
-            PyValueError::new_err(format!(
-                "the message's memoryview was still exported when its block ended ({e}): copy what you keep with bytes(view)"
-            ))
-        })
+        Ok(())
     }
 }
 

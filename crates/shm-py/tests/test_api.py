@@ -95,3 +95,36 @@ def test_iteration_ends_when_the_producer_closes(ends):
         tx.send(bytes([i]))
     tx.close()
     assert list(rx) == [bytes([i]) for i in range(5)]
+
+
+def test_a_view_never_outlives_its_message(ends):
+    tx, rx = ends
+    for m in (b"first", b"second", b"third"):
+        tx.send(m)
+    with rx.read(timeout=1) as view:
+        assert bytes(view) == b"first"
+        assert rx.recv(timeout=1) == b"second"  # a receive inside the block releases the view
+        with pytest.raises(ValueError):
+            bytes(view)
+    with rx.read(timeout=1) as view:
+        exported = memoryview(view)  # an export of the view: it cannot be released now
+        with pytest.raises(ValueError, match="still exported"):
+            rx.recv(timeout=0)
+        exported.release()
+    tx.send(b"fourth")
+    with rx.read(timeout=1) as view:
+        rx.close()  # closing inside the block releases the view before it unmaps the ring
+        with pytest.raises(ValueError):
+            bytes(view)
+
+
+def test_a_consumer_with_a_live_export_refuses_to_close(ends):
+    tx, rx = ends
+    tx.send(b"kept")
+    with rx.read(timeout=1) as view:
+        keep = memoryview(view)  # made from the view: an export of the message
+        with pytest.raises(ValueError, match="still exported"):
+            rx.close()
+        assert bytes(keep) == b"kept"  # the ring is still mapped, the message still held
+        keep.release()
+    rx.close()
