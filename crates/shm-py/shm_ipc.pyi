@@ -12,7 +12,8 @@ bytes-like messages, consumers receive them as ``bytes``, into a buffer, or in p
     with rx.read() as view:                               # a memoryview into the ring
         assert bytes(view) == b"in place"
 
-Every wait releases the GIL. ``timeout`` is in seconds: ``None`` waits as long as it takes, ``0``
+Every wait releases the GIL (and lets signal handlers run every 100 ms: Ctrl-C interrupts it,
+having taken nothing). ``timeout`` is in seconds: ``None`` waits as long as it takes, ``0``
 not at all. Errors: ``TimeoutError`` (nothing in time), ``Disconnected`` (a ``ConnectionError``:
 the peer closed) and its subclass ``PeerDead`` (the peer's process died), ``ValueError`` (bad
 sizes or arguments; a message too long for a buffer stays in the ring), ``Lagged`` (a broadcast

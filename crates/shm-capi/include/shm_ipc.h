@@ -285,7 +285,7 @@ int shm_producer_create_shm(const char *name, const ShmConfig *config, ShmProduc
 
 // Create a sealed memfd named `name`, initialise a ring of `config` in it and attach as its
 // producer; `*fd_out` (if not NULL) gets a descriptor of it to pass to the other process
-// (over a Unix socket, or inherited), which the caller closes.
+// (over a Unix socket; it is close-on-exec), which the caller closes.
 //
 // # Safety
 // As `shm_producer_create_file`; `fd_out` is NULL or valid for a write.
@@ -318,7 +318,9 @@ int shm_producer_open_memfd(int fd, uint32_t kind, ShmProducer **out);
 // all, `SHM_WAIT_FOREVER`: as long as it takes).
 //
 // # Safety
-// `producer` is a live handle; `data` is valid for `len` bytes (or `len` is 0).
+// `producer` is a live handle; `data` is valid for `len` bytes (or `len` is 0) that nobody
+// writes during the call: to forward a message read in place from a ring whose peer you do
+// not trust, copy it out first (`shm_consumer_recv`).
 int shm_producer_send(ShmProducer *producer, const void *data, size_t len, int64_t timeout_ns);
 
 // `shm_producer_send` with no wait.
@@ -415,8 +417,9 @@ int shm_consumer_open_memfd(int fd, uint32_t kind, ShmConsumer **out);
 // `*len_out` is its length.
 //
 // # Safety
-// `consumer` is a live handle, `buf` valid for `capacity` bytes of writes, `len_out` NULL or
-// valid for a write.
+// `consumer` is a live handle, `buf` valid for `capacity` bytes of writes that nobody else
+// touches during the call (not room reserved in a ring whose peer you do not trust), `len_out`
+// NULL or valid for a write.
 int shm_consumer_recv(ShmConsumer *consumer,
                       void *buf,
                       size_t capacity,

@@ -131,8 +131,16 @@ fn attach_kind(kind: u32) -> Result<Option<Kind>, Failure> {
     }
 }
 
-fn wait_of(timeout_ns: i64) -> Option<Duration> {
-    u64::try_from(timeout_ns).ok().map(Duration::from_nanos)
+/// A `timeout_ns` as a wait: 0 none, positive at most that long, `SHM_WAIT_FOREVER` forever.
+fn wait_of(timeout_ns: i64) -> Result<Option<Duration>, Failure> {
+    match timeout_ns {
+        SHM_WAIT_FOREVER => Ok(None),
+        t if t >= 0 => Ok(Some(Duration::from_nanos(t as u64))),
+        t => Err(Failure::new(
+            SHM_ERR_INVALID_ARGUMENT,
+            format_args!("timeout_ns is {t}: expected 0 (no wait), a positive number of nanoseconds or SHM_WAIT_FOREVER (-1)"),
+        )),
+    }
 }
 
 /// `s` as a `&str`.
@@ -183,6 +191,15 @@ impl Place<'_> {
         }
     }
 
+    /// Remove what `create` made, after a failure to initialise a ring in it.
+    fn remove(&self) {
+        let _ = match self {
+            Place::File(p) => std::fs::remove_file(p).map_err(drop),
+            Place::Shm(n) => Region::unlink_shm(n).map_err(drop),
+            Place::Memfd(_) => Ok(()), // gone with its last descriptor
+        };
+    }
+
     fn open(&self) -> Result<Region, Failure> {
         match self {
             Place::File(p) => Region::open_file(p).map_err(|e| io(&format!("opening file {p}"), e)),
@@ -217,8 +234,9 @@ unsafe fn create_producer(
     // SAFETY: the caller's promise.
     let out = unsafe { arg(out, "out") }?;
     let region = Arc::new(place.create(config.region_len())?);
+    let end = AnyProducer::create(region.clone(), &config).inspect_err(|_| place.remove())?;
     memfd_of(&region, fd_out)?;
-    *out = Box::into_raw(Box::new(ShmProducer { end: AnyProducer::create(region, &config)? }));
+    *out = Box::into_raw(Box::new(ShmProducer { end }));
     Ok(())
 }
 
@@ -235,8 +253,9 @@ unsafe fn create_consumer(
     // SAFETY: the caller's promise.
     let out = unsafe { arg(out, "out") }?;
     let region = Arc::new(place.create(config.region_len())?);
+    let end = AnyConsumer::create(region.clone(), &config).inspect_err(|_| place.remove())?;
     memfd_of(&region, fd_out)?;
-    *out = Box::into_raw(Box::new(ShmConsumer { end: AnyConsumer::create(region, &config)? }));
+    *out = Box::into_raw(Box::new(ShmConsumer { end }));
     Ok(())
 }
 
@@ -304,7 +323,7 @@ pub unsafe extern "C" fn shm_producer_create_shm(
 
 /// Create a sealed memfd named `name`, initialise a ring of `config` in it and attach as its
 /// producer; `*fd_out` (if not NULL) gets a descriptor of it to pass to the other process
-/// (over a Unix socket, or inherited), which the caller closes.
+/// (over a Unix socket; it is close-on-exec), which the caller closes.
 ///
 /// # Safety
 /// As `shm_producer_create_file`; `fd_out` is NULL or valid for a write.
@@ -374,7 +393,9 @@ pub unsafe extern "C" fn shm_producer_open_memfd(fd: c_int, kind: u32, out: *mut
 /// all, `SHM_WAIT_FOREVER`: as long as it takes).
 ///
 /// # Safety
-/// `producer` is a live handle; `data` is valid for `len` bytes (or `len` is 0).
+/// `producer` is a live handle; `data` is valid for `len` bytes (or `len` is 0) that nobody
+/// writes during the call: to forward a message read in place from a ring whose peer you do
+/// not trust, copy it out first (`shm_consumer_recv`).
 #[no_mangle]
 pub unsafe extern "C" fn shm_producer_send(
     producer: *mut ShmProducer,
@@ -387,7 +408,7 @@ pub unsafe extern "C" fn shm_producer_send(
         let p = unsafe { arg(producer, "producer") }?;
         // SAFETY: the caller's promise.
         let msg = unsafe { bytes(data, len, "data") }?;
-        p.end.send(msg, wait_of(timeout_ns)).map_err(|e| Failure::from(e).waited(timeout_ns, "ring is full"))
+        p.end.send(msg, wait_of(timeout_ns)?).map_err(|e| Failure::from(e).waited(timeout_ns, "ring is full"))
     })
 }
 
@@ -423,7 +444,7 @@ pub unsafe extern "C" fn shm_producer_reserve(
         let (p, data_out) = unsafe { (arg(producer, "producer")?, arg(data_out, "data_out")?) };
         *data_out = p
             .end
-            .reserve(len, wait_of(timeout_ns))
+            .reserve(len, wait_of(timeout_ns)?)
             .map_err(|e| Failure::from(e).waited(timeout_ns, "ring is full"))?
             .cast();
         Ok(())
@@ -509,7 +530,8 @@ unsafe fn bytes<'a>(data: *const c_void, len: usize, what: &str) -> Result<&'a [
             format_args!("{what} is NULL with a length of {len}"),
         ));
     }
-    // SAFETY: the caller's promise (caller memory, not the ring's).
+    // SAFETY: the caller's promise: `len` readable bytes that nobody writes during the call
+    // (documented on the calls: not the memory of a ring whose peer is untrusted).
     Ok(unsafe { std::slice::from_raw_parts(data.cast(), len) })
 }
 
@@ -623,8 +645,9 @@ pub unsafe extern "C" fn shm_consumer_open_memfd(fd: c_int, kind: u32, out: *mut
 /// `*len_out` is its length.
 ///
 /// # Safety
-/// `consumer` is a live handle, `buf` valid for `capacity` bytes of writes, `len_out` NULL or
-/// valid for a write.
+/// `consumer` is a live handle, `buf` valid for `capacity` bytes of writes that nobody else
+/// touches during the call (not room reserved in a ring whose peer you do not trust), `len_out`
+/// NULL or valid for a write.
 #[no_mangle]
 pub unsafe extern "C" fn shm_consumer_recv(
     consumer: *mut ShmConsumer,
@@ -644,10 +667,11 @@ pub unsafe extern "C" fn shm_consumer_recv(
                     format_args!("buf is NULL with a capacity of {capacity}"),
                 ))
             }
-            // SAFETY: the caller's promise (caller memory, not the ring's).
+            // SAFETY: the caller's promise: `capacity` writable bytes that nobody else reads or
+            // writes during the call (documented: not the memory of a ring whose peer is untrusted).
             _ => unsafe { std::slice::from_raw_parts_mut(buf.cast(), capacity) },
         };
-        let r = c.end.recv_into(buf, wait_of(timeout_ns));
+        let r = c.end.recv_into(buf, wait_of(timeout_ns)?);
         let len = match r {
             Ok(len) => Some(len),
             Err(shm_ring::RecvTimeoutError::BufferTooSmall { need, .. }) => Some(need),
@@ -695,7 +719,7 @@ pub unsafe extern "C" fn shm_consumer_read(
             unsafe { (arg(consumer, "consumer")?, arg(data_out, "data_out")?, arg(len_out, "len_out")?) };
         let (ptr, len) = c
             .end
-            .read(wait_of(timeout_ns))
+            .read(wait_of(timeout_ns)?)
             .map_err(|e| Failure::from(e).waited(timeout_ns, "ring is empty"))?;
         (*data_out, *len_out) = (ptr.cast(), len);
         Ok(())

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTimeoutError, PyValueError};
@@ -61,6 +61,10 @@ fn recv_error(e: RecvTimeoutError) -> PyErr {
     }
 }
 
+fn is_timeout(e: &RecvTimeoutError) -> bool {
+    matches!(e, RecvTimeoutError::Timeout)
+}
+
 fn os_error(what: String, e: impl std::fmt::Display) -> PyErr {
     pyo3::exceptions::PyOSError::new_err(format!("{what}: {e}"))
 }
@@ -69,9 +73,36 @@ fn os_error(what: String, e: impl std::fmt::Display) -> PyErr {
 fn wait_of(timeout: Option<f64>) -> PyResult<Option<Duration>> {
     match timeout {
         None => Ok(None),
-        Some(t) if t.is_finite() && t >= 0.0 => Ok(Some(Duration::from_secs_f64(t))),
+        // Beyond what a Duration holds (about 5.8e11 years): forever.
+        Some(t) if t >= 0.0 => Ok(Duration::try_from_secs_f64(t).ok()),
         Some(t) => {
             Err(PyValueError::new_err(format!("timeout is {t}: expected None or a number of seconds >= 0")))
+        }
+    }
+}
+
+/// How long a wait runs with the GIL released before it takes it back to run Python's signal
+/// handlers (so that Ctrl-C interrupts a `recv()` with no timeout).
+const SIGNAL_SLICE: Duration = Duration::from_millis(100);
+
+/// `attempt(wait)` with the GIL released, in slices of at most [`SIGNAL_SLICE`]: between two,
+/// Python's signal handlers run (a `KeyboardInterrupt` ends the wait, having taken nothing).
+/// `not_yet` tells an attempt's "nothing in time", after which the next slice starts.
+fn interruptible<T: Send, E: Send>(
+    py: Python<'_>,
+    wait: Option<Duration>,
+    mut attempt: impl FnMut(Option<Duration>) -> Result<T, E> + Send,
+    not_yet: impl Fn(&E) -> bool,
+) -> PyResult<Result<T, E>> {
+    let deadline = wait.and_then(|w| Instant::now().checked_add(w));
+    loop {
+        let slice = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()).min(SIGNAL_SLICE),
+            None => SIGNAL_SLICE,
+        };
+        match py.detach(|| attempt(Some(slice))) {
+            Err(e) if not_yet(&e) && deadline.is_none_or(|d| Instant::now() < d) => py.check_signals()?,
+            r => return Ok(r),
         }
     }
 }
@@ -141,6 +172,14 @@ impl Place {
                 Region::create_shm(n, len).map_err(|e| os_error(format!("creating shm object {n}"), e))
             }
         }
+    }
+
+    /// Remove what `create` made, after a failure to initialise a ring in it.
+    fn remove(&self) {
+        let _ = match self {
+            Place::File(p) => std::fs::remove_file(p).map_err(drop),
+            Place::Shm(n) => Region::unlink_shm(n).map_err(drop),
+        };
     }
 
     fn open(&self) -> PyResult<Region> {
@@ -235,20 +274,28 @@ impl Producer {
             // The first try holds the GIL (releasing it costs more than a send); a wait does not.
             return match end.send(msg, Some(Duration::ZERO)) {
                 Err(SendTimeoutError::Timeout(())) if wait != Some(Duration::ZERO) => {
-                    py.detach(|| end.send(msg, wait)).map_err(send_error)
+                    interruptible(py, wait, |w| end.send(msg, w), SendTimeoutError::is_timeout)?
+                        .map_err(send_error)
                 }
                 r => r.map_err(send_error),
             };
         }
+        // Another bytes-like object is copied first, holding the GIL: it may be memory another
+        // process writes (a `read()` view of a ring), over which no Rust slice may be made.
         let buf = PyBuffer::<u8>::get(data)?;
         let (addr, len) = buffer_of(&buf, false)?;
-        py.detach(|| {
-            // SAFETY: the buffer's `len` bytes at `addr` stay valid while `buf` (an export of
-            // them) lives; they are caller memory, not the ring's.
-            let msg = unsafe { std::slice::from_raw_parts(addr as *const u8, len) };
-            end.send(msg, wait)
-        })
-        .map_err(send_error)
+        let mut msg = vec![0u8; len];
+        // SAFETY: the buffer's `len` bytes at `addr` stay valid while `buf` (an export of them)
+        // lives; they are copied as raw bytes, with no reference made over them.
+        unsafe { std::ptr::copy_nonoverlapping(addr as *const u8, msg.as_mut_ptr(), len) };
+        drop(buf);
+        match end.send(&msg, Some(Duration::ZERO)) {
+            Err(SendTimeoutError::Timeout(())) if wait != Some(Duration::ZERO) => {
+                interruptible(py, wait, |w| end.send(&msg, w), SendTimeoutError::is_timeout)?
+                    .map_err(send_error)
+            }
+            r => r.map_err(send_error),
+        }
     }
 
     /// Send a copy of `data` if there is room now; returns whether it was sent.
@@ -306,6 +353,7 @@ impl Producer {
     fn create(place: Place, config: RingConfig) -> PyResult<Producer> {
         let region = Arc::new(place.create(config.region_len())?);
         let end = AnyProducer::create(region, &config)
+            .inspect_err(|_| place.remove())
             .map_err(|e| PyValueError::new_err(format!("creating the ring: {e}")))?;
         Ok(Producer { end: Some(end) })
     }
@@ -435,7 +483,8 @@ impl Consumer {
         // The first look holds the GIL (releasing it costs more than a receive); a wait does not.
         let len = match end.read(Some(Duration::ZERO)) {
             Err(RecvTimeoutError::Timeout) if wait != Some(Duration::ZERO) => {
-                py.detach(|| end.read(wait).map(|(_, len)| len)).map_err(recv_error)?
+                interruptible(py, wait, |w| end.read(w).map(|(_, len)| len), is_timeout)?
+                    .map_err(recv_error)?
             }
             r => r.map(|(_, len)| len).map_err(recv_error)?,
         };
@@ -443,7 +492,11 @@ impl Consumer {
             end.copy_held(dst);
             Ok(())
         });
-        end.release();
+        // Consumed only once copied: after a failed allocation the next receive returns it.
+        match bytes {
+            Ok(_) => end.release(),
+            Err(_) => end.unread(),
+        };
         bytes
     }
 
@@ -458,17 +511,17 @@ impl Consumer {
         timeout: Option<f64>,
     ) -> PyResult<usize> {
         let wait = wait_of(timeout)?;
-        let end = self.ready(py)?;
         let buf = PyBuffer::<u8>::get(buffer)?;
         let (addr, len) = buffer_of(&buf, true)?;
-        py.detach(|| {
+        let end = self.ready(py)?;
+        let attempt = |w| {
             // SAFETY: the writable buffer's `len` bytes at `addr` stay valid while `buf` (an
-            // export of them) lives; they are caller memory, not the ring's (written without
-            // the GIL, as `socket.recv_into` does).
+            // export of them) lives. They are the caller's memory, written without the GIL as
+            // `socket.recv_into` does; not a ring's (this package's views are read-only).
             let dst = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, len) };
-            end.recv_into(dst, wait)
-        })
-        .map_err(recv_error)
+            end.recv_into(dst, w)
+        };
+        interruptible(py, wait, attempt, is_timeout)?.map_err(recv_error)
     }
 
     /// Wait up to `timeout` seconds for the next message and hold it in place:
@@ -481,7 +534,7 @@ impl Consumer {
         let read = {
             let mut this = slf.borrow_mut();
             let end = this.ready(py)?;
-            py.detach(|| end.read(wait).map(drop)).map_err(recv_error)?;
+            interruptible(py, wait, |w| end.read(w).map(drop), is_timeout)?.map_err(recv_error)?;
             this.reads += 1;
             (this.reads, this.exports.clone())
         };
@@ -522,6 +575,19 @@ impl Consumer {
         self.close(py)
     }
 
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        if let Some(view) = &self.view {
+            visit.call(view)?;
+        }
+        Ok(())
+    }
+
+    /// The collector breaks a cycle (view -> message -> consumer -> view) of a consumer nobody
+    /// holds: the view goes, the end closes with the consumer.
+    fn __clear__(&mut self) {
+        self.view = None;
+    }
+
     fn __iter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
@@ -549,6 +615,7 @@ impl Consumer {
     fn create(place: Place, config: RingConfig) -> PyResult<Consumer> {
         let region = Arc::new(place.create(config.region_len())?);
         let end = AnyConsumer::create(region, &config)
+            .inspect_err(|_| place.remove())
             .map_err(|e| PyValueError::new_err(format!("creating the ring: {e}")))?;
         Ok(Consumer::new(end))
     }
@@ -578,6 +645,11 @@ impl Message {
         let py = slf.py();
         {
             let mut consumer = slf.borrow().consumer.bind(py).borrow_mut();
+            if consumer.reads != slf.borrow().read {
+                return Err(PyValueError::new_err(
+                    "the message was released: the consumer received after it",
+                ));
+            }
             if let Some(view) = &consumer.view {
                 return Ok(view.clone_ref(py));
             }
@@ -627,6 +699,10 @@ impl Message {
 
     unsafe fn __releasebuffer__(&self, _view: *mut pyo3::ffi::Py_buffer) {
         self.exports.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        visit.call(&self.consumer)
     }
 
     /// Release the view, then consume the message (unless a later receive did already).

@@ -128,3 +128,29 @@ def test_a_consumer_with_a_live_export_refuses_to_close(ends):
         assert bytes(keep) == b"kept"  # the ring is still mapped, the message still held
         keep.release()
     rx.close()
+
+
+def test_ctrl_c_interrupts_a_wait_with_no_timeout(ends):
+    import os
+    import signal
+    tx, rx = ends
+    timer = threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        rx.recv()  # nothing will come: only the signal ends it
+    assert time.monotonic() - start < 5
+    timer.join()
+    tx.send(b"after")  # nothing was taken by the interrupted wait
+    assert rx.recv(timeout=1) == b"after"
+
+
+def test_huge_timeouts_mean_forever_and_failed_creates_leave_nothing(ends, tmp_path):
+    tx, rx = ends
+    tx.send(b"x")
+    assert rx.recv(timeout=1e300) == b"x"
+    bad = tmp_path / "bad"
+    with pytest.raises(ValueError):
+        shm_ipc.Producer.create_file(str(bad), capacity=1000)
+    assert not bad.exists()
+    shm_ipc.Producer.create_file(str(bad), capacity=4096).close()  # the name is free again

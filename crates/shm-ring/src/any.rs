@@ -304,6 +304,16 @@ impl AnyConsumer {
         }
     }
 
+    /// Stop holding the message held, without consuming it: the next receive returns it again.
+    /// Returns whether one was held.
+    pub fn unread(&mut self) -> bool {
+        let held = self.end.take_held().is_some();
+        if held {
+            self.end.flush();
+        }
+        held
+    }
+
     /// Consume the message held. Returns whether one was held.
     pub fn release(&mut self) -> bool {
         match self.end.take_held() {

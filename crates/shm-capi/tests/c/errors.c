@@ -35,6 +35,18 @@ int main(int argc, char **argv) {
     EXPECT(shm_producer_create_file(path, &bad, &tx), SHM_ERR_INVALID_ARGUMENT, "1000");
     bad.kind = 9;
     EXPECT(shm_producer_create_file(path, &bad, &tx), SHM_ERR_INVALID_ARGUMENT, "config.kind is 9");
+    /* A failed create leaves nothing behind: the same path works with a good configuration. */
+    ShmConfig good = shm_config_spsc(4096);
+    EXPECT(shm_producer_create_file(path, &good, &tx), SHM_OK, "");
+    EXPECT(shm_producer_send(tx, "x", 1, -2), SHM_ERR_INVALID_ARGUMENT, "timeout_ns is -2");
+    shm_producer_close(tx);
+    int bad_fd = -1;
+    bad.kind = SHM_KIND_SPSC;
+    EXPECT(shm_producer_create_memfd("capi-bad", &bad, &tx, &bad_fd), SHM_ERR_INVALID_ARGUMENT, "1000");
+    if (bad_fd != -1) {
+        fprintf(stderr, "a failed create_memfd handed out descriptor %d\n", bad_fd);
+        failures++;
+    }
 
     ShmConfig kinds[3] = {shm_config_spsc(4096), shm_config_mpsc(4096, 4),
                           shm_config_broadcast(4096, 4, SHM_POLICY_BLOCK)};
