@@ -259,14 +259,14 @@ unsafe fn create_consumer(
     Ok(())
 }
 
-fn open_producer(region: Region, kind: u32, out: &mut *mut ShmProducer) -> Result<(), Failure> {
-    let end = AnyProducer::open(region, attach_kind(kind)?, &AttachOptions::new())?;
+fn open_producer(region: Region, kind: Option<Kind>, out: &mut *mut ShmProducer) -> Result<(), Failure> {
+    let end = AnyProducer::open(region, kind, &AttachOptions::new())?;
     *out = Box::into_raw(Box::new(ShmProducer { end }));
     Ok(())
 }
 
-fn open_consumer(region: Region, kind: u32, out: &mut *mut ShmConsumer) -> Result<(), Failure> {
-    let end = AnyConsumer::open(region, attach_kind(kind)?, &AttachOptions::new())?;
+fn open_consumer(region: Region, kind: Option<Kind>, out: &mut *mut ShmConsumer) -> Result<(), Failure> {
+    let end = AnyConsumer::open(region, kind, &AttachOptions::new())?;
     *out = Box::into_raw(Box::new(ShmConsumer { end }));
     Ok(())
 }
@@ -352,7 +352,7 @@ pub unsafe extern "C" fn shm_producer_open_file(
     boundary(|| {
         // SAFETY: the caller's promise.
         let (path, out) = unsafe { (text(path, "path")?, arg(out, "out")?) };
-        attach_kind(kind)?;
+        let kind = attach_kind(kind)?;
         open_producer(Place::File(path).open()?, kind, out)
     })
 }
@@ -370,7 +370,7 @@ pub unsafe extern "C" fn shm_producer_open_shm(
     boundary(|| {
         // SAFETY: the caller's promise.
         let (name, out) = unsafe { (text(name, "name")?, arg(out, "out")?) };
-        attach_kind(kind)?;
+        let kind = attach_kind(kind)?;
         open_producer(Place::Shm(name).open()?, kind, out)
     })
 }
@@ -385,7 +385,7 @@ pub unsafe extern "C" fn shm_producer_open_memfd(fd: c_int, kind: u32, out: *mut
     boundary(|| {
         let region = memfd_region(fd)?;
         // SAFETY: the caller's promise.
-        open_producer(region, kind, unsafe { arg(out, "out") }?)
+        open_producer(region, attach_kind(kind)?, unsafe { arg(out, "out") }?)
     })
 }
 
@@ -603,7 +603,7 @@ pub unsafe extern "C" fn shm_consumer_open_file(
     boundary(|| {
         // SAFETY: the caller's promise.
         let (path, out) = unsafe { (text(path, "path")?, arg(out, "out")?) };
-        attach_kind(kind)?;
+        let kind = attach_kind(kind)?;
         open_consumer(Place::File(path).open()?, kind, out)
     })
 }
@@ -621,7 +621,7 @@ pub unsafe extern "C" fn shm_consumer_open_shm(
     boundary(|| {
         // SAFETY: the caller's promise.
         let (name, out) = unsafe { (text(name, "name")?, arg(out, "out")?) };
-        attach_kind(kind)?;
+        let kind = attach_kind(kind)?;
         open_consumer(Place::Shm(name).open()?, kind, out)
     })
 }
@@ -635,7 +635,7 @@ pub unsafe extern "C" fn shm_consumer_open_memfd(fd: c_int, kind: u32, out: *mut
     boundary(|| {
         let region = memfd_region(fd)?;
         // SAFETY: the caller's promise.
-        open_consumer(region, kind, unsafe { arg(out, "out") }?)
+        open_consumer(region, attach_kind(kind)?, unsafe { arg(out, "out") }?)
     })
 }
 

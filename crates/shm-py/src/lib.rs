@@ -269,29 +269,27 @@ impl Producer {
     fn send(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<()> {
         let wait = wait_of(timeout)?;
         let end = self.end()?;
-        if let Ok(bytes) = data.cast::<PyBytes>() {
-            let msg = bytes.as_bytes();
-            // The first try holds the GIL (releasing it costs more than a send); a wait does not.
-            return match end.send(msg, Some(Duration::ZERO)) {
-                Err(SendTimeoutError::Timeout(())) if wait != Some(Duration::ZERO) => {
-                    interruptible(py, wait, |w| end.send(msg, w), SendTimeoutError::is_timeout)?
-                        .map_err(send_error)
-                }
-                r => r.map_err(send_error),
-            };
-        }
-        // Another bytes-like object is copied first, holding the GIL: it may be memory another
-        // process writes (a `read()` view of a ring), over which no Rust slice may be made.
-        let buf = PyBuffer::<u8>::get(data)?;
-        let (addr, len) = buffer_of(&buf, false)?;
-        let mut msg = vec![0u8; len];
-        // SAFETY: the buffer's `len` bytes at `addr` stay valid while `buf` (an export of them)
-        // lives; they are copied as raw bytes, with no reference made over them.
-        unsafe { std::ptr::copy_nonoverlapping(addr as *const u8, msg.as_mut_ptr(), len) };
-        drop(buf);
-        match end.send(&msg, Some(Duration::ZERO)) {
+        // A bytes object is sent from its own memory. Another bytes-like object is copied
+        // first, holding the GIL: it may be memory another process writes (a `read()` view of
+        // a ring), over which no Rust slice may be made.
+        let copy;
+        let msg = match data.cast::<PyBytes>() {
+            Ok(bytes) => bytes.as_bytes(),
+            Err(_) => {
+                let buf = PyBuffer::<u8>::get(data)?;
+                let (addr, len) = buffer_of(&buf, false)?;
+                let mut owned = vec![0u8; len];
+                // SAFETY: the buffer's `len` bytes at `addr` stay valid while `buf` (an export
+                // of them) lives; they are copied as raw bytes, with no reference made over them.
+                unsafe { std::ptr::copy_nonoverlapping(addr as *const u8, owned.as_mut_ptr(), len) };
+                copy = owned;
+                &copy
+            }
+        };
+        // The first try holds the GIL (releasing it costs more than a send); a wait does not.
+        match end.send(msg, Some(Duration::ZERO)) {
             Err(SendTimeoutError::Timeout(())) if wait != Some(Duration::ZERO) => {
-                interruptible(py, wait, |w| end.send(&msg, w), SendTimeoutError::is_timeout)?
+                interruptible(py, wait, |w| end.send(msg, w), SendTimeoutError::is_timeout)?
                     .map_err(send_error)
             }
             r => r.map_err(send_error),
