@@ -250,6 +250,23 @@ impl AnyConsumer {
         self.end.region()
     }
 
+    /// This end's position in the ring's byte stream. It only grows: while a message is held
+    /// ([`read`](Self::read)) it is that message's start, and consuming it moves it to the
+    /// message's end (or past it). A consumer that reopens a file-backed ring starts at or before
+    /// the first message not yet handed back, and a message delivered again is at the same
+    /// position as the first time; so a position below one recorded after consuming a message
+    /// marks a message consumed before (`shm-bridge` relies on it to send nothing twice).
+    pub fn position(&self) -> u64 {
+        self.end.position()
+    }
+
+    /// A number that names this ring among others: drawn at random when the ring was created,
+    /// so a ring created again at the same path has another (derived from the ring's free-word
+    /// key).
+    pub fn ring_id(&self) -> u64 {
+        self.end.ring_id()
+    }
+
     /// Receive a copy of the next message into `buf` (cleared first), waiting as `wait` says.
     pub fn recv(&mut self, buf: &mut Vec<u8>, wait: Option<Duration>) -> Result<usize, RecvTimeoutError> {
         let n = self.next(wait)?;
@@ -356,6 +373,8 @@ trait ConsumerEnd: Send + Sync {
     fn max_message(&self) -> usize;
     fn region(&self) -> &Arc<Region>;
     fn next(&mut self, wait: Option<Duration>) -> Result<Next, RecvTimeoutError>;
+    fn position(&self) -> u64;
+    fn ring_id(&self) -> u64;
     fn copy(&self, n: Next, dst: &mut [u8]);
     fn address(&self, n: Next) -> *const u8;
     fn consume(&mut self, n: Next);
@@ -491,6 +510,18 @@ where
 
     fn next(&mut self, wait: Option<Duration>) -> Result<Next, RecvTimeoutError> {
         self.end.next(wait)
+    }
+
+    fn position(&self) -> u64 {
+        self.end.core.position()
+    }
+
+    fn ring_id(&self) -> u64 {
+        // splitmix64's finaliser: a bijection, so distinct keys give distinct ids.
+        let mut z = self.end.core.geometry().free_key.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 
     fn copy(&self, n: Next, dst: &mut [u8]) {

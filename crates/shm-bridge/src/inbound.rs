@@ -1,0 +1,354 @@
+//! `shm-bridge in`: subscribe to a Zenoh key expression, write each sample into a local ring.
+//!
+//! The bridge is the ring's producer (one of them, on an MPSC ring). For every source (an
+//! outbound bridge, named by its [`Stamp`]) it keeps the sequence number it expects next, in
+//! its state page, so it sees, across reconnections and its own restarts:
+//! - a sample numbered below what it expects: a duplicate, dropped and counted;
+//! - one numbered above: a gap, counted with the number of messages missing, and logged.
+//!
+//! When the ring is full the bridge waits for room ([`OnFull::Block`], the default): Zenoh's
+//! queue to it fills, and the outbound bridge's publisher blocks (its samples are published
+//! with congestion control `Block`), so the backpressure reaches the producer's ring. With
+//! [`OnFull::Drop`] a message that finds the ring full is dropped and counted instead.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError as ChannelTimeout, Receiver};
+use std::time::{Duration, Instant};
+
+use shm_ring::any::AnyProducer;
+use shm_ring::{AttachOptions, SendTimeoutError};
+use zenoh::sample::Sample;
+use zenoh::Wait;
+
+use crate::config::{check_key, BridgeOptions};
+use crate::error::BridgeError;
+use crate::link::{Every, Link};
+use crate::out::Report;
+use crate::state::{Counter, Role, StatePage, SOURCE_SLOTS};
+use crate::wire::Stamp;
+
+/// How long one wait lasts, so that a stop is seen soon.
+const LOOK: Duration = Duration::from_millis(50);
+
+/// What the inbound bridge does with a message when the ring is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnFull {
+    /// Wait for room, holding the stream back (nothing is lost).
+    #[default]
+    Block,
+    /// Drop the message and count it (`drops`): the stream never waits for the ring.
+    Drop,
+}
+
+/// What an inbound bridge is told beyond [`BridgeOptions`].
+#[derive(Clone, Debug)]
+pub struct InOptions {
+    /// When the ring is full: wait, or drop.
+    pub on_full: OnFull,
+    /// Samples held between Zenoh and the ring.
+    pub queue: usize,
+    /// At a stop, how long to keep writing the samples already received into a ring that is
+    /// full; what is still left then is dropped and counted.
+    pub drain_timeout: Duration,
+}
+
+impl Default for InOptions {
+    fn default() -> InOptions {
+        InOptions { on_full: OnFull::Block, queue: 1024, drain_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// Forward `options.key` into `options.ring` until `stop` is set; returns the state page (with
+/// the final counters).
+pub fn run_in(
+    options: &BridgeOptions,
+    inbound: &InOptions,
+    stop: &AtomicBool,
+    report: &mut dyn Report,
+) -> Result<StatePage, BridgeError> {
+    let key = check_key(&options.key, false)?;
+    if inbound.queue == 0 {
+        return Err(BridgeError::Config { what: "queue 0".into(), reason: "expected at least 1 sample".into() });
+    }
+    let (region, created) = options.ring.map(options.create.as_ref().map(|c| c.config()).as_ref())?;
+    let ring_err = |e: &dyn std::fmt::Display| BridgeError::Ring { ring: options.ring.to_string(), reason: e.to_string() };
+    let producer = AnyProducer::open(region, None, &AttachOptions::new()).map_err(|e| ring_err(&e))?;
+    let page = StatePage::open_for(&options.state_path(Role::In), Role::In)?;
+    page.set_labels(&options.ring.to_string(), &options.key);
+    report.event(&format!(
+        "{} the {} ring {} (state {}); subscribing to {}",
+        if created { "created" } else { "opened" },
+        producer.kind(),
+        options.ring,
+        page.path().display(),
+        options.key
+    ));
+
+    let mut link = Link::open(&options.zenoh)?;
+    let (tx, rx) = sync_channel::<Sample>(inbound.queue);
+    // The callback blocks while the queue is full: Zenoh stops reading the link and the
+    // sender's queue fills (backpressure), nothing is dropped here.
+    let subscriber = link
+        .session
+        .declare_subscriber(key)
+        .callback(move |s| {
+            let _ = tx.send(s);
+        })
+        .wait()
+        .map_err(BridgeError::zenoh("declare the subscriber"))?;
+
+    let mut bridge = Inbound {
+        producer,
+        page,
+        on_full: inbound.on_full,
+        sources: Sources::load(),
+        status: Every::new(options.status_every),
+        stop_seen: None,
+        drain_timeout: inbound.drain_timeout,
+        ring_name: options.ring.to_string(),
+        warned_large: false,
+        waiting: false,
+    };
+    bridge.sources.restore(&bridge.page);
+    let result = loop {
+        if stop.load(Ordering::SeqCst) {
+            break Ok(());
+        }
+        bridge.tick(&mut link, report);
+        match rx.recv_timeout(LOOK) {
+            Ok(sample) => {
+                if let Err(e) = bridge.handle(&sample, stop, &mut link, report) {
+                    break Err(e);
+                }
+            }
+            Err(ChannelTimeout::Timeout) => {}
+            Err(ChannelTimeout::Disconnected) => break Ok(()),
+        }
+    };
+    // No new samples; then write those received already.
+    let undeclared = subscriber.undeclare().wait().map_err(BridgeError::zenoh("undeclare the subscriber"));
+    let drained = match result {
+        Ok(()) => bridge.drain(&rx, stop, &mut link, report),
+        Err(e) => Err(e),
+    };
+    drop(rx);
+    let closed = link.close();
+    bridge.page.touch();
+    drained.and(undeclared).and(closed).map(|()| bridge.page)
+}
+
+struct Inbound {
+    producer: AnyProducer,
+    page: StatePage,
+    on_full: OnFull,
+    sources: Sources,
+    status: Every,
+    stop_seen: Option<Instant>,
+    drain_timeout: Duration,
+    ring_name: String,
+    warned_large: bool,
+    waiting: bool,
+}
+
+impl Inbound {
+    fn tick(&mut self, link: &mut Link, report: &mut dyn Report) {
+        link.poll(&self.page);
+        if self.status.due() {
+            self.page.touch();
+            report.status(&self.page);
+        }
+    }
+
+    /// Write the samples still queued (at a stop).
+    fn drain(
+        &mut self,
+        rx: &Receiver<Sample>,
+        stop: &AtomicBool,
+        link: &mut Link,
+        report: &mut dyn Report,
+    ) -> Result<(), BridgeError> {
+        self.stop_seen.get_or_insert_with(Instant::now);
+        // A callback blocked on the full queue when the subscriber went delivers its sample
+        // once there is room: wait a moment for it.
+        while let Ok(sample) = rx.recv_timeout(Duration::from_millis(20)) {
+            self.handle(&sample, stop, link, report)?;
+        }
+        Ok(())
+    }
+
+    fn handle(
+        &mut self,
+        sample: &Sample,
+        stop: &AtomicBool,
+        link: &mut Link,
+        report: &mut dyn Report,
+    ) -> Result<(), BridgeError> {
+        let stamp = sample.attachment().and_then(|a| Stamp::decode(&a.to_bytes()));
+        let slot = match stamp {
+            None => {
+                self.page.add(Counter::Unsequenced, 1);
+                None
+            }
+            Some(st) => match self.sources.check(st, &self.page, report) {
+                Some(slot) => Some((slot, st)),
+                None => return Ok(()),
+            },
+        };
+        let payload = sample.payload().to_bytes();
+        self.write(&payload, stop, link, report)?;
+        // After the write: a bridge killed in between reports this message in a gap rather
+        // than hide a lost one.
+        if let Some((slot, st)) = slot {
+            self.sources.advance(slot, st, &self.page);
+        }
+        Ok(())
+    }
+
+    fn write(
+        &mut self,
+        msg: &[u8],
+        stop: &AtomicBool,
+        link: &mut Link,
+        report: &mut dyn Report,
+    ) -> Result<(), BridgeError> {
+        if msg.len() > self.producer.max_message() {
+            if !self.warned_large {
+                report.event(&format!(
+                    "a message of {} bytes is larger than the ring's max message of {} bytes: dropped (and counted)",
+                    msg.len(),
+                    self.producer.max_message()
+                ));
+                self.warned_large = true;
+            }
+            self.page.add(Counter::Drops, 1);
+            return Ok(());
+        }
+        let wait = match self.on_full {
+            OnFull::Block => LOOK,
+            OnFull::Drop => Duration::ZERO,
+        };
+        loop {
+            let why = match self.producer.send(msg, Some(wait)) {
+                Ok(()) => {
+                    if self.waiting {
+                        report.event("forwarding");
+                        self.waiting = false;
+                    }
+                    self.page.add(Counter::Messages, 1);
+                    self.page.add(Counter::Bytes, msg.len() as u64);
+                    return Ok(());
+                }
+                Err(SendTimeoutError::Timeout(())) => "the ring is full",
+                // A consumer may attach again: wait for it as for room.
+                Err(SendTimeoutError::Disconnected(())) => "the ring has no consumer",
+                Err(SendTimeoutError::PeerDead { .. }) => "the ring's consumer died",
+                Err(e) => {
+                    return Err(BridgeError::Ring { ring: self.ring_name.clone(), reason: e.to_string() });
+                }
+            };
+            if self.on_full == OnFull::Drop {
+                self.page.add(Counter::Drops, 1);
+                return Ok(());
+            }
+            if !self.waiting {
+                report.event(&format!("waiting: {why}"));
+                self.waiting = true;
+            }
+            if stop.load(Ordering::SeqCst) {
+                let since = *self.stop_seen.get_or_insert_with(Instant::now);
+                if since.elapsed() >= self.drain_timeout {
+                    report.event(&format!(
+                        "stopping: {why} for {:?} after the stop; a message is dropped (and counted)",
+                        self.drain_timeout
+                    ));
+                    self.page.add(Counter::Drops, 1);
+                    return Ok(());
+                }
+            }
+            if why != "the ring is full" {
+                std::thread::sleep(wait);
+            }
+            self.tick(link, report);
+        }
+    }
+}
+
+/// What the bridge expects of each source, mirrored in the state page's source slots.
+struct Sources {
+    /// source -> (slot, next sequence number)
+    known: HashMap<u64, (usize, u64)>,
+    current: Option<u64>,
+    next_slot: usize,
+}
+
+impl Sources {
+    fn load() -> Sources {
+        Sources { known: HashMap::new(), current: None, next_slot: 0 }
+    }
+
+    /// Take over what an earlier run of this bridge recorded.
+    fn restore(&mut self, page: &StatePage) {
+        for i in 0..SOURCE_SLOTS {
+            if let Some((source, next)) = page.slot(i) {
+                self.known.insert(source, (i, next));
+            }
+        }
+    }
+
+    /// Where `st` stands: `Some(slot)` to write it (counting a gap before it), `None` for a
+    /// duplicate (counted).
+    fn check(&mut self, st: Stamp, page: &StatePage, report: &mut dyn Report) -> Option<usize> {
+        if self.current.is_some_and(|c| c != st.source) {
+            page.add(Counter::SourceChanges, 1);
+        }
+        self.current = Some(st.source);
+        match self.known.get(&st.source).copied() {
+            Some((slot, next)) => {
+                if st.seq < next {
+                    page.add(Counter::Duplicates, 1);
+                    return None;
+                }
+                if st.seq > next {
+                    let missing = st.seq - next;
+                    page.add(Counter::Gaps, 1);
+                    page.add(Counter::Missing, missing);
+                    report.event(&format!(
+                        "gap: source {:016x} messages {next}..{} missing ({missing})",
+                        st.source,
+                        st.seq - 1
+                    ));
+                }
+                Some(slot)
+            }
+            None => {
+                let slot = self.free_slot();
+                if let Some((&old, _)) = self.known.iter().find(|(_, &(s, _))| s == slot) {
+                    self.known.remove(&old);
+                }
+                page.assign_slot(slot, st.source, st.seq);
+                self.known.insert(st.source, (slot, st.seq));
+                report.event(&format!("new source {:016x}, from seq {}", st.source, st.seq));
+                Some(slot)
+            }
+        }
+    }
+
+    fn free_slot(&mut self) -> usize {
+        let used: Vec<usize> = self.known.values().map(|&(s, _)| s).collect();
+        if let Some(free) = (0..SOURCE_SLOTS).find(|s| !used.contains(s)) {
+            return free;
+        }
+        // All taken: reuse them in turn (the oldest sources are forgotten first).
+        let s = self.next_slot % SOURCE_SLOTS;
+        self.next_slot += 1;
+        s
+    }
+
+    fn advance(&mut self, slot: usize, st: Stamp, page: &StatePage) {
+        if let Some(v) = self.known.get_mut(&st.source) {
+            v.1 = st.seq + 1;
+        }
+        page.set_slot_next(slot, st.seq + 1);
+    }
+}
