@@ -189,10 +189,6 @@ impl ZenohOptions {
         if let Some(lease) = self.lease {
             set("transport/link/tx/lease", lease.as_millis().max(1).to_string())?;
         }
-        // A blocked publisher waits: a receiver whose ring is full holds the stream back for as
-        // long as it takes (Zenoh would close the link after 5 s), and a dead link is found by
-        // the lease instead.
-        set("transport/link/tx/queue/congestion_control/block/wait_before_close", "3600000000".into())?;
         Ok(c)
     }
 }

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::sync::mpsc::{sync_channel, RecvTimeoutError as ChannelTimeout, Receiver};
 use std::time::{Duration, Instant};
 
@@ -66,7 +67,7 @@ pub fn run_in(
     inbound: &InOptions,
     stop: &AtomicBool,
     report: &mut dyn Report,
-) -> Result<StatePage, BridgeError> {
+) -> Result<Arc<StatePage>, BridgeError> {
     let key = check_key(&options.key, false)?;
     if inbound.queue == 0 {
         return Err(BridgeError::Config { what: "queue 0".into(), reason: "expected at least 1 sample".into() });
@@ -74,7 +75,7 @@ pub fn run_in(
     let (region, created) = options.ring.map(options.create.as_ref().map(|c| c.config()).as_ref())?;
     let ring_err = |e: &dyn std::fmt::Display| BridgeError::Ring { ring: options.ring.to_string(), reason: e.to_string() };
     let producer = AnyProducer::open(region, None, &AttachOptions::new()).map_err(|e| ring_err(&e))?;
-    let page = StatePage::open_for(&options.state_path(Role::In), Role::In)?;
+    let page = Arc::new(StatePage::open_for(&options.state_path(Role::In), Role::In)?);
     page.set_labels(&options.ring.to_string(), &options.key);
     report.event(&format!(
         "{} the {} ring {} (state {}); subscribing to {}",
@@ -85,7 +86,7 @@ pub fn run_in(
         options.key
     ));
 
-    let mut link = Link::open(&options.zenoh)?;
+    let link = Link::open(&options.zenoh, page.clone(), true)?;
     let (tx, rx) = sync_channel::<Sample>(inbound.queue);
     // The callback blocks while the queue is full: Zenoh stops reading the link and the
     // sender's queue fills (backpressure), nothing is dropped here.
@@ -115,10 +116,10 @@ pub fn run_in(
         if stop.load(Ordering::SeqCst) {
             break Ok(());
         }
-        bridge.tick(&mut link, report);
+        bridge.tick(report);
         match rx.recv_timeout(LOOK) {
             Ok(sample) => {
-                if let Err(e) = bridge.handle(&sample, stop, &mut link, report) {
+                if let Err(e) = bridge.handle(&sample, stop, report) {
                     break Err(e);
                 }
             }
@@ -129,7 +130,7 @@ pub fn run_in(
     // No new samples; then write those received already.
     let undeclared = subscriber.undeclare().wait().map_err(BridgeError::zenoh("undeclare the subscriber"));
     let drained = match result {
-        Ok(()) => bridge.drain(&rx, stop, &mut link, report),
+        Ok(()) => bridge.drain(&rx, stop, report),
         Err(e) => Err(e),
     };
     drop(rx);
@@ -140,7 +141,7 @@ pub fn run_in(
 
 struct Inbound {
     producer: AnyProducer,
-    page: StatePage,
+    page: Arc<StatePage>,
     on_full: OnFull,
     sources: Sources,
     status: Every,
@@ -152,8 +153,7 @@ struct Inbound {
 }
 
 impl Inbound {
-    fn tick(&mut self, link: &mut Link, report: &mut dyn Report) {
-        link.poll(&self.page);
+    fn tick(&mut self, report: &mut dyn Report) {
         if self.status.due() {
             self.page.touch();
             report.status(&self.page);
@@ -165,14 +165,13 @@ impl Inbound {
         &mut self,
         rx: &Receiver<Sample>,
         stop: &AtomicBool,
-        link: &mut Link,
         report: &mut dyn Report,
     ) -> Result<(), BridgeError> {
         self.stop_seen.get_or_insert_with(Instant::now);
         // A callback blocked on the full queue when the subscriber went delivers its sample
         // once there is room: wait a moment for it.
         while let Ok(sample) = rx.recv_timeout(Duration::from_millis(20)) {
-            self.handle(&sample, stop, link, report)?;
+            self.handle(&sample, stop, report)?;
         }
         Ok(())
     }
@@ -181,7 +180,6 @@ impl Inbound {
         &mut self,
         sample: &Sample,
         stop: &AtomicBool,
-        link: &mut Link,
         report: &mut dyn Report,
     ) -> Result<(), BridgeError> {
         let stamp = sample.attachment().and_then(|a| Stamp::decode(&a.to_bytes()));
@@ -196,7 +194,7 @@ impl Inbound {
             },
         };
         let payload = sample.payload().to_bytes();
-        self.write(&payload, stop, link, report)?;
+        self.write(&payload, stop, report)?;
         // After the write: a bridge killed in between reports this message in a gap rather
         // than hide a lost one.
         if let Some((slot, st)) = slot {
@@ -209,7 +207,6 @@ impl Inbound {
         &mut self,
         msg: &[u8],
         stop: &AtomicBool,
-        link: &mut Link,
         report: &mut dyn Report,
     ) -> Result<(), BridgeError> {
         if msg.len() > self.producer.max_message() {
@@ -269,7 +266,7 @@ impl Inbound {
             if why != "the ring is full" {
                 std::thread::sleep(wait);
             }
-            self.tick(link, report);
+            self.tick(report);
         }
     }
 }

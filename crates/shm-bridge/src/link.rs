@@ -1,5 +1,7 @@
 //! The Zenoh session of a bridge, and how it watches its peers come and go.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use zenoh::Wait;
@@ -11,50 +13,65 @@ use crate::state::{Counter, StatePage};
 /// How often the peers are counted.
 const POLL: Duration = Duration::from_millis(100);
 
-/// A Zenoh session and what the bridge saw of its peers.
+/// A Zenoh session, and a thread that watches its peers come and go.
 pub(crate) struct Link {
     pub session: zenoh::Session,
-    had_peer: bool,
-    ever: bool,
-    polled: Option<Instant>,
+    watch: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
 }
 
 impl Link {
-    pub fn open(options: &ZenohOptions) -> Result<Link, BridgeError> {
+    /// Open the session, and count the peers (routers too) into `page` every [`POLL`], with
+    /// (when `reconnects`) a reconnection each time some come back after all were gone. The
+    /// count runs on a thread of its own: the bridge's own thread may be blocked on a full ring
+    /// for as long as that lasts.
+    pub fn open(options: &ZenohOptions, page: Arc<StatePage>, reconnects: bool) -> Result<Link, BridgeError> {
         let session = zenoh::open(options.to_config()?).wait().map_err(BridgeError::zenoh("open a session"))?;
-        Ok(Link { session, had_peer: false, ever: false, polled: None })
-    }
-
-    /// Count the peers (routers too) every [`POLL`], and a reconnection each time some come
-    /// back after all were gone. Returns whether any peer is connected.
-    pub fn poll(&mut self, page: &StatePage) -> bool {
-        if self.polled.is_some_and(|t| t.elapsed() < POLL) {
-            return self.had_peer;
-        }
-        self.polled = Some(Instant::now());
-        let info = self.session.info();
-        let peers = info.peers_zid().wait().count() + info.routers_zid().wait().count();
-        page.set_peers(peers as u64);
-        let has = peers > 0;
-        if has && !self.had_peer {
-            if self.ever {
-                page.add(Counter::Reconnects, 1);
-            }
-            self.ever = true;
-        }
-        self.had_peer = has;
-        has
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (session.clone(), stop.clone());
+        let watch = std::thread::Builder::new()
+            .name("shm-bridge-peers".into())
+            .spawn(move || {
+                let (mut had, mut ever) = (false, false);
+                while !st.load(Ordering::SeqCst) {
+                    let info = s.info();
+                    let peers = info.peers_zid().wait().count() + info.routers_zid().wait().count();
+                    page.set_peers(peers as u64);
+                    let has = peers > 0;
+                    if has && !had {
+                        if ever && reconnects {
+                            page.add(Counter::Reconnects, 1);
+                        }
+                        ever = true;
+                    }
+                    had = has;
+                    std::thread::sleep(POLL);
+                }
+            })
+            .map_err(|e| BridgeError::Zenoh { what: "start the peer watch", reason: e.to_string() })?;
+        Ok(Link { session, watch: Some((stop, watch)) })
     }
 
     /// Close the session: Zenoh sends what its queues hold, then closes the links.
-    pub fn close(self) -> Result<(), BridgeError> {
+    pub fn close(mut self) -> Result<(), BridgeError> {
+        if let Some((stop, t)) = self.watch.take() {
+            stop.store(true, Ordering::SeqCst);
+            let _ = t.join();
+        }
         self.session.close().wait().map_err(BridgeError::zenoh("close the session"))
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        if let Some((stop, _)) = &self.watch {
+            stop.store(true, Ordering::SeqCst);
+        }
     }
 }
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Link").field("zid", &self.session.zid()).field("had_peer", &self.had_peer).finish()
+        f.debug_struct("Link").field("zid", &self.session.zid()).finish()
     }
 }
 

@@ -212,7 +212,7 @@ fn main() -> ExitCode {
 
 
 
-fn bridge(role: Role, common: &Common, run: impl Fn(&BridgeOptions, &AtomicBool, &mut PrintReport) -> Result<StatePage, shm_bridge::BridgeError>) -> Result<(), String> {
+fn bridge(role: Role, common: &Common, run: impl Fn(&BridgeOptions, &AtomicBool, &mut PrintReport) -> Result<Arc<StatePage>, shm_bridge::BridgeError>) -> Result<(), String> {
 
     let options = common.options().map_err(|e| e.to_string())?;
     let stop = stop_flag().map_err(|e| format!("install the signal handlers: {e}"))?;

@@ -52,12 +52,12 @@ pub fn run_out(
     out: &OutOptions,
     stop: &AtomicBool,
     report: &mut dyn Report,
-) -> Result<StatePage, BridgeError> {
+) -> Result<Arc<StatePage>, BridgeError> {
     let key = check_key(&options.key, true)?;
     let (region, created) = options.ring.map(options.create.as_ref().map(|c| c.config()).as_ref())?;
     let ring_err = |e: &dyn std::fmt::Display| BridgeError::Ring { ring: options.ring.to_string(), reason: e.to_string() };
     let mut consumer = AnyConsumer::open(region, None, &AttachOptions::new().history(out.history)).map_err(|e| ring_err(&e))?;
-    let page = StatePage::open_for(&options.state_path(Role::Out), Role::Out)?;
+    let page = Arc::new(StatePage::open_for(&options.state_path(Role::Out), Role::Out)?);
     page.set_labels(&options.ring.to_string(), &options.key);
     let (ring_id, source) = page.ring_and_source();
     let source = if ring_id != consumer.ring_id() || source == 0 {
@@ -83,22 +83,36 @@ pub fn run_out(
         cursor.seq
     ));
 
-    let mut link = Link::open(&options.zenoh)?;
+    // Reconnections are counted from the matching status: a publication blocked while the
+    // link is down holds up Zenoh's peer table too.
+    let link = Link::open(&options.zenoh, page.clone(), false)?;
     let publisher = link
         .session
         .declare_publisher(key)
         .congestion_control(CongestionControl::Block)
         .wait()
         .map_err(BridgeError::zenoh("declare the publisher"))?;
-    let matched = Arc::new(AtomicBool::new(false));
-    let m = matched.clone();
+    // `matched`: a subscriber matches now; `seen`: one matched at some time.
+    let (matched, seen) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (m, e, p) = (matched.clone(), seen.clone(), page.clone());
     publisher
         .matching_listener()
-        .callback(move |s| m.store(s.matching(), Ordering::SeqCst))
+        .callback(move |s| {
+            if s.matching() {
+                // Matching again after none did: the other side came back.
+                let (was, before) = (m.swap(true, Ordering::SeqCst), e.swap(true, Ordering::SeqCst));
+                if !was && before {
+                    p.add(Counter::Reconnects, 1);
+                }
+            } else {
+                m.store(false, Ordering::SeqCst);
+            }
+        })
         .background()
         .wait()
         .map_err(BridgeError::zenoh("declare the matching listener"))?;
     if publisher.matching_status().wait().map_err(BridgeError::zenoh("read the matching status"))?.matching() {
+        seen.store(true, Ordering::SeqCst);
         matched.store(true, Ordering::SeqCst);
     }
 
@@ -118,7 +132,6 @@ pub fn run_out(
         if stop.load(Ordering::SeqCst) {
             break Ok(());
         }
-        link.poll(&page);
         if status.due() {
             page.touch();
             report.status(&page);

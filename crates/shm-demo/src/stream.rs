@@ -291,6 +291,11 @@ impl Stats {
         }
     }
 
+    /// The sequence number expected next: one past the last message received.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// Account for one message.
     pub fn record(&mut self, msg: &[u8]) {
         let now = now_ns();
