@@ -60,7 +60,9 @@ impl RingLocation {
                 s.push(suffix);
                 PathBuf::from(s)
             }
-            RingLocation::Shm(n) => Path::new("/dev/shm").join(format!("{}{suffix}", n.trim_start_matches('/'))),
+            RingLocation::Shm(n) => {
+                Path::new("/dev/shm").join(format!("{}{suffix}", n.trim_start_matches('/')))
+            }
         }
     }
 
@@ -170,13 +172,18 @@ impl ZenohOptions {
             None => zenoh::Config::default(),
         };
         let mut set = |key: &str, value: String| {
-            c.insert_json5(key, &value)
-                .map_err(|e| BridgeError::Config { what: format!("zenoh {key} = {value}"), reason: e.to_string() })
+            c.insert_json5(key, &value).map_err(|e| BridgeError::Config {
+                what: format!("zenoh {key} = {value}"),
+                reason: e.to_string(),
+            })
         };
-        set("mode", json(match self.mode {
-            Mode::Peer => "peer",
-            Mode::Client => "client",
-        }))?;
+        set(
+            "mode",
+            json(match self.mode {
+                Mode::Peer => "peer",
+                Mode::Client => "client",
+            }),
+        )?;
         if !self.connect.is_empty() {
             set("connect/endpoints", serde_json::to_string(&self.connect).expect("strings serialise"))?;
         }
@@ -280,10 +287,20 @@ mod tests {
     fn ring_locations_parse_and_name_their_state_files() {
         assert_eq!("/tmp/r".parse::<RingLocation>().unwrap(), RingLocation::File("/tmp/r".into()));
         assert_eq!("shm:/demo".parse::<RingLocation>().unwrap(), RingLocation::Shm("/demo".into()));
-        assert!("shm:".parse::<RingLocation>().unwrap_err().to_string().contains("expected a shm object name"));
+        assert!("shm:"
+            .parse::<RingLocation>()
+            .unwrap_err()
+            .to_string()
+            .contains("expected a shm object name"));
         assert!("".parse::<RingLocation>().is_err());
-        assert_eq!(RingLocation::File("/tmp/r".into()).default_state(Role::Out), PathBuf::from("/tmp/r.out.state"));
-        assert_eq!(RingLocation::Shm("/demo".into()).default_state(Role::In), PathBuf::from("/dev/shm/demo.in.state"));
+        assert_eq!(
+            RingLocation::File("/tmp/r".into()).default_state(Role::Out),
+            PathBuf::from("/tmp/r.out.state")
+        );
+        assert_eq!(
+            RingLocation::Shm("/demo".into()).default_state(Role::In),
+            PathBuf::from("/dev/shm/demo.in.state")
+        );
     }
 
     #[test]

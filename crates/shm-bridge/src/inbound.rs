@@ -13,8 +13,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError as ChannelTimeout};
 use std::sync::Arc;
-use std::sync::mpsc::{sync_channel, RecvTimeoutError as ChannelTimeout, Receiver};
 use std::time::{Duration, Instant};
 
 use shm_ring::any::AnyProducer;
@@ -70,10 +70,16 @@ pub fn run_in(
 ) -> Result<Arc<StatePage>, BridgeError> {
     let key = check_key(&options.key, false)?;
     if inbound.queue == 0 {
-        return Err(BridgeError::Config { what: "queue 0".into(), reason: "expected at least 1 sample".into() });
+        return Err(BridgeError::Config {
+            what: "queue 0".into(),
+            reason: "expected at least 1 sample".into(),
+        });
     }
     let (region, created) = options.ring.map(options.create.as_ref().map(|c| c.config()).as_ref())?;
-    let ring_err = |e: &dyn std::fmt::Display| BridgeError::Ring { ring: options.ring.to_string(), reason: e.to_string() };
+    let ring_err = |e: &dyn std::fmt::Display| BridgeError::Ring {
+        ring: options.ring.to_string(),
+        reason: e.to_string(),
+    };
     let producer = AnyProducer::open(region, None, &AttachOptions::new()).map_err(|e| ring_err(&e))?;
     let page = Arc::new(StatePage::open_for(&options.state_path(Role::In), Role::In)?);
     page.set_labels(&options.ring.to_string(), &options.key);
@@ -203,12 +209,7 @@ impl Inbound {
         Ok(())
     }
 
-    fn write(
-        &mut self,
-        msg: &[u8],
-        stop: &AtomicBool,
-        report: &mut dyn Report,
-    ) -> Result<(), BridgeError> {
+    fn write(&mut self, msg: &[u8], stop: &AtomicBool, report: &mut dyn Report) -> Result<(), BridgeError> {
         if msg.len() > self.producer.max_message() {
             if !self.warned_large {
                 report.event(&format!(

@@ -25,7 +25,8 @@ impl Link {
     /// count runs on a thread of its own: the bridge's own thread may be blocked on a full ring
     /// for as long as that lasts.
     pub fn open(options: &ZenohOptions, page: Arc<StatePage>, reconnects: bool) -> Result<Link, BridgeError> {
-        let session = zenoh::open(options.to_config()?).wait().map_err(BridgeError::zenoh("open a session"))?;
+        let session =
+            zenoh::open(options.to_config()?).wait().map_err(BridgeError::zenoh("open a session"))?;
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st) = (session.clone(), stop.clone());
         let watch = std::thread::Builder::new()

@@ -46,6 +46,15 @@ enum Command {
         #[arg(long, value_parser = parse_duration, default_value = "5s")]
         drain_timeout: Duration,
     },
+    /// Measure 64 B messages through two bridges on loopback next to plain TCP.
+    Bench {
+        /// A run of a few seconds (checks that it works; the figures are rough).
+        #[arg(long)]
+        quick: bool,
+        /// Print JSON lines (shm-bench's format) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the counters of a bridge (running or not) from its state file.
     Status {
         /// The ring the bridge forwards (its state file is found beside it).
@@ -192,14 +201,17 @@ fn stop_flag() -> std::io::Result<Arc<AtomicBool>> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Out { common, history } => bridge(Role::Out, &common, |o, stop, report| {
-            run_out(o, &OutOptions { history }, stop, report)
-        }),
-        Command::In { common, on_full, queue, drain_timeout } => bridge(Role::In, &common, |o, stop, report| {
-            let on_full = if on_full == OnFullArg::Drop { OnFull::Drop } else { OnFull::Block };
-            run_in(o, &InOptions { on_full, queue, drain_timeout }, stop, report)
-        }),
+        Command::Out { common, history } => {
+            bridge(Role::Out, &common, |o, stop, report| run_out(o, &OutOptions { history }, stop, report))
+        }
+        Command::In { common, on_full, queue, drain_timeout } => {
+            bridge(Role::In, &common, |o, stop, report| {
+                let on_full = if on_full == OnFullArg::Drop { OnFull::Drop } else { OnFull::Block };
+                run_in(o, &InOptions { on_full, queue, drain_timeout }, stop, report)
+            })
+        }
         Command::Status { ring, role, state, json } => show_status(ring, role, state, json),
+        Command::Bench { quick, json } => bench(quick, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -210,10 +222,11 @@ fn main() -> ExitCode {
     }
 }
 
-
-
-fn bridge(role: Role, common: &Common, run: impl Fn(&BridgeOptions, &AtomicBool, &mut PrintReport) -> Result<Arc<StatePage>, shm_bridge::BridgeError>) -> Result<(), String> {
-
+fn bridge(
+    role: Role,
+    common: &Common,
+    run: impl Fn(&BridgeOptions, &AtomicBool, &mut PrintReport) -> Result<Arc<StatePage>, shm_bridge::BridgeError>,
+) -> Result<(), String> {
     let options = common.options().map_err(|e| e.to_string())?;
     let stop = stop_flag().map_err(|e| format!("install the signal handlers: {e}"))?;
     let mut report = PrintReport::new(role.name());
@@ -222,7 +235,30 @@ fn bridge(role: Role, common: &Common, run: impl Fn(&BridgeOptions, &AtomicBool,
     Ok(())
 }
 
-fn show_status(ring: Option<String>, role: Option<RoleArg>, state: Option<PathBuf>, json: bool) -> Result<(), String> {
+fn bench(quick: bool, json: bool) -> Result<(), String> {
+    let options = if quick {
+        shm_bridge::bench::BenchOptions::quick()
+    } else {
+        shm_bridge::bench::BenchOptions::full()
+    };
+    let me = std::env::current_exe().map_err(|e| format!("find this program to start bridges: {e}"))?;
+    let rows = shm_bridge::bench::run(&options, &me).map_err(|e| format!("bench: {e}"))?;
+    if json {
+        for r in &rows {
+            println!("{}", serde_json::to_string(r).expect("a row serialises"));
+        }
+    } else {
+        print!("{}", shm_bridge::bench::table(&rows));
+    }
+    Ok(())
+}
+
+fn show_status(
+    ring: Option<String>,
+    role: Option<RoleArg>,
+    state: Option<PathBuf>,
+    json: bool,
+) -> Result<(), String> {
     let paths: Vec<PathBuf> = match (state, ring) {
         (Some(p), _) => vec![p],
         (None, Some(r)) => {
@@ -248,7 +284,8 @@ fn show_status(ring: Option<String>, role: Option<RoleArg>, state: Option<PathBu
             println!("{}", status::json(&page));
         } else {
             let (ring, key) = page.labels();
-            let running = if page.is_running() { format!("running, pid {}", page.pid()) } else { "stopped".into() };
+            let running =
+                if page.is_running() { format!("running, pid {}", page.pid()) } else { "stopped".into() };
             println!("{} {ring} <-> {key} ({running}): {}", page.role().name(), status::line(&page));
         }
     }

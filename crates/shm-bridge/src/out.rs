@@ -55,8 +55,12 @@ pub fn run_out(
 ) -> Result<Arc<StatePage>, BridgeError> {
     let key = check_key(&options.key, true)?;
     let (region, created) = options.ring.map(options.create.as_ref().map(|c| c.config()).as_ref())?;
-    let ring_err = |e: &dyn std::fmt::Display| BridgeError::Ring { ring: options.ring.to_string(), reason: e.to_string() };
-    let mut consumer = AnyConsumer::open(region, None, &AttachOptions::new().history(out.history)).map_err(|e| ring_err(&e))?;
+    let ring_err = |e: &dyn std::fmt::Display| BridgeError::Ring {
+        ring: options.ring.to_string(),
+        reason: e.to_string(),
+    };
+    let mut consumer = AnyConsumer::open(region, None, &AttachOptions::new().history(out.history))
+        .map_err(|e| ring_err(&e))?;
     let page = Arc::new(StatePage::open_for(&options.state_path(Role::Out), Role::Out)?);
     page.set_labels(&options.ring.to_string(), &options.key);
     let (ring_id, source) = page.ring_and_source();
@@ -111,7 +115,8 @@ pub fn run_out(
         .background()
         .wait()
         .map_err(BridgeError::zenoh("declare the matching listener"))?;
-    if publisher.matching_status().wait().map_err(BridgeError::zenoh("read the matching status"))?.matching() {
+    if publisher.matching_status().wait().map_err(BridgeError::zenoh("read the matching status"))?.matching()
+    {
         seen.store(true, Ordering::SeqCst);
         matched.store(true, Ordering::SeqCst);
     }
@@ -168,7 +173,9 @@ pub fn run_out(
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Lagged { skipped }) => {
-                report.event(&format!("the ring's producer wrote over {skipped} messages before they were read"));
+                report.event(&format!(
+                    "the ring's producer wrote over {skipped} messages before they were read"
+                ));
                 page.add(Counter::Drops, skipped);
             }
             Err(RecvTimeoutError::Disconnected) => {

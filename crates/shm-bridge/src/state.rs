@@ -160,7 +160,8 @@ impl StatePage {
     /// Open (creating if missing) the state page at `path` for a bridge of `role` and lock it.
     /// A page of another role, or one another running bridge holds, is refused.
     pub(crate) fn open_for(path: &Path, role: Role) -> Result<StatePage, BridgeError> {
-        let err = |e: &dyn std::fmt::Display| BridgeError::State { path: path.to_owned(), reason: e.to_string() };
+        let err =
+            |e: &dyn std::fmt::Display| BridgeError::State { path: path.to_owned(), reason: e.to_string() };
         let (region, fresh) = match Region::create_file(path, LEN) {
             Ok(r) => (r, true),
             Err(shm_core::CreateError::AlreadyExists { .. }) => match Region::open_file(path) {
@@ -196,7 +197,8 @@ impl StatePage {
 
     /// Open the state page at `path` to read it.
     pub fn open_read(path: &Path) -> Result<StatePage, BridgeError> {
-        let err = |e: &dyn std::fmt::Display| BridgeError::State { path: path.to_owned(), reason: e.to_string() };
+        let err =
+            |e: &dyn std::fmt::Display| BridgeError::State { path: path.to_owned(), reason: e.to_string() };
         let region = shm_core::OpenOptions::new().read_only().open_file(path).map_err(|e| err(&e))?;
         if region.len() < LEN {
             return Err(err(&format!("{} bytes long, expected a state page of {LEN} bytes", region.len())));
@@ -209,7 +211,10 @@ impl StatePage {
     fn check(&self, role: Option<Role>) -> Result<(), BridgeError> {
         let bad = |reason: String| BridgeError::State { path: self.path.clone(), reason };
         if self.load(w::MAGIC) != MAGIC {
-            return Err(bad(format!("magic {:#018x}, expected {MAGIC:#018x} (not a shm-bridge state file)", self.load(w::MAGIC))));
+            return Err(bad(format!(
+                "magic {:#018x}, expected {MAGIC:#018x} (not a shm-bridge state file)",
+                self.load(w::MAGIC)
+            )));
         }
         if self.load(w::VERSION) != VERSION {
             return Err(bad(format!("version {}, expected {VERSION}", self.load(w::VERSION))));

@@ -167,7 +167,11 @@ fn producer(path: &Path, count: u64, rate: u64) -> shm_testkit::Forked {
             loop {
                 match p.send(&buf, Some(Duration::from_millis(100))) {
                     Ok(()) => break,
-                    Err(SendTimeoutError::Timeout(()) | SendTimeoutError::Disconnected(()) | SendTimeoutError::PeerDead { .. }) => {}
+                    Err(
+                        SendTimeoutError::Timeout(())
+                        | SendTimeoutError::Disconnected(())
+                        | SendTimeoutError::PeerDead { .. },
+                    ) => {}
                     Err(e) => panic!("producer: {e}"),
                 }
             }
@@ -198,14 +202,22 @@ fn consumer(path: &Path, count: u64, limit: Duration) -> (std::thread::JoinHandl
                         return;
                     }
                 }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected | RecvTimeoutError::PeerDead { .. }) => {
+                Err(
+                    RecvTimeoutError::Timeout
+                    | RecvTimeoutError::Disconnected
+                    | RecvTimeoutError::PeerDead { .. },
+                ) => {
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 Err(e) => panic!("consumer: {e}"),
             }
             if Instant::now() > deadline {
                 let st = s.lock().unwrap();
-                panic!("consumer: message {} of {count} not there after {limit:?} ({})", st.next_seq(), st.line());
+                panic!(
+                    "consumer: message {} of {count} not there after {limit:?} ({})",
+                    st.next_seq(),
+                    st.line()
+                );
             }
         }
     });
@@ -508,7 +520,9 @@ impl Netns {
         for s in steps {
             match Command::new("ip").args(&s).output() {
                 Ok(o) if o.status.success() => {}
-                Ok(o) => return Err(format!("ip {}: {}", s.join(" "), String::from_utf8_lossy(&o.stderr).trim())),
+                Ok(o) => {
+                    return Err(format!("ip {}: {}", s.join(" "), String::from_utf8_lossy(&o.stderr).trim()))
+                }
                 Err(e) => return Err(format!("cannot run ip ({e}); install iproute2")),
             }
         }
@@ -578,4 +592,27 @@ fn two_hosts_in_network_namespaces_survive_a_cut_link() {
     assert_eq!(st.lost, counter(&si, "missing"), "every loss reported: {}; in: {}", st.line(), status(&si));
     assert!(counter(&so, "reconnects") >= 1, "out saw the session come back: {}", status(&so));
     eprintln!("cut 0.5 s and 5 s: {}; in: {}; out: {}", st.line(), status(&si), status(&so));
+}
+
+#[test]
+fn the_bench_reports_bridges_and_tcp_in_shm_bench_format() {
+    let _g = serial();
+    let out = Command::new(BIN).args(["bench", "--quick", "--json"]).output().unwrap();
+    assert!(out.status.success(), "bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // Shape only: what it measures is for people to read, never asserted.
+    for (transport, test, field) in [
+        ("shm-bridge", "throughput", "msgs_per_s"),
+        ("tcp", "throughput", "msgs_per_s"),
+        ("shm-bridge", "rtt", "median_ns"),
+        ("tcp", "rtt", "median_ns"),
+    ] {
+        let row = rows
+            .iter()
+            .find(|r| r["transport"] == transport && r["test"] == test)
+            .unwrap_or_else(|| panic!("no {transport} {test} row in {rows:?}"));
+        assert!(row[field].as_f64().is_some_and(|v| v > 0.0), "{row}");
+        assert_eq!(row["msg_size"], 64);
+    }
 }
