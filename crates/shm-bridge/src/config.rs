@@ -193,6 +193,12 @@ impl ZenohOptions {
         if !self.multicast {
             set("scouting/multicast/enabled", "false".into())?;
         }
+        if self.lease.is_some_and(|l| l < Duration::from_millis(100)) {
+            return Err(BridgeError::Config {
+                what: format!("lease {:?}", self.lease.unwrap_or_default()),
+                reason: "expected at least 100ms".into(),
+            });
+        }
         if let Some(lease) = self.lease {
             set("transport/link/tx/lease", lease.as_millis().max(1).to_string())?;
         }

@@ -19,18 +19,21 @@ use std::time::{Duration, Instant};
 
 use shm_ring::any::AnyProducer;
 use shm_ring::{AttachOptions, SendTimeoutError};
-use zenoh::sample::Sample;
 use zenoh::Wait;
 
 use crate::config::{check_key, BridgeOptions};
 use crate::error::BridgeError;
 use crate::link::{Every, Link};
-use crate::out::Report;
+use crate::out::{ack_key, Report};
 use crate::state::{Counter, Role, StatePage, SOURCE_SLOTS};
 use crate::wire::Stamp;
 
 /// How long one wait lasts, so that a stop is seen soon.
 const LOOK: Duration = Duration::from_millis(50);
+/// Samples written between two acknowledgements, at most.
+const ACK_EVERY: usize = 64;
+/// How often every source is acknowledged again while nothing arrives.
+const ACK_AGAIN: Duration = Duration::from_millis(200);
 
 /// What the inbound bridge does with a message when the ring is full.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -93,14 +96,19 @@ pub fn run_in(
     ));
 
     let link = Link::open(&options.zenoh, page.clone(), true)?;
-    let (tx, rx) = sync_channel::<Sample>(inbound.queue);
-    // The callback blocks while the queue is full: Zenoh stops reading the link and the
-    // sender's queue fills (backpressure), nothing is dropped here.
+    let (tx, rx) = sync_channel::<Incoming>(inbound.queue);
+    let max = producer.max_message();
+    // The callback copies the payload out of Zenoh's buffer (none larger than the ring takes:
+    // those are counted and dropped here, so a peer cannot make us hold them). It blocks while
+    // the queue is full, which the outbound bridge's window (at most the queue) avoids.
     let subscriber = link
         .session
         .declare_subscriber(key)
         .callback(move |s| {
-            let _ = tx.send(s);
+            let stamp = s.attachment().and_then(|a| Stamp::decode(&a.to_bytes()));
+            let len = s.payload().len();
+            let payload = (len <= max).then(|| s.payload().to_bytes().into_owned());
+            let _ = tx.send(Incoming { stamp, len, payload });
         })
         .wait()
         .map_err(BridgeError::zenoh("declare the subscriber"))?;
@@ -116,6 +124,10 @@ pub fn run_in(
         ring_name: options.ring.to_string(),
         warned_large: false,
         waiting: false,
+        gave_up: false,
+        session: link.session.clone(),
+        unacked: HashMap::new(),
+        acked_at: Instant::now(),
     };
     bridge.sources.restore(&bridge.page);
     let result = loop {
@@ -124,12 +136,27 @@ pub fn run_in(
         }
         bridge.tick(report);
         match rx.recv_timeout(LOOK) {
-            Ok(sample) => {
-                if let Err(e) = bridge.handle(&sample, stop, report) {
+            Ok(first) => {
+                // A batch: this sample and those queued behind it, then one acknowledgement.
+                let mut next = Some(first);
+                let mut n = 0;
+                let mut failed = None;
+                while let Some(item) = next.take() {
+                    if let Err(e) = bridge.handle(item, stop, report) {
+                        failed = Some(e);
+                        break;
+                    }
+                    n += 1;
+                    if n < ACK_EVERY {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                if let Some(e) = failed {
                     break Err(e);
                 }
+                bridge.acknowledge(false);
             }
-            Err(ChannelTimeout::Timeout) => {}
+            Err(ChannelTimeout::Timeout) => bridge.acknowledge(true),
             Err(ChannelTimeout::Disconnected) => break Ok(()),
         }
     };
@@ -139,6 +166,7 @@ pub fn run_in(
         Ok(()) => bridge.drain(&rx, stop, report),
         Err(e) => Err(e),
     };
+    bridge.acknowledge(true);
     drop(rx);
     let closed = link.close();
     bridge.page.touch();
@@ -156,6 +184,19 @@ struct Inbound {
     ring_name: String,
     warned_large: bool,
     waiting: bool,
+    gave_up: bool,
+    session: zenoh::Session,
+    /// Sources written to since the last acknowledgement, and what each expects next.
+    unacked: HashMap<u64, u64>,
+    acked_at: Instant,
+}
+
+/// A sample as the callback hands it over: its stamp, and its payload unless it is larger than
+/// the ring's max message (`len`).
+struct Incoming {
+    stamp: Option<Stamp>,
+    len: usize,
+    payload: Option<Vec<u8>>,
 }
 
 impl Inbound {
@@ -169,27 +210,26 @@ impl Inbound {
     /// Write the samples still queued (at a stop).
     fn drain(
         &mut self,
-        rx: &Receiver<Sample>,
+        rx: &Receiver<Incoming>,
         stop: &AtomicBool,
         report: &mut dyn Report,
     ) -> Result<(), BridgeError> {
         self.stop_seen.get_or_insert_with(Instant::now);
         // A callback blocked on the full queue when the subscriber went delivers its sample
         // once there is room: wait a moment for it.
-        while let Ok(sample) = rx.recv_timeout(Duration::from_millis(20)) {
-            self.handle(&sample, stop, report)?;
+        while let Ok(item) = rx.recv_timeout(Duration::from_millis(20)) {
+            self.handle(item, stop, report)?;
         }
         Ok(())
     }
 
     fn handle(
         &mut self,
-        sample: &Sample,
+        item: Incoming,
         stop: &AtomicBool,
         report: &mut dyn Report,
     ) -> Result<(), BridgeError> {
-        let stamp = sample.attachment().and_then(|a| Stamp::decode(&a.to_bytes()));
-        let slot = match stamp {
+        let slot = match item.stamp {
             None => {
                 self.page.add(Counter::Unsequenced, 1);
                 None
@@ -199,32 +239,50 @@ impl Inbound {
                 None => return Ok(()),
             },
         };
-        let payload = sample.payload().to_bytes();
-        self.write(&payload, stop, report)?;
-        // After the write: a bridge killed in between reports this message in a gap rather
-        // than hide a lost one.
+        match &item.payload {
+            Some(payload) => self.write(payload, stop, report)?,
+            None => {
+                if !self.warned_large {
+                    report.event(&format!(
+                        "a message of {} bytes is larger than the ring's max message of {} bytes: dropped (and counted)",
+                        item.len,
+                        self.producer.max_message()
+                    ));
+                    self.warned_large = true;
+                }
+                self.page.add(Counter::Drops, 1);
+            }
+        }
+        // After the write: a bridge killed in between writes this message again after its
+        // restart (the outbound bridge sends what was not acknowledged again).
         if let Some((slot, st)) = slot {
             self.sources.advance(slot, st, &self.page);
+            self.unacked.insert(st.source, st.seq + 1);
         }
         Ok(())
     }
 
-    fn write(&mut self, msg: &[u8], stop: &AtomicBool, report: &mut dyn Report) -> Result<(), BridgeError> {
-        if msg.len() > self.producer.max_message() {
-            if !self.warned_large {
-                report.event(&format!(
-                    "a message of {} bytes is larger than the ring's max message of {} bytes: dropped (and counted)",
-                    msg.len(),
-                    self.producer.max_message()
-                ));
-                self.warned_large = true;
+    /// Tell each source that sent since the last time what this bridge expects from it next;
+    /// with `all`, every source again (at most every [`ACK_AGAIN`]), so that an outbound
+    /// bridge that restarted, or lost an acknowledgement, learns it.
+    fn acknowledge(&mut self, all: bool) {
+        if all && self.acked_at.elapsed() >= ACK_AGAIN {
+            self.acked_at = Instant::now();
+            for (&source, &(_, next)) in &self.sources.known {
+                self.unacked.entry(source).or_insert(next);
             }
-            self.page.add(Counter::Drops, 1);
-            return Ok(());
         }
+        for (source, next) in self.unacked.drain() {
+            // Best effort: a lost acknowledgement is repeated by the next one.
+            let _ = self.session.put(ack_key(source), next.to_le_bytes().to_vec()).wait();
+        }
+    }
+
+    fn write(&mut self, msg: &[u8], stop: &AtomicBool, report: &mut dyn Report) -> Result<(), BridgeError> {
+        let past_deadline = self.stop_seen.is_some_and(|t| t.elapsed() >= self.drain_timeout);
         let wait = match self.on_full {
-            OnFull::Block => LOOK,
-            OnFull::Drop => Duration::ZERO,
+            OnFull::Block if !past_deadline => LOOK,
+            _ => Duration::ZERO,
         };
         loop {
             let why = match self.producer.send(msg, Some(wait)) {
@@ -256,10 +314,13 @@ impl Inbound {
             if stop.load(Ordering::SeqCst) {
                 let since = *self.stop_seen.get_or_insert_with(Instant::now);
                 if since.elapsed() >= self.drain_timeout {
-                    report.event(&format!(
-                        "stopping: {why} for {:?} after the stop; a message is dropped (and counted)",
-                        self.drain_timeout
-                    ));
+                    if !self.gave_up {
+                        report.event(&format!(
+                            "stopping: {why} {:?} after the stop; what is left is dropped (and counted)",
+                            self.drain_timeout
+                        ));
+                        self.gave_up = true;
+                    }
                     self.page.add(Counter::Drops, 1);
                     return Ok(());
                 }
@@ -277,12 +338,14 @@ struct Sources {
     /// source -> (slot, next sequence number)
     known: HashMap<u64, (usize, u64)>,
     current: Option<u64>,
-    next_slot: usize,
+    /// When each slot was last used (a count of samples), to reuse the least recent one.
+    used: [u64; SOURCE_SLOTS],
+    tick: u64,
 }
 
 impl Sources {
     fn load() -> Sources {
-        Sources { known: HashMap::new(), current: None, next_slot: 0 }
+        Sources { known: HashMap::new(), current: None, used: [0; SOURCE_SLOTS], tick: 0 }
     }
 
     /// Take over what an earlier run of this bridge recorded.
@@ -295,14 +358,21 @@ impl Sources {
     }
 
     /// Where `st` stands: `Some(slot)` to write it (counting a gap before it), `None` for a
-    /// duplicate (counted).
+    /// duplicate or a number no bridge sends (counted).
     fn check(&mut self, st: Stamp, page: &StatePage, report: &mut dyn Report) -> Option<usize> {
+        if st.seq == u64::MAX {
+            // No bridge numbers a message so (none could follow it): dropped and counted.
+            page.add(Counter::Drops, 1);
+            return None;
+        }
         if self.current.is_some_and(|c| c != st.source) {
             page.add(Counter::SourceChanges, 1);
         }
         self.current = Some(st.source);
+        self.tick += 1;
         match self.known.get(&st.source).copied() {
             Some((slot, next)) => {
+                self.used[slot] = self.tick;
                 if st.seq < next {
                     page.add(Counter::Duplicates, 1);
                     return None;
@@ -311,6 +381,12 @@ impl Sources {
                     let missing = st.seq - next;
                     page.add(Counter::Gaps, 1);
                     page.add(Counter::Missing, missing);
+                    // Counted once: a bridge killed before it writes this message does not
+                    // count the gap again after its restart.
+                    page.set_slot_next(slot, st.seq);
+                    if let Some(v) = self.known.get_mut(&st.source) {
+                        v.1 = st.seq;
+                    }
                     report.event(&format!(
                         "gap: source {:016x} messages {next}..{} missing ({missing})",
                         st.source,
@@ -324,6 +400,7 @@ impl Sources {
                 if let Some((&old, _)) = self.known.iter().find(|(_, &(s, _))| s == slot) {
                     self.known.remove(&old);
                 }
+                self.used[slot] = self.tick;
                 page.assign_slot(slot, st.source, st.seq);
                 self.known.insert(st.source, (slot, st.seq));
                 report.event(&format!("new source {:016x}, from seq {}", st.source, st.seq));
@@ -332,15 +409,12 @@ impl Sources {
         }
     }
 
+    /// A slot nobody uses, or the least recently used one.
     fn free_slot(&mut self) -> usize {
-        let used: Vec<usize> = self.known.values().map(|&(s, _)| s).collect();
-        if let Some(free) = (0..SOURCE_SLOTS).find(|s| !used.contains(s)) {
-            return free;
-        }
-        // All taken: reuse them in turn (the oldest sources are forgotten first).
-        let s = self.next_slot % SOURCE_SLOTS;
-        self.next_slot += 1;
-        s
+        let taken: Vec<usize> = self.known.values().map(|&(s, _)| s).collect();
+        (0..SOURCE_SLOTS)
+            .find(|s| !taken.contains(s))
+            .unwrap_or_else(|| (0..SOURCE_SLOTS).min_by_key(|&s| self.used[s]).unwrap_or(0))
     }
 
     fn advance(&mut self, slot: usize, st: Stamp, page: &StatePage) {

@@ -43,6 +43,8 @@ pub mod state;
 pub mod status;
 pub mod wire;
 
+use std::io::Write;
+
 pub use config::{BridgeOptions, CreateOptions, Mode, RingLocation, ZenohOptions};
 pub use error::BridgeError;
 pub use inbound::{run_in, InOptions, OnFull};
@@ -66,13 +68,14 @@ impl PrintReport {
 
 impl Report for PrintReport {
     fn event(&mut self, line: &str) {
-        eprintln!("shm-bridge {}: {line}", self.name);
+        // A closed stderr is no reason to stop forwarding.
+        let _ = writeln!(std::io::stderr(), "shm-bridge {}: {line}", self.name);
     }
 
     fn status(&mut self, page: &StatePage) {
         let line = status::line(page);
         if line != self.last {
-            eprintln!("shm-bridge {}: {line}", self.name);
+            let _ = writeln!(std::io::stderr(), "shm-bridge {}: {line}", self.name);
             self.last = line;
         }
     }

@@ -30,6 +30,13 @@ enum Command {
         /// Broadcast ring: start this many messages back instead of at the producer's end.
         #[arg(long, default_value_t = 0)]
         history: u64,
+        /// Messages published and not yet acknowledged by the inbound bridge, at most (0: no
+        /// limit and no acknowledgements, for plain Zenoh subscribers).
+        #[arg(long, default_value_t = 1024)]
+        window: usize,
+        /// At a stop, how long to wait for the acknowledgement of what was published.
+        #[arg(long, value_parser = parse_duration, default_value = "5s")]
+        drain_timeout: Duration,
     },
     /// Subscribe to a Zenoh key expression and write each message into a local ring.
     In {
@@ -39,7 +46,8 @@ enum Command {
         /// message and count it.
         #[arg(long, value_enum, default_value_t = OnFullArg::Block)]
         on_full: OnFullArg,
-        /// Samples held between Zenoh and the ring.
+        /// Samples held between Zenoh and the ring (at least the outbound bridge's --window,
+        /// so that Zenoh never waits for this bridge).
         #[arg(long, default_value_t = 1024)]
         queue: usize,
         /// At a stop, how long to keep writing what was received into a full ring.
@@ -201,8 +209,10 @@ fn stop_flag() -> std::io::Result<Arc<AtomicBool>> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Out { common, history } => {
-            bridge(Role::Out, &common, |o, stop, report| run_out(o, &OutOptions { history }, stop, report))
+        Command::Out { common, history, window, drain_timeout } => {
+            bridge(Role::Out, &common, |o, stop, report| {
+                run_out(o, &OutOptions { history, window, drain_timeout }, stop, report)
+            })
         }
         Command::In { common, on_full, queue, drain_timeout } => {
             bridge(Role::In, &common, |o, stop, report| {

@@ -12,9 +12,10 @@
 //! the page counts as sent is dropped, and one sent without the page knowing goes out again
 //! with the same number (the inbound bridge drops the duplicate).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shm_ring::any::AnyConsumer;
 use shm_ring::{AttachOptions, Kind, RecvTimeoutError};
@@ -29,12 +30,61 @@ use crate::wire::Stamp;
 
 /// How long one look at the ring waits, so that a stop is seen soon.
 const LOOK: Duration = Duration::from_millis(50);
+/// How long acknowledgements may stay short of the window, while they keep coming, before
+/// the window is sent again.
+const RESEND_IDLE: Duration = Duration::from_secs(1);
 
 /// What an outbound bridge is told beyond [`BridgeOptions`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct OutOptions {
     /// A broadcast subscriber's history: start this many messages back.
     pub history: u64,
+    /// Messages published and not yet acknowledged by the inbound bridge, at most: beyond, the
+    /// bridge waits (the messages stay in the ring). 0: no limit, and nothing is sent again
+    /// (for plain Zenoh subscribers, which acknowledge nothing).
+    pub window: usize,
+    /// At a stop, how long to wait for the acknowledgement of what was published.
+    pub drain_timeout: Duration,
+}
+
+impl Default for OutOptions {
+    fn default() -> OutOptions {
+        OutOptions { history: 0, window: 1024, drain_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// The key an inbound bridge acknowledges a source's messages on (a verbatim chunk, `@...`,
+/// which no wildcard matches).
+pub(crate) fn ack_key(source: u64) -> String {
+    format!("@shm-bridge/ack/{source:016x}")
+}
+
+/// An acknowledgement: the sequence number expected next, 8 bytes little-endian.
+pub(crate) fn decode_ack(b: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(b.try_into().ok()?))
+}
+
+/// Publish the window again, oldest first.
+fn resend(
+    publisher: &zenoh::pubsub::Publisher<'_>,
+    source: u64,
+    window: &VecDeque<(u64, Vec<u8>)>,
+    page: &StatePage,
+    report: &mut dyn Report,
+) -> Result<(), BridgeError> {
+    if window.is_empty() {
+        return Ok(());
+    }
+    report.event(&format!("sending the {} unacknowledged messages again", window.len()));
+    for (seq, msg) in window {
+        publisher
+            .put(msg.clone())
+            .attachment(Stamp { source, seq: *seq }.encode().to_vec())
+            .wait()
+            .map_err(|e| BridgeError::Zenoh { what: "publish", reason: e.to_string() })?;
+        page.add(Counter::Resent, 1);
+    }
+    Ok(())
 }
 
 /// What a bridge reports while it runs.
@@ -77,6 +127,17 @@ pub fn run_out(
         source
     };
     let mut cursor = page.cursor();
+    if cursor.sent_below > consumer.position().saturating_add(consumer.capacity() as u64 + 1) {
+        return Err(BridgeError::State {
+            path: page.path().to_owned(),
+            reason: format!(
+                "records ring position {} as published, beyond the ring's position {} plus its capacity: \
+                 not this ring's state (remove the file to start over)",
+                cursor.sent_below,
+                consumer.position()
+            ),
+        });
+    }
     report.event(&format!(
         "{} the {} ring {} (state {}); publishing on {} as source {source:016x} from seq {}",
         if created { "created" } else { "opened" },
@@ -96,17 +157,21 @@ pub fn run_out(
         .congestion_control(CongestionControl::Block)
         .wait()
         .map_err(BridgeError::zenoh("declare the publisher"))?;
-    // `matched`: a subscriber matches now; `seen`: one matched at some time.
+    // `matched`: a subscriber matches now; `seen`: one matched at some time; `rematch`: how
+    // many times one matched again after none did (the window is sent again each time).
     let (matched, seen) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-    let (m, e, p) = (matched.clone(), seen.clone(), page.clone());
+    let rematch = Arc::new(AtomicU64::new(0));
+    let (m, e, r, p) = (matched.clone(), seen.clone(), rematch.clone(), page.clone());
+    // The listener reports the status at its declaration, then every change.
     publisher
         .matching_listener()
         .callback(move |s| {
             if s.matching() {
-                // Matching again after none did: the other side came back.
                 let (was, before) = (m.swap(true, Ordering::SeqCst), e.swap(true, Ordering::SeqCst));
                 if !was && before {
+                    // Matching again after none did: the other side came back.
                     p.add(Counter::Reconnects, 1);
+                    r.fetch_add(1, Ordering::SeqCst);
                 }
             } else {
                 m.store(false, Ordering::SeqCst);
@@ -115,11 +180,21 @@ pub fn run_out(
         .background()
         .wait()
         .map_err(BridgeError::zenoh("declare the matching listener"))?;
-    if publisher.matching_status().wait().map_err(BridgeError::zenoh("read the matching status"))?.matching()
-    {
-        seen.store(true, Ordering::SeqCst);
-        matched.store(true, Ordering::SeqCst);
-    }
+    // The inbound bridge acknowledges what it wrote: the sequence number it expects next.
+    // `acks`: how many arrived (an idle inbound bridge repeats its acknowledgements).
+    let (acked, acks) = (Arc::new(AtomicU64::new(cursor.seq)), Arc::new(AtomicU64::new(0)));
+    let (a, n) = (acked.clone(), acks.clone());
+    link.session
+        .declare_subscriber(ack_key(source))
+        .callback(move |sample| {
+            if let Some(next) = decode_ack(&sample.payload().to_bytes()) {
+                a.fetch_max(next, Ordering::SeqCst);
+                n.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .background()
+        .wait()
+        .map_err(BridgeError::zenoh("declare the acknowledgement subscriber"))?;
 
     let mut status = Every::new(options.status_every);
     let mut waiting_for: Option<&str> = None;
@@ -132,6 +207,12 @@ pub fn run_out(
             *waiting = why;
         }
     };
+    // Published and not acknowledged yet, oldest first: sent again when a subscriber matches
+    // again (a session that closed lost them), dropped once acknowledged.
+    let mut window: VecDeque<(u64, Vec<u8>)> = VecDeque::new();
+    let mut rematched = rematch.load(Ordering::SeqCst);
+    // When the acknowledgements last moved, and how many had arrived then.
+    let (mut progress_at, mut acks_then, mut acked_then) = (Instant::now(), 0, cursor.seq);
     let mut buf = Vec::new();
     let result = loop {
         if stop.load(Ordering::SeqCst) {
@@ -141,15 +222,42 @@ pub fn run_out(
             page.touch();
             report.status(&page);
         }
+        let upto = acked.load(Ordering::SeqCst);
+        while window.front().is_some_and(|&(seq, _)| seq < upto) {
+            window.pop_front();
+        }
         if !matched.load(Ordering::SeqCst) {
             // Nobody would receive it: the message stays in the ring.
             say(report, Some("no subscriber matches the key; messages stay in the ring"), &mut waiting_for);
             std::thread::sleep(Duration::from_millis(10));
             continue;
         }
+        if upto != acked_then {
+            (progress_at, acks_then, acked_then) = (Instant::now(), acks.load(Ordering::SeqCst), upto);
+        }
+        // Send the window again when a subscriber matches again (the session that closed lost
+        // what it held), or when the receiver keeps acknowledging, idle, short of the window:
+        // it never got those (a receiver whose ring is full acknowledges nothing meanwhile).
+        let now = rematch.load(Ordering::SeqCst);
+        let idle_short = !window.is_empty()
+            && progress_at.elapsed() >= RESEND_IDLE
+            && acks.load(Ordering::SeqCst) >= acks_then + 3;
+        if now != rematched || idle_short {
+            rematched = now;
+            (progress_at, acks_then) = (Instant::now(), acks.load(Ordering::SeqCst));
+            if let Err(e) = resend(&publisher, source, &window, &page, report) {
+                break Err(e);
+            }
+        }
+        if out.window > 0 && window.len() >= out.window {
+            // The receiver has not acknowledged a window's worth: wait for it, holding the
+            // rest in the ring (a receiver whose ring is full holds the stream back here).
+            say(report, Some("the receiver has not acknowledged a window of messages"), &mut waiting_for);
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
         match consumer.read(Some(LOOK)) {
             Ok((_, len)) => {
-                say(report, None, &mut waiting_for);
                 let at = consumer.position();
                 if at < cursor.sent_below {
                     // Published before a restart; the ring delivers it again.
@@ -165,11 +273,22 @@ pub fn run_out(
                     consumer.unread();
                     break Err(BridgeError::Zenoh { what: "publish", reason: e.to_string() });
                 }
-                cursor = Cursor { seq: cursor.seq + 1, sent_below: at + 1 };
+                let Some(next) = cursor.seq.checked_add(1) else {
+                    consumer.unread();
+                    break Err(BridgeError::State {
+                        path: page.path().to_owned(),
+                        reason: "the sequence number reached 2^64 - 1".into(),
+                    });
+                };
+                cursor = Cursor { seq: next, sent_below: at + 1 };
                 page.write_cursor(cursor);
                 consumer.release();
+                if out.window > 0 {
+                    window.push_back((stamp.seq, std::mem::take(&mut buf)));
+                }
                 page.add(Counter::Messages, 1);
                 page.add(Counter::Bytes, len as u64);
+                say(report, None, &mut waiting_for);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Lagged { skipped }) => {
@@ -177,6 +296,9 @@ pub fn run_out(
                     "the ring's producer wrote over {skipped} messages before they were read"
                 ));
                 page.add(Counter::Drops, skipped);
+                // Numbered as if sent, so the receiver counts them missing too.
+                cursor.seq = cursor.seq.saturating_add(skipped);
+                page.write_cursor(cursor);
             }
             Err(RecvTimeoutError::Disconnected) => {
                 // A producer may attach again (always so for MPSC): keep reading.
@@ -191,6 +313,17 @@ pub fn run_out(
             Err(e) => break Err(ring_err(&e)),
         }
     };
+    // At a stop, give the receiver a moment to acknowledge what is on its way (a session
+    // that closes sends what Zenoh holds, but not what a lost session lost).
+    let deadline = Instant::now() + out.drain_timeout;
+    while result.is_ok()
+        && out.window > 0
+        && window.back().is_some_and(|&(seq, _)| seq >= acked.load(Ordering::SeqCst))
+        && matched.load(Ordering::SeqCst)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     drop(publisher);
     // Zenoh writes out what its queues hold before it closes the links.
     let closed = link.close();

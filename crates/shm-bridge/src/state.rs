@@ -103,11 +103,14 @@ pub enum Counter {
     Unsequenced,
     /// Times the stream switched to another source (`in`).
     SourceChanges,
+    /// Messages published again (`out`): those not acknowledged when a subscriber matched
+    /// again after none did.
+    Resent,
 }
 
 impl Counter {
     /// Every counter, in the order of the status line and the JSON.
-    pub const ALL: [Counter; 9] = [
+    pub const ALL: [Counter; 10] = [
         Counter::Messages,
         Counter::Bytes,
         Counter::Gaps,
@@ -117,6 +120,7 @@ impl Counter {
         Counter::Reconnects,
         Counter::Unsequenced,
         Counter::SourceChanges,
+        Counter::Resent,
     ];
 
     /// The counter's name in the JSON.
@@ -131,6 +135,7 @@ impl Counter {
             Counter::Reconnects => "reconnects",
             Counter::Unsequenced => "unsequenced",
             Counter::SourceChanges => "source_changes",
+            Counter::Resent => "resent",
         }
     }
 
@@ -165,7 +170,22 @@ impl StatePage {
         let (region, fresh) = match Region::create_file(path, LEN) {
             Ok(r) => (r, true),
             Err(shm_core::CreateError::AlreadyExists { .. }) => match Region::open_file(path) {
-                Ok(r) => (r, false),
+                Ok(r) if r.len() >= LEN => (r, false),
+                Ok(r) => {
+                    return Err(err(&format!("{} bytes long, expected a state page of {LEN} bytes", r.len())))
+                }
+                // A bridge killed between creating the file and sizing it left it empty; or
+                // another is sizing it now (its lock, below, tells).
+                Err(OpenError::TooSmall { have: 0, .. }) => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    match Region::open_file(path) {
+                        Ok(r) if r.len() >= LEN => (r, false),
+                        _ => {
+                            std::fs::remove_file(path).map_err(|e| err(&e))?;
+                            (Region::create_file(path, LEN).map_err(|e| err(&e))?, true)
+                        }
+                    }
+                }
                 Err(OpenError::TooSmall { have, .. }) => {
                     return Err(err(&format!("{have} bytes long, expected a state page of {LEN} bytes")))
                 }
@@ -310,8 +330,11 @@ impl StatePage {
         (self.load(w::RING_ID), self.load(w::SOURCE))
     }
 
-    /// Start over for another ring: a new source id, sequence 0, nothing sent.
+    /// Start over for another ring: a new source id, sequence 0, nothing sent, counters 0.
     pub(crate) fn reset_out(&self, ring_id: u64, source: u64) {
+        for c in Counter::ALL {
+            self.store(c.word(), 0);
+        }
         self.write_cursor(Cursor { seq: 0, sent_below: 0 });
         self.store(w::SOURCE, source);
         self.store(w::RING_ID, ring_id);

@@ -18,7 +18,7 @@ pub fn line(page: &StatePage) -> String {
         g(Counter::Reconnects),
         page.peers()
     );
-    for c in [Counter::Unsequenced, Counter::SourceChanges] {
+    for c in [Counter::Unsequenced, Counter::SourceChanges, Counter::Resent] {
         if g(c) > 0 {
             s.push_str(&format!(", {} {}", c.name().replace('_', " "), g(c)));
         }

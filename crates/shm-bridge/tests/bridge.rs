@@ -430,16 +430,10 @@ fn a_killed_inbound_bridge_restarts_and_reports_what_it_lost() {
     prod.join();
     let st = seen.lock().unwrap();
     let si = pair.state(&pair.ring2, "in");
-    let missing = counter(&si, "missing");
-    assert_eq!(st.corrupt, 0, "never twice, never out of order: {}", st.line());
-    // A bridge killed between writing a message and recording it counts that one missing
-    // too: the report may exceed the loss by one per kill, never fall short of it.
-    assert!(
-        st.lost <= missing && missing <= st.lost + KILLS,
-        "lost {} vs reported missing {missing}: {}",
-        st.lost,
-        status(&si)
-    );
+    // What the killed bridge had not written was not acknowledged: the outbound bridge sends
+    // it again, and the restarted one drops what it wrote already.
+    assert_eq!((st.lost, st.corrupt), (0, 0), "{}; in: {}", st.line(), status(&si));
+    assert_eq!(counter(&si, "missing"), 0);
     eprintln!("killed in 3 times: {}; in: {}", st.line(), status(&si));
 }
 
@@ -472,21 +466,26 @@ fn a_full_ring_holds_the_stream_back_or_drops_and_counts_as_told() {
     assert_eq!(got, written, "the ring holds what was written");
     drop(c);
 
-    // Block (the default): the same, and nothing is lost; the producer is held back.
+    // Block (the default): the same, and nothing is lost; the producer is held back, for
+    // longer than the lease (1 s here) and than Zenoh's wait before it closes a blocked link
+    // (5 s): the outbound bridge waits for acknowledgements instead of filling Zenoh's queues.
     let pair = Pair::new(Kind::Spsc, Kind::Spsc, 4096);
-    let (out_z, in_z) = endpoints(free_port());
+    let (mut out_z, mut in_z) = endpoints(free_port());
+    for z in [&mut out_z, &mut in_z] {
+        z.extend(["--lease".to_string(), "1s".into()]);
+    }
     let k = key("block");
     let _inb = pair.inbound(&k, &in_z, &[], None);
     let _out = pair.out(&k, &out_z, None);
     let prod = producer(&pair.ring1, N, 0);
     let si = pair.state(&pair.ring2, "in");
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_secs(6));
     assert!(counter(&si, "messages") < N, "a ring of 4 KiB cannot hold every message");
     let (done, seen) = consumer(&pair.ring2, N, Duration::from_secs(60));
     done.join().expect("every message");
     prod.join();
     assert_eq!(seen.lock().unwrap().lost, 0);
-    assert_eq!(counter(&si, "drops"), 0);
+    assert_eq!((counter(&si, "drops"), counter(&si, "missing")), (0, 0));
 }
 
 /// Two network namespaces joined by a veth pair, removed on drop.
@@ -581,15 +580,17 @@ fn two_hosts_in_network_namespaces_survive_a_cut_link() {
     assert_eq!((after_short, counter(&si, "missing")), (0, 0), "a cut shorter than the lease loses nothing");
 
     // A long cut (beyond the lease): the session closes; the outbound bridge holds the
-    // messages in its ring until a subscriber matches again, and reconnects by itself.
+    // messages in its ring until a subscriber matches again, reconnects by itself, and sends
+    // again what was not acknowledged.
     net.link(false);
     std::thread::sleep(Duration::from_secs(5));
     net.link(true);
     done.join().expect("the stream resumes by itself after the link is back");
     prod.join();
     let st = seen.lock().unwrap();
-    assert_eq!(st.corrupt, 0, "{}", st.line());
-    assert_eq!(st.lost, counter(&si, "missing"), "every loss reported: {}; in: {}", st.line(), status(&si));
+    // What the closed session lost was not acknowledged, and is sent again.
+    assert_eq!((st.lost, st.corrupt), (0, 0), "{}; in: {}; out: {}", st.line(), status(&si), status(&so));
+    assert_eq!(counter(&si, "missing"), 0);
     assert!(counter(&so, "reconnects") >= 1, "out saw the session come back: {}", status(&so));
     eprintln!("cut 0.5 s and 5 s: {}; in: {}; out: {}", st.line(), status(&si), status(&so));
 }
