@@ -3,13 +3,19 @@
 //! The bridge is the ring's producer (one of them, on an MPSC ring). For every source (an
 //! outbound bridge, named by its [`Stamp`]) it keeps the sequence number it expects next, in
 //! its state page, so it sees, across reconnections and its own restarts:
-//! - a sample numbered below what it expects: a duplicate, dropped and counted;
+//! - a sample numbered below what it expects: a duplicate (a message sent again), dropped and
+//!   counted;
 //! - one numbered above: a gap, counted with the number of messages missing, and logged.
 //!
-//! When the ring is full the bridge waits for room ([`OnFull::Block`], the default): Zenoh's
-//! queue to it fills, and the outbound bridge's publisher blocks (its samples are published
-//! with congestion control `Block`), so the backpressure reaches the producer's ring. With
-//! [`OnFull::Drop`] a message that finds the ring full is dropped and counted instead.
+//! After writing, it acknowledges each source: it publishes the number it expects next on the
+//! source's acknowledgement key (`@shm-bridge/ack/SOURCE`: every [`ACK_EVERY`] messages, or
+//! [`ACK_SOON`] after the last acknowledgement, and again every [`ACK_AGAIN`] while idle). The outbound bridge keeps what is not acknowledged
+//! and sends it again after a lost session.
+//!
+//! When the ring is full the bridge waits for room ([`OnFull::Block`], the default) and
+//! acknowledges nothing meanwhile, so the outbound bridge stops after a window of messages and
+//! the rest waits in the producer's ring. With [`OnFull::Drop`] a message that finds the ring
+//! full is dropped and counted instead.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +40,8 @@ const LOOK: Duration = Duration::from_millis(50);
 const ACK_EVERY: usize = 64;
 /// How often every source is acknowledged again while nothing arrives.
 const ACK_AGAIN: Duration = Duration::from_millis(200);
+/// How old the last acknowledgement may be before a batch acknowledges every source that sent.
+const ACK_SOON: Duration = Duration::from_millis(20);
 
 /// What the inbound bridge does with a message when the ring is full.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -186,8 +194,9 @@ struct Inbound {
     waiting: bool,
     gave_up: bool,
     session: zenoh::Session,
-    /// Sources written to since the last acknowledgement, and what each expects next.
-    unacked: HashMap<u64, u64>,
+    /// Sources written to since their last acknowledgement: what each expects next, and how
+    /// many messages were written since.
+    unacked: HashMap<u64, (u64, usize)>,
     acked_at: Instant,
 }
 
@@ -257,25 +266,35 @@ impl Inbound {
         // restart (the outbound bridge sends what was not acknowledged again).
         if let Some((slot, st)) = slot {
             self.sources.advance(slot, st, &self.page);
-            self.unacked.insert(st.source, st.seq + 1);
+            let e = self.unacked.entry(st.source).or_insert((0, 0));
+            *e = (st.seq + 1, e.1 + 1);
         }
         Ok(())
     }
 
-    /// Tell each source that sent since the last time what this bridge expects from it next;
-    /// with `all`, every source again (at most every [`ACK_AGAIN`]), so that an outbound
-    /// bridge that restarted, or lost an acknowledgement, learns it.
-    fn acknowledge(&mut self, all: bool) {
-        if all && self.acked_at.elapsed() >= ACK_AGAIN {
-            self.acked_at = Instant::now();
+    /// Tell the sources what this bridge expects from each next: after a batch, those with
+    /// [`ACK_EVERY`] messages unacknowledged, or all that sent when the last acknowledgement is
+    /// [`ACK_SOON`] old; with `idle`, every known source again (at most every [`ACK_AGAIN`]),
+    /// so that an outbound bridge that restarted, or lost an acknowledgement, learns it.
+    fn acknowledge(&mut self, idle: bool) {
+        if idle && self.acked_at.elapsed() >= ACK_AGAIN {
             for (&source, &(_, next)) in &self.sources.known {
-                self.unacked.entry(source).or_insert(next);
+                self.unacked.entry(source).or_insert((next, 0));
             }
         }
-        for (source, next) in self.unacked.drain() {
-            // Best effort: a lost acknowledgement is repeated by the next one.
-            let _ = self.session.put(ack_key(source), next.to_le_bytes().to_vec()).wait();
+        let all = idle || self.acked_at.elapsed() >= ACK_SOON;
+        if all && !self.unacked.is_empty() {
+            self.acked_at = Instant::now();
         }
+        let session = &self.session;
+        self.unacked.retain(|&source, &mut (next, n)| {
+            if !all && n < ACK_EVERY {
+                return true;
+            }
+            // Best effort: a lost acknowledgement is repeated by the next one.
+            let _ = session.put(ack_key(source), next.to_le_bytes().to_vec()).wait();
+            false
+        });
     }
 
     fn write(&mut self, msg: &[u8], stop: &AtomicBool, report: &mut dyn Report) -> Result<(), BridgeError> {

@@ -23,12 +23,12 @@
 //! ```
 //!
 //! # Delivery
-//! While both bridges run and Zenoh keeps its session, every message arrives once, in order.
-//! Otherwise nothing is reordered or delivered twice, and every loss is counted where it can
-//! be seen (see the README's "Beyond one machine" for each case): a link cut for less than the
-//! Zenoh lease loses nothing; a longer cut closes the session, and what Zenoh had queued shows
-//! as a gap at the inbound bridge; the outbound bridge takes nothing from its ring while no
-//! subscriber matches; a bridge killed and restarted resumes from its state file.
+//! Nothing is reordered or delivered twice, and every message lost between the bridges is
+//! counted by the inbound bridge as a gap. The inbound bridge acknowledges what it wrote; the
+//! outbound one keeps a window of unacknowledged messages and sends them again after a lost
+//! session, so a cut link, a stalled receiver or a restarted inbound bridge lose nothing; an
+//! outbound bridge killed with messages unacknowledged loses those (reported). The README's
+//! "Beyond one machine" goes through each case.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]

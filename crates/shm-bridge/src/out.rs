@@ -1,16 +1,20 @@
 //! `shm-bridge out`: read a local ring, publish each message on a Zenoh key.
 //!
 //! The bridge is the ring's consumer (a subscriber, on a broadcast ring). It takes a message
-//! only while a Zenoh subscriber matches its key, so while the network or the other bridge is
-//! down the messages wait in the ring (and its producer feels the backpressure). Each message
-//! goes out as one sample: the payload is the message, the attachment its [`Stamp`].
+//! only while a Zenoh subscriber matches its key, and while fewer than a window of published
+//! messages wait for the inbound bridge's acknowledgement; otherwise the messages wait in the
+//! ring (and its producer feels the backpressure). Each message goes out as one sample: the
+//! payload is the message, the attachment its [`Stamp`]. What is published and not yet
+//! acknowledged stays in memory, and is published again (same numbers) when a subscriber
+//! matches again after none did, or when the receiver acknowledges, idle, short of it.
 //!
 //! A message is handed back to the ring only after it was published and the state page says
 //! so (the next sequence number, and the ring position below which everything was sent). A
 //! bridge killed at any point and started again therefore neither skips a message the ring
 //! still holds nor sends one twice under two numbers: a message the ring delivers again that
 //! the page counts as sent is dropped, and one sent without the page knowing goes out again
-//! with the same number (the inbound bridge drops the duplicate).
+//! with the same number (the inbound bridge drops the duplicate). What the killed bridge held
+//! unacknowledged in memory is lost, and the inbound bridge reports it as a gap.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use shm_ring::any::AnyConsumer;
 use shm_ring::{AttachOptions, Kind, RecvTimeoutError};
+use zenoh::bytes::ZBytes;
 use zenoh::qos::CongestionControl;
 use zenoh::Wait;
 
@@ -68,7 +73,7 @@ pub(crate) fn decode_ack(b: &[u8]) -> Option<u64> {
 fn resend(
     publisher: &zenoh::pubsub::Publisher<'_>,
     source: u64,
-    window: &VecDeque<(u64, Vec<u8>)>,
+    window: &VecDeque<(u64, ZBytes)>,
     page: &StatePage,
     report: &mut dyn Report,
 ) -> Result<(), BridgeError> {
@@ -209,11 +214,10 @@ pub fn run_out(
     };
     // Published and not acknowledged yet, oldest first: sent again when a subscriber matches
     // again (a session that closed lost them), dropped once acknowledged.
-    let mut window: VecDeque<(u64, Vec<u8>)> = VecDeque::new();
+    let mut window: VecDeque<(u64, ZBytes)> = VecDeque::new();
     let mut rematched = rematch.load(Ordering::SeqCst);
     // When the acknowledgements last moved, and how many had arrived then.
     let (mut progress_at, mut acks_then, mut acked_then) = (Instant::now(), 0, cursor.seq);
-    let mut buf = Vec::new();
     let result = loop {
         if stop.load(Ordering::SeqCst) {
             break Ok(());
@@ -253,7 +257,7 @@ pub fn run_out(
             // The receiver has not acknowledged a window's worth: wait for it, holding the
             // rest in the ring (a receiver whose ring is full holds the stream back here).
             say(report, Some("the receiver has not acknowledged a window of messages"), &mut waiting_for);
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(Duration::from_micros(50));
             continue;
         }
         match consumer.read(Some(LOOK)) {
@@ -265,10 +269,12 @@ pub fn run_out(
                     page.add(Counter::Duplicates, 1);
                     continue;
                 }
-                buf.resize(len, 0);
+                let mut buf = vec![0u8; len];
                 consumer.copy_held(&mut buf);
+                // Shared, not copied, between the publication and the window.
+                let payload = ZBytes::from(buf);
                 let stamp = Stamp { source, seq: cursor.seq };
-                if let Err(e) = publisher.put(buf.clone()).attachment(stamp.encode().to_vec()).wait() {
+                if let Err(e) = publisher.put(payload.clone()).attachment(stamp.encode().to_vec()).wait() {
                     // Not sent: it stays in the ring for the next run.
                     consumer.unread();
                     break Err(BridgeError::Zenoh { what: "publish", reason: e.to_string() });
@@ -284,7 +290,7 @@ pub fn run_out(
                 page.write_cursor(cursor);
                 consumer.release();
                 if out.window > 0 {
-                    window.push_back((stamp.seq, std::mem::take(&mut buf)));
+                    window.push_back((stamp.seq, payload));
                 }
                 page.add(Counter::Messages, 1);
                 page.add(Counter::Bytes, len as u64);
