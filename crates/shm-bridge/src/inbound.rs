@@ -36,6 +36,10 @@ use crate::wire::Stamp;
 
 /// How long one wait lasts, so that a stop is seen soon.
 const LOOK: Duration = Duration::from_millis(50);
+/// A source followed in memory only.
+const NO_SLOT: usize = usize::MAX;
+/// Sources followed in memory, at most.
+const MAX_SOURCES: usize = 4096;
 /// Samples written between two acknowledgements, at most.
 const ACK_EVERY: usize = 64;
 /// How often every source is acknowledged again while nothing arrives.
@@ -136,6 +140,9 @@ pub fn run_in(
         session: link.session.clone(),
         unacked: HashMap::new(),
         acked_at: Instant::now(),
+        acked_all_at: Instant::now(),
+        warned_ack: false,
+        warnings: Vec::new(),
     };
     bridge.sources.restore(&bridge.page);
     let result = loop {
@@ -162,9 +169,9 @@ pub fn run_in(
                 if let Some(e) = failed {
                     break Err(e);
                 }
-                bridge.acknowledge(false);
+                bridge.acknowledge();
             }
-            Err(ChannelTimeout::Timeout) => bridge.acknowledge(true),
+            Err(ChannelTimeout::Timeout) => bridge.acknowledge(),
             Err(ChannelTimeout::Disconnected) => break Ok(()),
         }
     };
@@ -174,7 +181,8 @@ pub fn run_in(
         Ok(()) => bridge.drain(&rx, stop, report),
         Err(e) => Err(e),
     };
-    bridge.acknowledge(true);
+    bridge.acked_at = Instant::now().checked_sub(ACK_SOON).unwrap_or_else(Instant::now);
+    bridge.acknowledge();
     drop(rx);
     let closed = link.close();
     bridge.page.touch();
@@ -198,6 +206,10 @@ struct Inbound {
     /// many messages were written since.
     unacked: HashMap<u64, (u64, usize)>,
     acked_at: Instant,
+    acked_all_at: Instant,
+    warned_ack: bool,
+    /// Lines for the report, from where none is at hand.
+    warnings: Vec<String>,
 }
 
 /// A sample as the callback hands it over: its stamp, and its payload unless it is larger than
@@ -210,6 +222,9 @@ struct Incoming {
 
 impl Inbound {
     fn tick(&mut self, report: &mut dyn Report) {
+        for w in self.warnings.drain(..) {
+            report.event(&w);
+        }
         if self.status.due() {
             self.page.touch();
             report.status(&self.page);
@@ -238,6 +253,11 @@ impl Inbound {
         stop: &AtomicBool,
         report: &mut dyn Report,
     ) -> Result<(), BridgeError> {
+        if self.gave_up {
+            // Stopping with the ring full: neither written nor acknowledged, so the outbound
+            // bridge still holds it for this bridge's successor.
+            return Ok(());
+        }
         let slot = match item.stamp {
             None => {
                 self.page.add(Counter::Unsequenced, 1);
@@ -245,11 +265,22 @@ impl Inbound {
             }
             Some(st) => match self.sources.check(st, &self.page, report) {
                 Some(slot) => Some((slot, st)),
-                None => return Ok(()),
+                None => {
+                    // A duplicate (or a number refused): say again where we stand, so an
+                    // outbound bridge that sends again what we wrote learns it.
+                    if let Some(&(_, next)) = self.sources.known.get(&st.source) {
+                        self.unacked.entry(st.source).or_insert((next, 0));
+                    }
+                    return Ok(());
+                }
             },
         };
         match &item.payload {
-            Some(payload) => self.write(payload, stop, report)?,
+            Some(payload) => {
+                if !self.write(payload, stop, report)? {
+                    return Ok(());
+                }
+            }
             None => {
                 if !self.warned_large {
                     report.event(&format!(
@@ -272,32 +303,46 @@ impl Inbound {
         Ok(())
     }
 
-    /// Tell the sources what this bridge expects from each next: after a batch, those with
-    /// [`ACK_EVERY`] messages unacknowledged, or all that sent when the last acknowledgement is
-    /// [`ACK_SOON`] old; with `idle`, every known source again (at most every [`ACK_AGAIN`]),
-    /// so that an outbound bridge that restarted, or lost an acknowledgement, learns it.
-    fn acknowledge(&mut self, idle: bool) {
-        if idle && self.acked_at.elapsed() >= ACK_AGAIN {
-            for (&source, &(_, next)) in &self.sources.known {
-                self.unacked.entry(source).or_insert((next, 0));
+    /// Tell the sources what this bridge expects from each next: those with [`ACK_EVERY`]
+    /// messages unacknowledged, or all that sent when the last acknowledgement is [`ACK_SOON`]
+    /// old; and every source with a slot again every [`ACK_AGAIN`], busy or idle, so that an outbound
+    /// bridge that restarted, or lost an acknowledgement, learns it.
+    fn acknowledge(&mut self) {
+        if self.acked_all_at.elapsed() >= ACK_AGAIN {
+            self.acked_all_at = Instant::now();
+            for (&source, &(slot, next)) in &self.sources.known {
+                if slot != NO_SLOT {
+                    self.unacked.entry(source).or_insert((next, 0));
+                }
             }
         }
-        let all = idle || self.acked_at.elapsed() >= ACK_SOON;
+        let all = self.acked_at.elapsed() >= ACK_SOON;
         if all && !self.unacked.is_empty() {
             self.acked_at = Instant::now();
         }
         let session = &self.session;
+        let mut failed = None;
         self.unacked.retain(|&source, &mut (next, n)| {
             if !all && n < ACK_EVERY {
                 return true;
             }
-            // Best effort: a lost acknowledgement is repeated by the next one.
-            let _ = session.put(ack_key(source), next.to_le_bytes().to_vec()).wait();
+            // A lost acknowledgement is repeated by the next one.
+            if let Err(e) = session.put(ack_key(source), next.to_le_bytes().to_vec()).wait() {
+                failed = Some(e.to_string());
+            }
             false
         });
+        if let Some(e) = failed {
+            if !self.warned_ack {
+                self.warned_ack = true;
+                self.warnings.push(format!("cannot acknowledge (the outbound bridge will wait): {e}"));
+            }
+        }
     }
 
-    fn write(&mut self, msg: &[u8], stop: &AtomicBool, report: &mut dyn Report) -> Result<(), BridgeError> {
+    /// Write `msg` into the ring; `false` when it was not written and must not be acknowledged
+    /// (a stop gave up on a full ring).
+    fn write(&mut self, msg: &[u8], stop: &AtomicBool, report: &mut dyn Report) -> Result<bool, BridgeError> {
         let past_deadline = self.stop_seen.is_some_and(|t| t.elapsed() >= self.drain_timeout);
         let wait = match self.on_full {
             OnFull::Block if !past_deadline => LOOK,
@@ -312,7 +357,7 @@ impl Inbound {
                     }
                     self.page.add(Counter::Messages, 1);
                     self.page.add(Counter::Bytes, msg.len() as u64);
-                    return Ok(());
+                    return Ok(true);
                 }
                 Err(SendTimeoutError::Timeout(())) => "the ring is full",
                 // A consumer may attach again: wait for it as for room.
@@ -324,7 +369,7 @@ impl Inbound {
             };
             if self.on_full == OnFull::Drop {
                 self.page.add(Counter::Drops, 1);
-                return Ok(());
+                return Ok(true);
             }
             if !self.waiting {
                 report.event(&format!("waiting: {why}"));
@@ -333,15 +378,13 @@ impl Inbound {
             if stop.load(Ordering::SeqCst) {
                 let since = *self.stop_seen.get_or_insert_with(Instant::now);
                 if since.elapsed() >= self.drain_timeout {
-                    if !self.gave_up {
-                        report.event(&format!(
-                            "stopping: {why} {:?} after the stop; what is left is dropped (and counted)",
-                            self.drain_timeout
-                        ));
-                        self.gave_up = true;
-                    }
-                    self.page.add(Counter::Drops, 1);
-                    return Ok(());
+                    report.event(&format!(
+                        "stopping: {why} {:?} after the stop; what is left is not written (nor \
+                         acknowledged: the outbound bridge keeps it for the next run)",
+                        self.drain_timeout
+                    ));
+                    self.gave_up = true;
+                    return Ok(false);
                 }
             }
             if why != "the ring is full" {
@@ -354,7 +397,8 @@ impl Inbound {
 
 /// What the bridge expects of each source, mirrored in the state page's source slots.
 struct Sources {
-    /// source -> (slot, next sequence number)
+    /// source -> (slot or [`NO_SLOT`], next sequence number): every source seen (up to
+    /// [`MAX_SOURCES`]); the 32 most recently used have a slot, and survive a restart.
     known: HashMap<u64, (usize, u64)>,
     current: Option<u64>,
     /// When each slot was last used (a count of samples), to reuse the least recent one.
@@ -391,6 +435,7 @@ impl Sources {
         self.tick += 1;
         match self.known.get(&st.source).copied() {
             Some((slot, next)) => {
+                let slot = if slot == NO_SLOT { self.take_slot(st.source, next, page) } else { slot };
                 self.used[slot] = self.tick;
                 if st.seq < next {
                     page.add(Counter::Duplicates, 1);
@@ -415,17 +460,32 @@ impl Sources {
                 Some(slot)
             }
             None => {
-                let slot = self.free_slot();
-                if let Some((&old, _)) = self.known.iter().find(|(_, &(s, _))| s == slot) {
-                    self.known.remove(&old);
+                if self.known.len() >= MAX_SOURCES {
+                    // Forget one that holds no slot (a peer inventing sources bounds nothing).
+                    if let Some(&old) = self.known.iter().find(|(_, &(s, _))| s == NO_SLOT).map(|(k, _)| k) {
+                        self.known.remove(&old);
+                    }
                 }
+                let slot = self.take_slot(st.source, st.seq, page);
                 self.used[slot] = self.tick;
-                page.assign_slot(slot, st.source, st.seq);
-                self.known.insert(st.source, (slot, st.seq));
                 report.event(&format!("new source {:016x}, from seq {}", st.source, st.seq));
                 Some(slot)
             }
         }
+    }
+
+    /// Give `source` a slot of the state page (the least recently used one), with `next`: its
+    /// holder keeps its place in memory, without a slot.
+    fn take_slot(&mut self, source: u64, next: u64, page: &StatePage) -> usize {
+        let slot = self.free_slot();
+        for v in self.known.values_mut() {
+            if v.0 == slot {
+                v.0 = NO_SLOT;
+            }
+        }
+        page.assign_slot(slot, source, next);
+        self.known.insert(source, (slot, next));
+        slot
     }
 
     /// A slot nobody uses, or the least recently used one.

@@ -23,12 +23,13 @@
 //! ```
 //!
 //! # Delivery
-//! Nothing is reordered or delivered twice, and every message lost between the bridges is
+//! Between the bridges nothing is reordered or delivered twice, and every message lost is
 //! counted by the inbound bridge as a gap. The inbound bridge acknowledges what it wrote; the
 //! outbound one keeps a window of unacknowledged messages and sends them again after a lost
 //! session, so a cut link, a stalled receiver or a restarted inbound bridge lose nothing; an
 //! outbound bridge killed with messages unacknowledged loses those (reported). The README's
-//! "Beyond one machine" goes through each case.
+//! "Beyond one machine" goes through each case and the limits (an inbound bridge killed in the
+//! instant between writing a message and recording it writes it again).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]

@@ -290,6 +290,15 @@ fn show_status(
     };
     for p in paths {
         let page = StatePage::open_read(&p).map_err(|e| e.to_string())?;
+        let want = role.map(|r| if r == RoleArg::Out { Role::Out } else { Role::In });
+        if want.is_some_and(|w| w != page.role()) {
+            return Err(format!(
+                "state file {}: written by an {} bridge, expected an {} bridge's (--role)",
+                p.display(),
+                page.role().name(),
+                want.map_or("", |w| w.name())
+            ));
+        }
         if json {
             println!("{}", status::json(&page));
         } else {

@@ -35,9 +35,11 @@ use crate::wire::Stamp;
 
 /// How long one look at the ring waits, so that a stop is seen soon.
 const LOOK: Duration = Duration::from_millis(50);
-/// How long acknowledgements may stay short of the window, while they keep coming, before
-/// the window is sent again.
+/// How long acknowledgements may stay short of the window before the window is sent again
+/// (while they keep coming) or its oldest message (while none comes; the wait then doubles, to
+/// [`PROBE_MAX`]).
 const RESEND_IDLE: Duration = Duration::from_secs(1);
+const PROBE_MAX: Duration = Duration::from_secs(16);
 
 /// What an outbound bridge is told beyond [`BridgeOptions`].
 #[derive(Clone, Debug)]
@@ -69,25 +71,26 @@ pub(crate) fn decode_ack(b: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(b.try_into().ok()?))
 }
 
-/// Publish the window again, oldest first.
-fn resend(
+/// Publish (part of) the window again, oldest first.
+fn resend<'a>(
     publisher: &zenoh::pubsub::Publisher<'_>,
     source: u64,
-    window: &VecDeque<(u64, ZBytes)>,
+    messages: impl Iterator<Item = &'a (u64, ZBytes)>,
     page: &StatePage,
     report: &mut dyn Report,
 ) -> Result<(), BridgeError> {
-    if window.is_empty() {
-        return Ok(());
-    }
-    report.event(&format!("sending the {} unacknowledged messages again", window.len()));
-    for (seq, msg) in window {
+    let mut n = 0u64;
+    for (seq, msg) in messages {
         publisher
             .put(msg.clone())
             .attachment(Stamp { source, seq: *seq }.encode().to_vec())
             .wait()
             .map_err(|e| BridgeError::Zenoh { what: "publish", reason: e.to_string() })?;
         page.add(Counter::Resent, 1);
+        n += 1;
+    }
+    if n > 0 {
+        report.event(&format!("sent {n} unacknowledged messages again"));
     }
     Ok(())
 }
@@ -172,12 +175,13 @@ pub fn run_out(
         .matching_listener()
         .callback(move |s| {
             if s.matching() {
-                let (was, before) = (m.swap(true, Ordering::SeqCst), e.swap(true, Ordering::SeqCst));
-                if !was && before {
-                    // Matching again after none did: the other side came back.
+                if !m.load(Ordering::SeqCst) && e.swap(true, Ordering::SeqCst) {
+                    // Matching again after none did: the other side came back. Counted before
+                    // `matched` is set, so no message goes out ahead of the window's resend.
                     p.add(Counter::Reconnects, 1);
                     r.fetch_add(1, Ordering::SeqCst);
                 }
+                m.store(true, Ordering::SeqCst);
             } else {
                 m.store(false, Ordering::SeqCst);
             }
@@ -187,14 +191,22 @@ pub fn run_out(
         .map_err(BridgeError::zenoh("declare the matching listener"))?;
     // The inbound bridge acknowledges what it wrote: the sequence number it expects next.
     // `acks`: how many arrived (an idle inbound bridge repeats its acknowledgements).
+    // `sent`: one past the last number published; an acknowledgement beyond it is refused.
     let (acked, acks) = (Arc::new(AtomicU64::new(cursor.seq)), Arc::new(AtomicU64::new(0)));
-    let (a, n) = (acked.clone(), acks.clone());
+    let sent = Arc::new(AtomicU64::new(cursor.seq));
+    let (a, n, st) = (acked.clone(), acks.clone(), sent.clone());
     link.session
         .declare_subscriber(ack_key(source))
         .callback(move |sample| {
-            if let Some(next) = decode_ack(&sample.payload().to_bytes()) {
-                a.fetch_max(next, Ordering::SeqCst);
-                n.fetch_add(1, Ordering::SeqCst);
+            if sample.payload().len() != 8 {
+                return;
+            }
+            match decode_ack(&sample.payload().to_bytes()) {
+                Some(next) if next <= st.load(Ordering::SeqCst) => {
+                    a.fetch_max(next, Ordering::SeqCst);
+                    n.fetch_add(1, Ordering::SeqCst);
+                }
+                _ => {}
             }
         })
         .background()
@@ -218,6 +230,7 @@ pub fn run_out(
     let mut rematched = rematch.load(Ordering::SeqCst);
     // When the acknowledgements last moved, and how many had arrived then.
     let (mut progress_at, mut acks_then, mut acked_then) = (Instant::now(), 0, cursor.seq);
+    let mut probe_after = RESEND_IDLE;
     let result = loop {
         if stop.load(Ordering::SeqCst) {
             break Ok(());
@@ -238,18 +251,28 @@ pub fn run_out(
         }
         if upto != acked_then {
             (progress_at, acks_then, acked_then) = (Instant::now(), acks.load(Ordering::SeqCst), upto);
+            probe_after = RESEND_IDLE;
         }
         // Send the window again when a subscriber matches again (the session that closed lost
         // what it held), or when the receiver keeps acknowledging, idle, short of the window:
         // it never got those (a receiver whose ring is full acknowledges nothing meanwhile).
         let now = rematch.load(Ordering::SeqCst);
-        let idle_short = !window.is_empty()
-            && progress_at.elapsed() >= RESEND_IDLE
-            && acks.load(Ordering::SeqCst) >= acks_then + 3;
+        let stuck = !window.is_empty() && progress_at.elapsed() >= probe_after;
+        let idle_short = stuck && acks.load(Ordering::SeqCst) >= acks_then + 3;
         if now != rematched || idle_short {
             rematched = now;
+            (progress_at, acks_then, probe_after) =
+                (Instant::now(), acks.load(Ordering::SeqCst), RESEND_IDLE);
+            if let Err(e) = resend(&publisher, source, window.iter(), &page, report) {
+                break Err(e);
+            }
+        } else if stuck {
+            // No acknowledgement at all: a receiver stalled on a full ring, or one that lost
+            // the window and does not know us yet. The oldest message again tells the second
+            // (it acknowledges even a duplicate), and costs the first one sample; backing off.
             (progress_at, acks_then) = (Instant::now(), acks.load(Ordering::SeqCst));
-            if let Err(e) = resend(&publisher, source, &window, &page, report) {
+            probe_after = (probe_after * 2).min(PROBE_MAX);
+            if let Err(e) = resend(&publisher, source, window.iter().take(1), &page, report) {
                 break Err(e);
             }
         }
@@ -257,7 +280,7 @@ pub fn run_out(
             // The receiver has not acknowledged a window's worth: wait for it, holding the
             // rest in the ring (a receiver whose ring is full holds the stream back here).
             say(report, Some("the receiver has not acknowledged a window of messages"), &mut waiting_for);
-            std::thread::sleep(Duration::from_micros(50));
+            std::thread::sleep(Duration::from_micros(200));
             continue;
         }
         match consumer.read(Some(LOOK)) {
@@ -269,6 +292,18 @@ pub fn run_out(
                     page.add(Counter::Duplicates, 1);
                     continue;
                 }
+                if rematch.load(Ordering::SeqCst) != rematched {
+                    // The session came back while we read: the window goes first.
+                    consumer.unread();
+                    continue;
+                }
+                let Some(next) = cursor.seq.checked_add(1).filter(|&n| n < u64::MAX) else {
+                    consumer.unread();
+                    break Err(BridgeError::State {
+                        path: page.path().to_owned(),
+                        reason: "the sequence number reached 2^64 - 2".into(),
+                    });
+                };
                 let mut buf = vec![0u8; len];
                 consumer.copy_held(&mut buf);
                 // Shared, not copied, between the publication and the window.
@@ -279,13 +314,7 @@ pub fn run_out(
                     consumer.unread();
                     break Err(BridgeError::Zenoh { what: "publish", reason: e.to_string() });
                 }
-                let Some(next) = cursor.seq.checked_add(1) else {
-                    consumer.unread();
-                    break Err(BridgeError::State {
-                        path: page.path().to_owned(),
-                        reason: "the sequence number reached 2^64 - 1".into(),
-                    });
-                };
+                sent.store(next, Ordering::SeqCst);
                 cursor = Cursor { seq: next, sent_below: at + 1 };
                 page.write_cursor(cursor);
                 consumer.release();
@@ -303,7 +332,8 @@ pub fn run_out(
                 ));
                 page.add(Counter::Drops, skipped);
                 // Numbered as if sent, so the receiver counts them missing too.
-                cursor.seq = cursor.seq.saturating_add(skipped);
+                cursor.seq = cursor.seq.saturating_add(skipped).min(u64::MAX - 1);
+                sent.store(cursor.seq, Ordering::SeqCst);
                 page.write_cursor(cursor);
             }
             Err(RecvTimeoutError::Disconnected) => {

@@ -104,7 +104,7 @@ pub enum Counter {
     /// Times the stream switched to another source (`in`).
     SourceChanges,
     /// Messages published again (`out`): those not acknowledged when a subscriber matched
-    /// again after none did.
+    /// again after none did, or when the acknowledgements stayed short of them.
     Resent,
 }
 
