@@ -66,7 +66,8 @@ impl RingLocation {
         }
     }
 
-    fn err(&self, reason: impl fmt::Display) -> BridgeError {
+    /// The error naming this ring.
+    pub(crate) fn err(&self, reason: impl fmt::Display) -> BridgeError {
         BridgeError::Ring { ring: self.to_string(), reason: reason.to_string() }
     }
 
@@ -277,6 +278,11 @@ impl BridgeOptions {
             state: None,
             status_every: Some(Duration::from_secs(1)),
         }
+    }
+
+    /// Map the ring, creating it with `create` when it does not exist.
+    pub(crate) fn map_ring(&self) -> Result<(Arc<Region>, bool), BridgeError> {
+        self.ring.map(self.create.as_ref().map(|c| c.config()).as_ref())
     }
 
     /// The state file of a bridge of `role`.

@@ -27,7 +27,7 @@ use shm_ring::any::AnyProducer;
 use shm_ring::{AttachOptions, SendTimeoutError};
 use zenoh::Wait;
 
-use crate::config::{check_key, BridgeOptions};
+use crate::config::{check_key, BridgeOptions, RingLocation};
 use crate::error::BridgeError;
 use crate::link::{Every, Link};
 use crate::out::{ack_key, Report};
@@ -90,12 +90,8 @@ pub fn run_in(
             reason: "expected at least 1 sample".into(),
         });
     }
-    let (region, created) = options.ring.map(options.create.as_ref().map(|c| c.config()).as_ref())?;
-    let ring_err = |e: &dyn std::fmt::Display| BridgeError::Ring {
-        ring: options.ring.to_string(),
-        reason: e.to_string(),
-    };
-    let producer = AnyProducer::open(region, None, &AttachOptions::new()).map_err(|e| ring_err(&e))?;
+    let (region, created) = options.map_ring()?;
+    let producer = AnyProducer::open(region, None, &AttachOptions::new()).map_err(|e| options.ring.err(e))?;
     let page = Arc::new(StatePage::open_for(&options.state_path(Role::In), Role::In)?);
     page.set_labels(&options.ring.to_string(), &options.key);
     report.event(&format!(
@@ -125,15 +121,16 @@ pub fn run_in(
         .wait()
         .map_err(BridgeError::zenoh("declare the subscriber"))?;
 
+    let sources = Sources::restore(&page);
     let mut bridge = Inbound {
         producer,
         page,
         on_full: inbound.on_full,
-        sources: Sources::load(),
+        sources,
         status: Every::new(options.status_every),
         stop_seen: None,
         drain_timeout: inbound.drain_timeout,
-        ring_name: options.ring.to_string(),
+        ring: options.ring.clone(),
         warned_large: false,
         waiting: false,
         gave_up: false,
@@ -142,9 +139,7 @@ pub fn run_in(
         acked_at: Instant::now(),
         acked_all_at: Instant::now(),
         warned_ack: false,
-        warnings: Vec::new(),
     };
-    bridge.sources.restore(&bridge.page);
     let result = loop {
         if stop.load(Ordering::SeqCst) {
             break Ok(());
@@ -169,9 +164,9 @@ pub fn run_in(
                 if let Some(e) = failed {
                     break Err(e);
                 }
-                bridge.acknowledge();
+                bridge.acknowledge(report);
             }
-            Err(ChannelTimeout::Timeout) => bridge.acknowledge(),
+            Err(ChannelTimeout::Timeout) => bridge.acknowledge(report),
             Err(ChannelTimeout::Disconnected) => break Ok(()),
         }
     };
@@ -182,7 +177,7 @@ pub fn run_in(
         Err(e) => Err(e),
     };
     bridge.acked_at = Instant::now().checked_sub(ACK_SOON).unwrap_or_else(Instant::now);
-    bridge.acknowledge();
+    bridge.acknowledge(report);
     drop(rx);
     let closed = link.close();
     bridge.page.touch();
@@ -197,7 +192,7 @@ struct Inbound {
     status: Every,
     stop_seen: Option<Instant>,
     drain_timeout: Duration,
-    ring_name: String,
+    ring: RingLocation,
     warned_large: bool,
     waiting: bool,
     gave_up: bool,
@@ -208,8 +203,6 @@ struct Inbound {
     acked_at: Instant,
     acked_all_at: Instant,
     warned_ack: bool,
-    /// Lines for the report, from where none is at hand.
-    warnings: Vec<String>,
 }
 
 /// A sample as the callback hands it over: its stamp, and its payload unless it is larger than
@@ -222,9 +215,6 @@ struct Incoming {
 
 impl Inbound {
     fn tick(&mut self, report: &mut dyn Report) {
-        for w in self.warnings.drain(..) {
-            report.event(&w);
-        }
         if self.status.due() {
             self.page.touch();
             report.status(&self.page);
@@ -307,7 +297,7 @@ impl Inbound {
     /// messages unacknowledged, or all that sent when the last acknowledgement is [`ACK_SOON`]
     /// old; and every source with a slot again every [`ACK_AGAIN`], busy or idle, so that an outbound
     /// bridge that restarted, or lost an acknowledgement, learns it.
-    fn acknowledge(&mut self) {
+    fn acknowledge(&mut self, report: &mut dyn Report) {
         if self.acked_all_at.elapsed() >= ACK_AGAIN {
             self.acked_all_at = Instant::now();
             for (&source, &(slot, next)) in &self.sources.known {
@@ -332,11 +322,9 @@ impl Inbound {
             }
             false
         });
-        if let Some(e) = failed {
-            if !self.warned_ack {
-                self.warned_ack = true;
-                self.warnings.push(format!("cannot acknowledge (the outbound bridge will wait): {e}"));
-            }
+        if let Some(e) = failed.filter(|_| !self.warned_ack) {
+            self.warned_ack = true;
+            report.event(&format!("cannot acknowledge (the outbound bridge will wait): {e}"));
         }
     }
 
@@ -364,7 +352,7 @@ impl Inbound {
                 Err(SendTimeoutError::Disconnected(())) => "the ring has no consumer",
                 Err(SendTimeoutError::PeerDead { .. }) => "the ring's consumer died",
                 Err(e) => {
-                    return Err(BridgeError::Ring { ring: self.ring_name.clone(), reason: e.to_string() });
+                    return Err(self.ring.err(e));
                 }
             };
             if self.on_full == OnFull::Drop {
@@ -407,17 +395,12 @@ struct Sources {
 }
 
 impl Sources {
-    fn load() -> Sources {
-        Sources { known: HashMap::new(), current: None, used: [0; SOURCE_SLOTS], tick: 0 }
-    }
-
-    /// Take over what an earlier run of this bridge recorded.
-    fn restore(&mut self, page: &StatePage) {
-        for i in 0..SOURCE_SLOTS {
-            if let Some((source, next)) = page.slot(i) {
-                self.known.insert(source, (i, next));
-            }
-        }
+    /// What an earlier run of this bridge recorded in `page`.
+    fn restore(page: &StatePage) -> Sources {
+        let known = (0..SOURCE_SLOTS)
+            .filter_map(|i| page.slot(i).map(|(source, next)| (source, (i, next))))
+            .collect();
+        Sources { known, current: None, used: [0; SOURCE_SLOTS], tick: 0 }
     }
 
     /// Where `st` stands: `Some(slot)` to write it (counting a gap before it), `None` for a

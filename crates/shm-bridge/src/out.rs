@@ -112,13 +112,9 @@ pub fn run_out(
     report: &mut dyn Report,
 ) -> Result<Arc<StatePage>, BridgeError> {
     let key = check_key(&options.key, true)?;
-    let (region, created) = options.ring.map(options.create.as_ref().map(|c| c.config()).as_ref())?;
-    let ring_err = |e: &dyn std::fmt::Display| BridgeError::Ring {
-        ring: options.ring.to_string(),
-        reason: e.to_string(),
-    };
+    let (region, created) = options.map_ring()?;
     let mut consumer = AnyConsumer::open(region, None, &AttachOptions::new().history(out.history))
-        .map_err(|e| ring_err(&e))?;
+        .map_err(|e| options.ring.err(e))?;
     let page = Arc::new(StatePage::open_for(&options.state_path(Role::Out), Role::Out)?);
     page.set_labels(&options.ring.to_string(), &options.key);
     let (ring_id, source) = page.ring_and_source();
@@ -346,7 +342,7 @@ pub fn run_out(
                 say(report, Some(why), &mut waiting_for);
                 std::thread::sleep(LOOK);
             }
-            Err(e) => break Err(ring_err(&e)),
+            Err(e) => break Err(options.ring.err(e)),
         }
     };
     // At a stop, give the receiver a moment to acknowledge what is on its way (a session
